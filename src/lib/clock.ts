@@ -1,0 +1,20 @@
+/** Time source, injectable so state machines can be driven by tests without sleeping. */
+export interface Clock {
+  nowMs(): number;
+}
+
+export const systemClock: Clock = { nowMs: () => Date.now() };
+
+/** A clock tests move by hand. */
+export class ManualClock implements Clock {
+  constructor(private currentMs = 0) {}
+  nowMs(): number {
+    return this.currentMs;
+  }
+  advance(ms: number): void {
+    this.currentMs += ms;
+  }
+  set(ms: number): void {
+    this.currentMs = ms;
+  }
+}

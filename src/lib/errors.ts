@@ -1,0 +1,93 @@
+/**
+ * The error registry. Numbers never change and are never reused; protocol/errors.json is the
+ * language-neutral copy and a test keeps the two identical.
+ *
+ * `retriable` tells a client whether sending the same request again later can succeed.
+ */
+export const errorTable = {
+  NONE: { code: 0, retriable: false, message: 'no error' },
+  UNKNOWN_SERVER_ERROR: { code: 1, retriable: false, message: 'the broker hit an unexpected error' },
+  CORRUPT_BATCH: { code: 2, retriable: false, message: 'record batch failed its CRC-32C check' },
+  INVALID_BATCH: { code: 3, retriable: false, message: 'record batch is malformed' },
+  UNKNOWN_TOPIC_OR_PARTITION: { code: 4, retriable: false, message: 'no such topic or partition' },
+  OFFSET_OUT_OF_RANGE: { code: 5, retriable: false, message: 'offset is outside the log' },
+  BATCH_TOO_LARGE: { code: 6, retriable: false, message: 'record batch exceeds the size limit' },
+  INVALID_TOPIC_NAME: { code: 7, retriable: false, message: 'topic name is invalid' },
+  TOPIC_ALREADY_EXISTS: { code: 8, retriable: false, message: 'topic already exists' },
+  INVALID_PARTITIONS: { code: 9, retriable: false, message: 'partition count is invalid' },
+  UNSUPPORTED_VERSION: { code: 10, retriable: false, message: 'api key or version is not supported' },
+  MALFORMED_REQUEST: { code: 11, retriable: false, message: 'request body could not be decoded' },
+  REQUEST_TIMED_OUT: { code: 12, retriable: true, message: 'request timed out' },
+  STORAGE_ERROR: { code: 13, retriable: true, message: 'the broker could not read or write its disk' },
+  DISK_FULL: { code: 14, retriable: true, message: 'the broker disk is full' },
+  BROKER_SHUTTING_DOWN: { code: 15, retriable: true, message: 'the broker is shutting down' },
+  UNSUPPORTED_COMPRESSION: { code: 16, retriable: false, message: 'compression codec is not supported' },
+  INVALID_CONFIG: { code: 17, retriable: false, message: 'configuration value is invalid' },
+  FRAME_TOO_LARGE: { code: 18, retriable: false, message: 'frame exceeds the size limit' },
+  CONNECTION_ERROR: { code: 19, retriable: true, message: 'connection to the broker failed' },
+  INVALID_REQUIRED_ACKS: { code: 20, retriable: false, message: 'acks must be 0, 1 or -1 (all)' },
+  MALFORMED_RESPONSE: { code: 21, retriable: false, message: 'response could not be decoded' },
+  TOPIC_DELETION_IN_PROGRESS: { code: 22, retriable: true, message: 'topic is being deleted' },
+  INVALID_ARGUMENT: { code: 23, retriable: false, message: 'argument is invalid' },
+  CORRUPT_LOG: { code: 24, retriable: false, message: 'stored data failed validation and is not served' },
+  // Consumer groups: 30..49
+  COORDINATOR_NOT_AVAILABLE: { code: 30, retriable: true, message: 'group coordinator is not available' },
+  INVALID_GROUP_ID: { code: 31, retriable: false, message: 'group id is invalid' },
+  UNKNOWN_MEMBER_ID: { code: 32, retriable: false, message: 'member is not in the group (it may have been removed after its session timed out)' },
+  FENCED_MEMBER_EPOCH: { code: 33, retriable: false, message: 'member epoch is stale; the member must rejoin' },
+  INVALID_SESSION_TIMEOUT: { code: 34, retriable: false, message: 'session timeout is outside the broker bounds' },
+  NOT_PARTITION_OWNER: { code: 35, retriable: false, message: 'member does not own this partition at the current assignment' },
+  NON_EMPTY_GROUP: { code: 36, retriable: false, message: 'group still has live members' },
+  GROUP_ID_NOT_FOUND: { code: 37, retriable: false, message: 'no such group' },
+  GROUP_MAX_SIZE_REACHED: { code: 38, retriable: false, message: 'group has the maximum number of members' },
+  // Idempotent producer: 50..59
+  OUT_OF_ORDER_SEQUENCE: { code: 50, retriable: false, message: 'batch sequence number is out of order' },
+  INVALID_PRODUCER_EPOCH: { code: 51, retriable: false, message: 'producer epoch is stale' },
+  UNKNOWN_PRODUCER_ID: { code: 52, retriable: false, message: 'producer id is unknown' },
+} as const;
+
+export type ErrorName = keyof typeof errorTable;
+
+const nameByCode = new Map<number, ErrorName>();
+for (const name of Object.keys(errorTable) as ErrorName[]) nameByCode.set(errorTable[name].code, name);
+
+export function errorNameOf(code: number): ErrorName {
+  return nameByCode.get(code) ?? 'UNKNOWN_SERVER_ERROR';
+}
+
+export function errorCodeOf(name: ErrorName): number {
+  return errorTable[name].code;
+}
+
+/**
+ * Every error Rill reports to a user: a stable string `code`, its number `errorCode`, and
+ * whether retrying can help.
+ */
+export class RillError extends Error {
+  override name = 'RillError';
+  readonly code: ErrorName;
+  readonly errorCode: number;
+  readonly retriable: boolean;
+
+  constructor(code: ErrorName, detail?: string, options?: { cause?: unknown }) {
+    const entry = errorTable[code];
+    super(detail ? `${code}: ${detail}` : `${code}: ${entry.message}`, options);
+    this.code = code;
+    this.errorCode = entry.code;
+    this.retriable = entry.retriable;
+  }
+
+  static fromCode(errorCode: number, detail?: string): RillError {
+    const name = nameByCode.get(errorCode);
+    if (name === undefined) return new RillError('UNKNOWN_SERVER_ERROR', `unknown error code ${errorCode}${detail ? `: ${detail}` : ''}`);
+    return new RillError(name, detail);
+  }
+}
+
+/** Raised by every decoder of untrusted bytes (network or disk); never anything else. */
+export class DecodeError extends RillError {
+  override name = 'DecodeError';
+  constructor(code: ErrorName, reason: string) {
+    super(code, reason);
+  }
+}

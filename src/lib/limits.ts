@@ -1,0 +1,88 @@
+/**
+ * Every bound Rill enforces, in one place. Names end with their unit. Untrusted lengths are
+ * checked against these before anything is allocated or buffered.
+ */
+
+/** Largest request frame the broker accepts (length prefix excluded). */
+export const requestFrameBytesMax = 16 * 1024 * 1024;
+/** Largest response frame a client accepts (length prefix excluded). */
+export const responseFrameBytesMax = 128 * 1024 * 1024;
+/** Fixed request header after the length prefix: apiKey u16, apiVersion u16, correlationId u32. */
+export const requestHeaderBytes = 8;
+/** Fixed response header after the length prefix: correlationId u32, errorCode i16. */
+export const responseHeaderBytes = 6;
+
+/** Largest record batch (whole batch, header included) a producer may send; Kafka's default is 1 MiB + 12. */
+export const batchBytesMax = 1024 * 1024 + 12;
+/** Most records one batch may hold. */
+export const batchRecordsMax = 1_000_000;
+/** Most headers one record may carry. */
+export const recordHeadersMax = 1024;
+
+/** Topic names: [a-zA-Z0-9._-], 1..topicNameBytesMax, not "." or "..". */
+export const topicNameBytesMax = 200;
+/** Most partitions one topic may have. */
+export const topicPartitionsMax = 4096;
+/** Most topics one broker holds. */
+export const topicsMax = 10_000;
+/** Most topics/partitions named in one request. */
+export const requestTopicsMax = 1000;
+export const requestPartitionsMax = 10_000;
+
+/** Requests a connection may have in progress before the broker stops reading from it. */
+export const connectionInFlightRequestsMax = 64;
+/** Bytes queued for a slow reader before the broker stops reading its requests. */
+export const connectionWriteBufferBytesMax = 8 * 1024 * 1024;
+/** Connections the broker accepts at once. */
+export const connectionsMax = 10_000;
+
+/** Largest fetch response the broker builds, whatever the client asks. */
+export const fetchResponseBytesMax = 64 * 1024 * 1024;
+/** Longest a fetch may wait for data. */
+export const fetchWaitMsMax = 30_000;
+/** Longest a produce with acks=all may wait for its fsync before it times out. */
+export const produceTimeoutMsMax = 300_000;
+
+/** Offsets: 64-bit signed, non-negative. */
+export const offsetMax = (1n << 63n) - 1n;
+
+/** Sparse index: one entry at least every this many log bytes. */
+export const indexIntervalBytes = 4096;
+/** Segment size bounds a topic may configure. */
+export const segmentBytesMin = 1024;
+export const segmentBytesMax = 1024 * 1024 * 1024;
+
+/** Most entries in a MessagePack array or map in a control body. */
+export const bodyArrayLengthMax = 100_000;
+/** Longest string field in a control body (ids, names, messages). */
+export const bodyStringBytesMax = 4096;
+
+// ---------------------------------------------------------------------------------------------
+// Consumer groups (src/coordinator, src/broker/group-store.ts)
+// ---------------------------------------------------------------------------------------------
+
+/** Group ids: 1..groupIdBytesMax UTF-8 bytes, no control characters. */
+export const groupIdBytesMax = 255;
+/** Member ids (client generated, e.g. a UUID): 1..memberIdBytesMax UTF-8 bytes. */
+export const memberIdBytesMax = 255;
+/** Live members one group may hold; a join past it gets GROUP_MAX_SIZE_REACHED. */
+export const groupMembersMax = 1000;
+/** Topics one member may subscribe to. */
+export const groupSubscribedTopicsMax = 1000;
+/** Bounds on the session timeout a member may request (broker defaults; configurable inside these). */
+export const sessionTimeoutMsMin = 1000;
+export const sessionTimeoutMsMax = 1_800_000;
+/** Bounds on the rebalance timeout (how long a member may take to release revoked partitions). */
+export const rebalanceTimeoutMsMin = 1000;
+export const rebalanceTimeoutMsMax = 1_800_000;
+/** Rebalance events kept per group (oldest dropped first). */
+export const rebalanceHistoryMax = 50;
+/** Partition moves kept per rebalance event; the rest are only counted. */
+export const rebalanceMovesMax = 1000;
+/** Longest metadata string stored with a committed offset. */
+export const offsetMetadataBytesMax = 4096;
+/** Largest record in the group log (one group's target assignment can be large). */
+export const groupRecordBytesMax = 32 * 1024 * 1024;
+/** The group log is compacted when it is larger than this and than groupLogCompactRatio x its last snapshot. */
+export const groupLogCompactBytesMin = 1024 * 1024;
+export const groupLogCompactRatio = 4;

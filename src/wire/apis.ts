@@ -1,0 +1,47 @@
+/**
+ * API keys and the versions this build speaks. Key numbers follow Kafka's where an API has a
+ * Kafka counterpart, so the tables read familiarly; the bodies are Rill's own (see protocol/).
+ */
+export const ApiKey = {
+  Produce: 0,
+  Fetch: 1,
+  ListOffsets: 2,
+  Metadata: 3,
+  OffsetCommit: 8,
+  OffsetFetch: 9,
+  FindCoordinator: 10,
+  DescribeGroups: 15,
+  ListGroups: 16,
+  ApiVersions: 18,
+  CreateTopics: 19,
+  DeleteTopics: 20,
+  ConsumerGroupHeartbeat: 68,
+  ResetGroupOffsets: 1000,
+} as const;
+
+export type ApiKeyName = keyof typeof ApiKey;
+
+export const apiNameByKey = new Map<number, ApiKeyName>(
+  (Object.keys(ApiKey) as ApiKeyName[]).map((name) => [ApiKey[name], name]),
+);
+
+/** Versions each API is spoken at: [min, max]. */
+export const apiVersionRanges: ReadonlyMap<number, readonly [number, number]> = new Map([
+  [ApiKey.Produce, [0, 0]],
+  [ApiKey.Fetch, [0, 0]],
+  [ApiKey.ListOffsets, [0, 0]],
+  [ApiKey.Metadata, [0, 0]],
+  [ApiKey.ApiVersions, [0, 0]],
+  [ApiKey.CreateTopics, [0, 0]],
+  [ApiKey.DeleteTopics, [0, 0]],
+]);
+
+/** acks values on the wire. */
+export const Acks = { none: 0, leader: 1, all: -1 } as const;
+
+/** Durability a produce reached, reported per partition in the response. */
+export const Durability = { sent: 0, written: 1, fsynced: 2 } as const;
+export type DurabilityLevel = (typeof Durability)[keyof typeof Durability];
+
+/** ListOffsets special timestamps (Kafka's values). */
+export const OffsetSpec = { latest: -1, earliest: -2 } as const;

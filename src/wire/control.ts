@@ -1,0 +1,258 @@
+/**
+ * MessagePack bodies of the control APIs: ApiVersions, Metadata, CreateTopics, DeleteTopics,
+ * ListOffsets. Field-by-field descriptions live in protocol/apis/. Decoders validate every field.
+ */
+import { requestSchema as rq, responseSchema as rs, type Obj } from './schema.js';
+import { requestTopicsMax, requestPartitionsMax, topicNameBytesMax, topicPartitionsMax, offsetMax } from '../lib/limits.js';
+
+// ---- Topic configuration ---------------------------------------------------------------------
+
+/** Per-topic settings; -1 disables a limit. */
+export interface TopicConfig {
+  /** Delete whole segments whose newest record is older than this. */
+  retentionMs: number;
+  /** Delete the oldest whole segments while the partition holds more than this. */
+  retentionBytes: number;
+  /** Roll to a new segment at this size. */
+  segmentBytes: number;
+  /** Roll to a new segment when the active one is this old. */
+  segmentMs: number;
+  /** fsync data written with acks 0/1 after this many records (-1: never by count). */
+  flushMessages: number;
+  /** fsync data written with acks 0/1 at least this often (-1: leave it to the OS). */
+  flushMs: number;
+}
+
+export const defaultTopicConfig: Readonly<TopicConfig> = Object.freeze({
+  retentionMs: 7 * 24 * 3600 * 1000,
+  retentionBytes: -1,
+  segmentBytes: 256 * 1024 * 1024,
+  segmentMs: 7 * 24 * 3600 * 1000,
+  flushMessages: -1,
+  flushMs: 1000,
+});
+
+const configBounds: Record<keyof TopicConfig, [number, number]> = {
+  retentionMs: [-1, Number.MAX_SAFE_INTEGER],
+  retentionBytes: [-1, Number.MAX_SAFE_INTEGER],
+  segmentBytes: [1024, 1024 * 1024 * 1024],
+  segmentMs: [1, Number.MAX_SAFE_INTEGER],
+  flushMessages: [-1, Number.MAX_SAFE_INTEGER],
+  flushMs: [-1, Number.MAX_SAFE_INTEGER],
+};
+
+export const topicConfigKeys = Object.keys(configBounds) as (keyof TopicConfig)[];
+
+/** Validates a partial config from a request; unknown keys are rejected so typos are loud. */
+export function decodeTopicConfig(value: unknown, path: string): Partial<TopicConfig> {
+  if (value === undefined || value === null) return {};
+  const obj = rq.object(value, path);
+  const config: Partial<TopicConfig> = {};
+  for (const key of Object.keys(obj)) {
+    const bounds = configBounds[key as keyof TopicConfig];
+    if (bounds === undefined) rq.fail(`${path}.${key}`, `one of ${topicConfigKeys.join(', ')}`, key);
+    config[key as keyof TopicConfig] = rq.int(obj[key], `${path}.${key}`, bounds[0], bounds[1]);
+  }
+  return config;
+}
+
+// ---- ApiVersions ------------------------------------------------------------------------------
+
+export interface ApiVersionsResponse {
+  apiVersions: { apiKey: number; minVersion: number; maxVersion: number }[];
+  brokerVersion: string;
+}
+
+export function decodeApiVersionsResponse(value: unknown): ApiVersionsResponse {
+  const obj = rs.object(value, 'body');
+  return {
+    apiVersions: rs.array(obj.apiVersions, 'apiVersions').map((entry, i) => {
+      const e = rs.object(entry, `apiVersions[${i}]`);
+      return {
+        apiKey: rs.int(e.apiKey, 'apiKey', 0, 0xffff),
+        minVersion: rs.int(e.minVersion, 'minVersion', 0, 0xffff),
+        maxVersion: rs.int(e.maxVersion, 'maxVersion', 0, 0xffff),
+      };
+    }),
+    brokerVersion: rs.string(obj.brokerVersion, 'brokerVersion'),
+  };
+}
+
+// ---- Metadata ---------------------------------------------------------------------------------
+
+export interface MetadataRequest {
+  /** null: every topic. */
+  topics: string[] | null;
+}
+
+export function decodeMetadataRequest(value: unknown): MetadataRequest {
+  const obj = rq.object(value, 'body');
+  if (obj.topics === null || obj.topics === undefined) return { topics: null };
+  return { topics: rq.array(obj.topics, 'topics', requestTopicsMax).map((t, i) => rq.string(t, `topics[${i}]`, topicNameBytesMax)) };
+}
+
+export interface BrokerInfo {
+  nodeId: number;
+  host: string;
+  port: number;
+}
+
+export interface PartitionMetadata {
+  partition: number;
+  leader: number;
+  errorCode: number;
+}
+
+export interface TopicMetadata {
+  name: string;
+  errorCode: number;
+  partitions: PartitionMetadata[];
+  config: TopicConfig | null;
+}
+
+export interface MetadataResponse {
+  brokers: BrokerInfo[];
+  controllerId: number;
+  topics: TopicMetadata[];
+}
+
+export function decodeMetadataResponse(value: unknown): MetadataResponse {
+  const obj = rs.object(value, 'body');
+  return {
+    brokers: rs.array(obj.brokers, 'brokers').map((b, i) => {
+      const e = rs.object(b, `brokers[${i}]`);
+      return { nodeId: rs.int(e.nodeId, 'nodeId', -1, 0x7fffffff), host: rs.string(e.host, 'host'), port: rs.int(e.port, 'port', 0, 65535) };
+    }),
+    controllerId: rs.int(obj.controllerId, 'controllerId', -1, 0x7fffffff),
+    topics: rs.array(obj.topics, 'topics').map((t, i) => {
+      const e = rs.object(t, `topics[${i}]`);
+      return {
+        name: rs.string(e.name, 'name', topicNameBytesMax),
+        errorCode: rs.int(e.errorCode, 'errorCode', -32768, 32767),
+        partitions: rs.array(e.partitions, 'partitions', topicPartitionsMax).map((p, j) => {
+          const pe = rs.object(p, `topics[${i}].partitions[${j}]`);
+          return { partition: rs.int(pe.partition, 'partition', 0, topicPartitionsMax), leader: rs.int(pe.leader, 'leader', -1, 0x7fffffff), errorCode: rs.int(pe.errorCode, 'errorCode', -32768, 32767) };
+        }),
+        config: e.config === null || e.config === undefined ? null : decodeFullConfig(e.config as Obj),
+      };
+    }),
+  };
+}
+
+function decodeFullConfig(value: Obj): TopicConfig {
+  const obj = rs.object(value, 'config');
+  const config = { ...defaultTopicConfig };
+  for (const key of topicConfigKeys) {
+    if (obj[key] !== undefined) config[key] = rs.int(obj[key], `config.${key}`, configBounds[key][0], configBounds[key][1]);
+  }
+  return config;
+}
+
+// ---- CreateTopics / DeleteTopics --------------------------------------------------------------
+
+export interface CreateTopicRequest {
+  name: string;
+  partitions: number;
+  config: Partial<TopicConfig>;
+}
+
+export function decodeCreateTopicsRequest(value: unknown): { topics: CreateTopicRequest[] } {
+  const obj = rq.object(value, 'body');
+  return {
+    topics: rq.array(obj.topics, 'topics', requestTopicsMax).map((t, i) => {
+      const e = rq.object(t, `topics[${i}]`);
+      return {
+        name: rq.string(e.name, `topics[${i}].name`, 1024),
+        partitions: rq.int(e.partitions, `topics[${i}].partitions`, -0x80000000, 0x7fffffff),
+        config: decodeTopicConfig(e.config, `topics[${i}].config`),
+      };
+    }),
+  };
+}
+
+export function decodeDeleteTopicsRequest(value: unknown): { topics: string[] } {
+  const obj = rq.object(value, 'body');
+  return { topics: rq.array(obj.topics, 'topics', requestTopicsMax).map((t, i) => rq.string(t, `topics[${i}]`, 1024)) };
+}
+
+export interface TopicResult {
+  name: string;
+  errorCode: number;
+  errorMessage: string;
+}
+
+export function decodeTopicResults(value: unknown): TopicResult[] {
+  const obj = rs.object(value, 'body');
+  return rs.array(obj.topics, 'topics').map((t, i) => {
+    const e = rs.object(t, `topics[${i}]`);
+    return { name: rs.string(e.name, 'name', 1024), errorCode: rs.int(e.errorCode, 'errorCode', -32768, 32767), errorMessage: rs.string(e.errorMessage ?? '', 'errorMessage') };
+  });
+}
+
+// ---- ListOffsets ------------------------------------------------------------------------------
+
+export interface ListOffsetsPartition {
+  partition: number;
+  /** -1 latest, -2 earliest, otherwise a timestamp in ms: the first offset whose timestamp >= it. */
+  timestamp: number;
+}
+
+export interface ListOffsetsRequest {
+  topics: { name: string; partitions: ListOffsetsPartition[] }[];
+}
+
+export function decodeListOffsetsRequest(value: unknown): ListOffsetsRequest {
+  const obj = rq.object(value, 'body');
+  let total = 0;
+  return {
+    topics: rq.array(obj.topics, 'topics', requestTopicsMax).map((t, i) => {
+      const e = rq.object(t, `topics[${i}]`);
+      const partitions = rq.array(e.partitions, `topics[${i}].partitions`, requestPartitionsMax);
+      total += partitions.length;
+      if (total > requestPartitionsMax) rq.fail('topics', `at most ${requestPartitionsMax} partitions in all`, total);
+      return {
+        name: rq.string(e.name, `topics[${i}].name`, topicNameBytesMax),
+        partitions: partitions.map((p, j) => {
+          const pe = rq.object(p, `topics[${i}].partitions[${j}]`);
+          return { partition: rq.int(pe.partition, 'partition', 0, 0x7fffffff), timestamp: rq.int(pe.timestamp, 'timestamp', -2, Number.MAX_SAFE_INTEGER) };
+        }),
+      };
+    }),
+  };
+}
+
+export interface ListOffsetsPartitionResult {
+  partition: number;
+  errorCode: number;
+  offset: bigint;
+  timestamp: number;
+}
+
+export function decodeListOffsetsResponse(value: unknown): { name: string; partitions: ListOffsetsPartitionResult[] }[] {
+  const obj = rs.object(value, 'body');
+  return rs.array(obj.topics, 'topics').map((t, i) => {
+    const e = rs.object(t, `topics[${i}]`);
+    return {
+      name: rs.string(e.name, 'name', topicNameBytesMax),
+      partitions: rs.array(e.partitions, 'partitions').map((p, j) => {
+        const pe = rs.object(p, `topics[${i}].partitions[${j}]`);
+        return {
+          partition: rs.int(pe.partition, 'partition', 0, 0x7fffffff),
+          errorCode: rs.int(pe.errorCode, 'errorCode', -32768, 32767),
+          offset: rs.bigint(pe.offset, 'offset', -1n, offsetMax),
+          timestamp: rs.int(pe.timestamp, 'timestamp', -1, Number.MAX_SAFE_INTEGER),
+        };
+      }),
+    };
+  });
+}
+
+/** Every control response with a non-zero top-level errorCode carries this body. */
+export function decodeErrorBody(value: unknown): { message: string } {
+  try {
+    const obj = rs.object(value, 'body');
+    return { message: typeof obj.message === 'string' ? obj.message.slice(0, 4096) : '' };
+  } catch {
+    return { message: '' };
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * Produce (api key 0, v0): a hand-written binary body, so record batches travel as raw bytes
+ * that the broker validates once and appends unchanged.
+ *
+ * Request:  acks i8 (0, 1, -1), timeoutMs u32, topicCount u16,
+ *           per topic: name (u16 length + UTF-8), partitionCount u16,
+ *           per partition: partition u32, records (u32 length + one or more whole batches)
+ * Response: topicCount u16, per topic: name, partitionCount u16,
+ *           per partition: partition u32, errorCode i16, baseOffset i64 (-1 on error),
+ *           logStartOffset i64, durability u8 (0 sent, 1 written to the OS, 2 fsynced),
+ *           errorMessage (u16 length + UTF-8, empty when none)
+ */
+import { DecodeError } from '../lib/errors.js';
+import { requestFrameBytesMax, requestPartitionsMax, requestTopicsMax, topicNameBytesMax, bodyStringBytesMax, requestHeaderBytes } from '../lib/limits.js';
+import { BodyReader, BodyWriter, stringBytes } from './body.js';
+
+export interface ProducePartitionRequest {
+  partition: number;
+  records: Buffer;
+}
+
+export interface ProduceTopicRequest<P = ProducePartitionRequest> {
+  name: string;
+  partitions: P[];
+}
+
+export interface ProduceRequest {
+  acks: number;
+  timeoutMs: number;
+  topics: ProduceTopicRequest[];
+}
+
+export function decodeProduceRequest(body: Buffer, start: number): ProduceRequest {
+  const reader = new BodyReader(body, start, body.length, 'MALFORMED_REQUEST');
+  const acks = reader.i8('acks');
+  if (acks !== 0 && acks !== 1 && acks !== -1) throw new DecodeError('INVALID_REQUIRED_ACKS', `acks ${acks} is not 0, 1 or -1`);
+  const timeoutMs = reader.u32('timeoutMs');
+  const topicCount = reader.u16('topic count');
+  if (topicCount > requestTopicsMax) throw new DecodeError('MALFORMED_REQUEST', `${topicCount} topics exceed ${requestTopicsMax}`);
+  const topics: ProduceTopicRequest[] = [];
+  let partitionsTotal = 0;
+  for (let t = 0; t < topicCount; t++) {
+    const name = reader.string('topic name', topicNameBytesMax);
+    const partitionCount = reader.u16('partition count');
+    partitionsTotal += partitionCount;
+    if (partitionsTotal > requestPartitionsMax) throw new DecodeError('MALFORMED_REQUEST', `more than ${requestPartitionsMax} partitions in one request`);
+    const partitions: ProducePartitionRequest[] = [];
+    for (let p = 0; p < partitionCount; p++) {
+      const partition = reader.u32('partition');
+      const records = reader.bytes('records', requestFrameBytesMax);
+      partitions.push({ partition, records });
+    }
+    topics.push({ name, partitions });
+  }
+  reader.expectEnd('produce request');
+  return { acks, timeoutMs, topics };
+}
+
+/**
+ * Encodes a produce request body as a list of chunks: small header buffers interleaved with the
+ * batches themselves, so batch bytes are never copied (the connection writes them with writev).
+ */
+export function encodeProduceRequest(acks: number, timeoutMs: number, topics: ProduceTopicRequest<{ partition: number; batches: Buffer[] }>[]): Buffer[] {
+  const chunks: Buffer[] = [];
+  let headBytes = 1 + 4 + 2;
+  for (const topic of topics) headBytes += stringBytes(topic.name) + 2 + 8 * topic.partitions.length;
+  let writer = new BodyWriter(Buffer.allocUnsafe(headBytes));
+  writer.i8(acks).u32(timeoutMs).u16(topics.length);
+  for (const topic of topics) {
+    writer.string(topic.name, Buffer.byteLength(topic.name)).u16(topic.partitions.length);
+    for (const entry of topic.partitions) {
+      let recordsBytes = 0;
+      for (const batch of entry.batches) recordsBytes += batch.length;
+      writer.u32(entry.partition).u32(recordsBytes);
+      chunks.push(writer.buf.subarray(0, writer.pos));
+      chunks.push(...entry.batches);
+      writer = new BodyWriter(writer.buf.subarray(writer.pos));
+    }
+  }
+  if (writer.pos > 0) chunks.push(writer.buf.subarray(0, writer.pos));
+  return chunks;
+}
+
+export interface ProducePartitionResponse {
+  partition: number;
+  errorCode: number;
+  baseOffset: number;
+  logStartOffset: number;
+  durability: number;
+  errorMessage: string;
+}
+
+export function encodeProduceResponse(topics: ProduceTopicRequest<ProducePartitionResponse>[]): Buffer {
+  let size = 2;
+  for (const topic of topics) {
+    size += stringBytes(topic.name) + 2;
+    for (const p of topic.partitions) size += 4 + 2 + 8 + 8 + 1 + stringBytes(p.errorMessage);
+  }
+  const writer = new BodyWriter(Buffer.allocUnsafe(size));
+  writer.u16(topics.length);
+  for (const topic of topics) {
+    writer.string(topic.name, Buffer.byteLength(topic.name)).u16(topic.partitions.length);
+    for (const p of topic.partitions) {
+      writer.u32(p.partition).i16(p.errorCode).i64(p.baseOffset).i64(p.logStartOffset).u8(p.durability);
+      writer.string(p.errorMessage, Buffer.byteLength(p.errorMessage));
+    }
+  }
+  return writer.buf;
+}
+
+export function decodeProduceResponse(body: Buffer, start: number): ProduceTopicRequest<ProducePartitionResponse>[] {
+  const reader = new BodyReader(body, start, body.length, 'MALFORMED_RESPONSE');
+  const topicCount = reader.u16('topic count');
+  const topics: ProduceTopicRequest<ProducePartitionResponse>[] = [];
+  for (let t = 0; t < topicCount; t++) {
+    const name = reader.string('topic name', topicNameBytesMax);
+    const partitionCount = reader.u16('partition count');
+    const partitions: ProducePartitionResponse[] = [];
+    for (let p = 0; p < partitionCount; p++) {
+      partitions.push({
+        partition: reader.u32('partition'),
+        errorCode: reader.i16('errorCode'),
+        baseOffset: reader.i64('baseOffset'),
+        logStartOffset: reader.i64('logStartOffset'),
+        durability: reader.u8('durability'),
+        errorMessage: reader.string('errorMessage', bodyStringBytesMax),
+      });
+    }
+    topics.push({ name, partitions });
+  }
+  reader.expectEnd('produce response');
+  return topics;
+}
+
+/** Frame bytes a produce request of `bodyBytes` takes, to check against the limit before sending. */
+export function produceFrameBytes(bodyBytes: number): number {
+  return requestHeaderBytes + bodyBytes;
+}
