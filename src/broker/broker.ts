@@ -1,0 +1,152 @@
+/**
+ * The broker process: a TCP server, one Connection per client, a dispatch table by api key, the
+ * partitions, and housekeeping (retention, time-based flushes). Bad input never escapes a
+ * request: it becomes an error reply (or, for unframeable bytes, a closed connection) and a count.
+ */
+import net from 'node:net';
+import { RillError, type DecodeError } from '../lib/errors.js';
+import { connectionsMax } from '../lib/limits.js';
+import { ApiKey, apiNameByKey, apiVersionRanges } from '../wire/apis.js';
+import { crc32cImplementation } from '../wire/crc32c.js';
+import { brokerConfig, type BrokerConfig } from './config.js';
+import { Connection, type Dispatch, type ConnectionEvents, type RequestContext } from './connection.js';
+import { BrokerMetrics } from './metrics.js';
+import { PartitionManager } from './partition-manager.js';
+import { handleProduce } from './handlers/produce.js';
+import { handleFetch } from './handlers/fetch.js';
+import { handleApiVersions, handleCreateTopics, handleDeleteTopics, handleListOffsets, handleMetadata } from './handlers/admin.js';
+
+export class Broker {
+  readonly config: BrokerConfig;
+  readonly metrics = new BrokerMetrics();
+  readonly partitions: PartitionManager;
+  private server: net.Server | null = null;
+  private readonly connections = new Set<Connection>();
+  private housekeeping: NodeJS.Timeout | null = null;
+  private stopping: Promise<void> | null = null;
+  private boundPort = 0;
+
+  constructor(config: Partial<BrokerConfig> = {}) {
+    this.config = brokerConfig(config);
+    this.partitions = new PartitionManager(this.config.dataDir, this.config.log);
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  async start(): Promise<void> {
+    const log = this.config.log;
+    const startedMs = Date.now();
+    const { clean } = this.partitions.open();
+    log('info', `data directory ${this.config.dataDir}: ${this.partitions.registry.size} topics, ${clean ? 'clean shutdown, no recovery needed' : 'no clean-shutdown marker, logs recovered from their recovery points'} (${Date.now() - startedMs} ms)`);
+    log('info', `CRC-32C implementation: ${crc32cImplementation}`);
+    const server = net.createServer((socket) => this.accept(socket));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.config.port, this.config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (error) => log('error', `server error: ${error.message}`));
+    this.boundPort = (server.address() as net.AddressInfo).port;
+    this.housekeeping = setInterval(() => this.runHousekeeping(), this.config.housekeepingIntervalMs);
+    this.housekeeping.unref();
+    log('info', `rill broker listening on ${this.config.host}:${this.boundPort}`);
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.stopping !== null || this.connections.size >= connectionsMax) {
+      this.metrics.connectionsRefused++;
+      socket.destroy();
+      return;
+    }
+    this.metrics.connectionsAccepted++;
+    this.metrics.connectionsOpen++;
+    this.connections.add(new Connection(socket, this.dispatch, this.connectionEvents));
+  }
+
+  private readonly connectionEvents: ConnectionEvents = {
+    onProtocolError: (connection: Connection, error: DecodeError) => {
+      this.metrics.countError(error.code);
+      this.config.log('warn', `closing ${connection.remote}: ${error.message}`);
+    },
+    onRequestError: (_connection: Connection, error: RillError) => this.metrics.countError(error.code),
+    onInternalError: (connection: Connection, error: unknown) => {
+      this.metrics.countError('UNKNOWN_SERVER_ERROR');
+      this.config.log('error', `internal error serving ${connection.remote}: ${(error as Error)?.stack ?? String(error)}`);
+    },
+    onClose: (connection: Connection) => {
+      if (this.connections.delete(connection)) this.metrics.connectionsOpen--;
+    },
+  };
+
+  private readonly dispatch: Dispatch = (context: RequestContext) => {
+    this.metrics.requests++;
+    const { apiKey, apiVersion } = context.header;
+    const range = apiVersionRanges.get(apiKey);
+    if (range === undefined) throw new RillError('UNSUPPORTED_VERSION', `api key ${apiKey} is not supported by this broker`);
+    if (apiVersion < range[0] || apiVersion > range[1]) {
+      throw new RillError('UNSUPPORTED_VERSION', `${apiNameByKey.get(apiKey)} version ${apiVersion} is not supported; this broker speaks ${range[0]}..${range[1]}`);
+    }
+    if (this.stopping !== null) throw new RillError('BROKER_SHUTTING_DOWN');
+    switch (apiKey) {
+      case ApiKey.Produce: return handleProduce(context, this.partitions, this.metrics);
+      case ApiKey.Fetch: return handleFetch(context, this.partitions, this.metrics);
+      case ApiKey.ApiVersions: return handleApiVersions();
+      case ApiKey.Metadata: return handleMetadata(context, this.partitions, this.self());
+      case ApiKey.CreateTopics: return handleCreateTopics(context, this.partitions, () => this.onTopicsChanged());
+      case ApiKey.DeleteTopics: return handleDeleteTopics(context, this.partitions, () => this.onTopicsChanged());
+      case ApiKey.ListOffsets: return handleListOffsets(context, this.partitions);
+      default: throw new RillError('UNSUPPORTED_VERSION', `api key ${apiKey} is not supported by this broker`);
+    }
+  };
+
+  private self(): { nodeId: number; host: string; port: number } {
+    return { nodeId: this.config.nodeId, host: this.config.advertisedHost ?? this.config.host, port: this.boundPort };
+  }
+
+  private onTopicsChanged(): void {
+    // Consumer groups hook in here (rebalance on partition changes).
+  }
+
+  private runHousekeeping(): void {
+    const nowMs = Date.now();
+    for (const partition of this.partitions.all()) {
+      try {
+        const deleted = partition.log.applyRetention(nowMs);
+        if (deleted.deletedSegments > 0) this.config.log('info', `${partition.topic}/${partition.index}: retention deleted ${deleted.deletedSegments} segments (${deleted.deletedBytes} bytes)`);
+        if (partition.log.needsFlush(nowMs, partition.recordsSinceFlush)) {
+          partition.flush().catch((error: unknown) => this.config.log('warn', `${partition.topic}/${partition.index}: background flush failed: ${(error as Error).message}`));
+        }
+      } catch (error) {
+        this.config.log('warn', `${partition.topic}/${partition.index}: housekeeping failed: ${(error as Error).message}`);
+      }
+    }
+  }
+
+  /**
+   * Graceful stop: refuse new work, let in-flight requests finish (bounded by shutdownGraceMs),
+   * close connections, flush and close every log, and write the clean-shutdown marker.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    const log = this.config.log;
+    if (this.housekeeping !== null) clearInterval(this.housekeeping);
+    const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    const deadlineMs = Date.now() + this.config.shutdownGraceMs;
+    while (Date.now() < deadlineMs && [...this.connections].some((c) => c.requestsInFlight > 0)) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    for (const connection of this.connections) connection.close();
+    await closed;
+    this.partitions.closeClean();
+    log('info', 'rill broker stopped cleanly');
+  }
+}

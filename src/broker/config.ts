@@ -1,0 +1,43 @@
+/** Broker settings, with units in their names and the defaults a user gets from `rill broker`. */
+import path from 'node:path';
+import os from 'node:os';
+import { RillError } from '../lib/errors.js';
+
+export interface BrokerConfig {
+  /** Where topics, segments and group state live. */
+  dataDir: string;
+  /** Interface to listen on. 127.0.0.1 by default: exposing a broker is a decision to make on purpose. */
+  host: string;
+  /** TCP port; 0 picks a free one (the broker prints it). */
+  port: number;
+  /** Host name clients are told to connect to (Metadata); defaults to `host`. */
+  advertisedHost?: string | undefined;
+  nodeId: number;
+  /** How often retention and time-based flushes run. */
+  housekeepingIntervalMs: number;
+  /** Longest a graceful shutdown waits for in-flight requests before closing connections. */
+  shutdownGraceMs: number;
+  /** Logs go here; the CLI prints them to stderr. */
+  log: (level: 'info' | 'warn' | 'error', message: string) => void;
+}
+
+export function defaultDataDir(): string {
+  return process.env.RILL_DATA_DIR ?? path.join(process.cwd(), 'rill-data');
+}
+
+export function brokerConfig(overrides: Partial<BrokerConfig> = {}): BrokerConfig {
+  const config: BrokerConfig = {
+    dataDir: defaultDataDir(),
+    host: '127.0.0.1',
+    port: 9092,
+    nodeId: 0,
+    housekeepingIntervalMs: 1000,
+    shutdownGraceMs: 5000,
+    log: (level, message) => process.stderr.write(`${new Date().toISOString()} ${level.toUpperCase()} ${message}${os.EOL}`),
+    ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)),
+  };
+  if (!Number.isInteger(config.port) || config.port < 0 || config.port > 65535) {
+    throw new RillError('INVALID_CONFIG', `port ${config.port} is not an integer in 0..65535`);
+  }
+  return config;
+}

@@ -1,0 +1,158 @@
+/**
+ * One client connection: frames in, replies out, with bounds on both directions.
+ *
+ * - Requests are decoded and dispatched in arrival order; replies go out as they complete, so
+ *   they may be out of order (a long-poll fetch never holds back a produce on the same socket).
+ *   Clients match replies by correlation id.
+ * - At most connectionInFlightRequestsMax requests per connection are in progress; past that, and
+ *   while more than connectionWriteBufferBytesMax of replies wait for a slow reader, the broker
+ *   stops reading the socket, so TCP pushes back on the client and broker memory stays bounded.
+ * - Bytes that cannot be framed (length over the limit, shorter than a header) close the
+ *   connection: the stream cannot be resynchronised. Everything else gets an error reply.
+ */
+import type net from 'node:net';
+import { DecodeError, RillError } from '../lib/errors.js';
+import { connectionInFlightRequestsMax, connectionWriteBufferBytesMax, requestFrameBytesMax, requestHeaderBytes } from '../lib/limits.js';
+import { FrameDecoder, decodeRequestHeader, encodeResponseHead, type RequestHeader } from '../wire/frame.js';
+import { encodeMsgpack } from '../wire/msgpack.js';
+
+/** A reply body as chunks written back to back (no copy of stored bytes). */
+export interface Reply {
+  errorCode: number;
+  chunks: Buffer[];
+  bytes: number;
+}
+
+export function replyOf(chunks: Buffer[], errorCode = 0): Reply {
+  let bytes = 0;
+  for (const chunk of chunks) bytes += chunk.length;
+  return { errorCode, chunks, bytes };
+}
+
+export function msgpackReply(value: unknown): Reply {
+  return replyOf([encodeMsgpack(value)]);
+}
+
+export function errorReply(error: RillError): Reply {
+  return replyOf([encodeMsgpack({ message: error.message })], error.errorCode);
+}
+
+export interface RequestContext {
+  header: RequestHeader;
+  /** The frame after the length prefix; the body starts at requestHeaderBytes. */
+  frame: Buffer;
+  connection: Connection;
+}
+
+/** Handles one request; null means "no reply" (produce with acks 0). */
+export type Dispatch = (context: RequestContext) => Reply | null | Promise<Reply | null>;
+
+export interface ConnectionEvents {
+  onProtocolError(connection: Connection, error: DecodeError): void;
+  onRequestError(connection: Connection, error: RillError): void;
+  onInternalError(connection: Connection, error: unknown): void;
+  onClose(connection: Connection): void;
+}
+
+export class Connection {
+  private readonly decoder = new FrameDecoder(requestFrameBytesMax, requestHeaderBytes);
+  private inFlight = 0;
+  private paused = false;
+  private closed = false;
+  readonly remote: string;
+
+  constructor(readonly socket: net.Socket, private readonly dispatch: Dispatch, private readonly events: ConnectionEvents) {
+    this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.updateFlow());
+    socket.on('error', () => this.close());
+    socket.on('close', () => this.close());
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  get requestsInFlight(): number {
+    return this.inFlight;
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    try {
+      this.decoder.push(chunk, (frame) => this.onFrame(frame));
+    } catch (error) {
+      if (error instanceof DecodeError) {
+        this.events.onProtocolError(this, error);
+        this.socket.destroy();
+        this.close();
+        return;
+      }
+      throw error;
+    }
+  }
+
+  private onFrame(frame: Buffer): void {
+    if (this.closed) return;
+    const header = decodeRequestHeader(frame);
+    this.inFlight++;
+    this.updateFlow();
+    let result: Reply | null | Promise<Reply | null>;
+    try {
+      result = this.dispatch({ header, frame, connection: this });
+    } catch (error) {
+      this.finish(header, this.replyForError(error));
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then((reply) => this.finish(header, reply), (error: unknown) => this.finish(header, this.replyForError(error)));
+    } else {
+      this.finish(header, result);
+    }
+  }
+
+  private replyForError(error: unknown): Reply {
+    if (error instanceof RillError) {
+      this.events.onRequestError(this, error);
+      return errorReply(error);
+    }
+    this.events.onInternalError(this, error);
+    return errorReply(new RillError('UNKNOWN_SERVER_ERROR', 'the broker hit an internal error; it has been logged'));
+  }
+
+  private finish(header: RequestHeader, reply: Reply | null): void {
+    this.inFlight--;
+    if (this.closed) return;
+    if (reply !== null) this.write(header.correlationId, reply);
+    this.updateFlow();
+  }
+
+  private write(correlationId: number, reply: Reply): void {
+    const socket = this.socket;
+    socket.cork();
+    socket.write(encodeResponseHead(correlationId, reply.errorCode, reply.bytes));
+    for (const chunk of reply.chunks) socket.write(chunk);
+    socket.uncork();
+  }
+
+  /** Stop reading while too much is in progress or queued for a slow reader; resume after. */
+  private updateFlow(): void {
+    if (this.closed) return;
+    const overloaded = this.inFlight >= connectionInFlightRequestsMax || this.socket.writableLength > connectionWriteBufferBytesMax;
+    if (overloaded && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    } else if (!overloaded && this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.destroy();
+    this.events.onClose(this);
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * Fetch: whole stored batches from an offset, up to the visible end, without re-encoding.
+ * Long-poll: when fewer than minBytes are available the reply waits (at most maxWaitMs, bounded
+ * by fetchWaitMsMax) until an append makes enough visible. Replies on one connection may overtake
+ * a waiting fetch (see connection.ts).
+ */
+import { RillError, errorCodeOf } from '../../lib/errors.js';
+import { fetchResponseBytesMax, fetchWaitMsMax, requestHeaderBytes } from '../../lib/limits.js';
+import { decodeFetchRequest, encodeFetchResponse, type FetchPartitionResponse, type FetchRequest, type FetchTopic } from '../../wire/fetch.js';
+import { replyOf, type Reply, type RequestContext } from '../connection.js';
+import type { BrokerMetrics } from '../metrics.js';
+import type { PartitionManager } from '../partition-manager.js';
+
+interface Attempt {
+  topics: FetchTopic<FetchPartitionResponse>[];
+  bytes: number;
+  errors: number;
+}
+
+export function handleFetch(context: RequestContext, partitions: PartitionManager, metrics: BrokerMetrics): Reply | Promise<Reply | null> {
+  const request = decodeFetchRequest(context.frame, requestHeaderBytes);
+  const first = attempt(request, partitions, metrics);
+  const waitMs = Math.min(request.maxWaitMs, fetchWaitMsMax);
+  if (first.bytes >= request.minBytes || first.errors > 0 || waitMs === 0) return toReply(first);
+  return longPoll(request, partitions, metrics, waitMs, context);
+}
+
+function toReply(result: Attempt): Reply {
+  const { chunks } = encodeFetchResponse(result.topics);
+  return replyOf(chunks);
+}
+
+function attempt(request: FetchRequest, partitions: PartitionManager, metrics: BrokerMetrics): Attempt {
+  let remaining = Math.min(request.maxBytes, fetchResponseBytesMax);
+  let bytes = 0;
+  let errors = 0;
+  const topics = request.topics.map((topic) => ({
+    name: topic.name,
+    partitions: topic.partitions.map((p): FetchPartitionResponse => {
+      const partition = partitions.get(topic.name, p.partition);
+      if (partition === undefined) {
+        errors++;
+        metrics.countError('UNKNOWN_TOPIC_OR_PARTITION');
+        return { partition: p.partition, errorCode: errorCodeOf('UNKNOWN_TOPIC_OR_PARTITION'), highWatermark: -1, logStartOffset: -1, records: [] };
+      }
+      const highWatermark = partition.highWatermark;
+      const logStartOffset = partition.log.logStartOffset;
+      const base = { partition: p.partition, highWatermark, logStartOffset };
+      if (p.fetchOffset < logStartOffset || p.fetchOffset > partition.log.nextOffset) {
+        errors++;
+        return { ...base, errorCode: errorCodeOf('OFFSET_OUT_OF_RANGE'), records: [] };
+      }
+      if (p.fetchOffset >= highWatermark || remaining <= 0) return { ...base, errorCode: 0, records: [] };
+      try {
+        const { batches } = partition.log.read(p.fetchOffset, Math.min(p.partitionMaxBytes, remaining), highWatermark);
+        let read = 0;
+        for (const batch of batches) read += batch.length;
+        remaining -= read;
+        bytes += read;
+        return { ...base, errorCode: 0, records: batches };
+      } catch (error) {
+        if (!(error instanceof RillError)) throw error;
+        errors++;
+        metrics.countError(error.code);
+        return { ...base, errorCode: error.errorCode, records: [] };
+      }
+    }),
+  }));
+  return { topics, bytes, errors };
+}
+
+function longPoll(request: FetchRequest, partitions: PartitionManager, metrics: BrokerMetrics, waitMs: number, context: RequestContext): Promise<Reply | null> {
+  return new Promise((resolve) => {
+    const watched = request.topics.flatMap((topic) => topic.partitions.map((p) => partitions.get(topic.name, p.partition))).filter((p) => p !== undefined);
+    let scheduled = false;
+    let done = false;
+    const finish = (reply: Reply | null): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      for (const partition of watched) partition.offAdvance(onAdvance);
+      resolve(reply);
+    };
+    const retry = (): void => {
+      scheduled = false;
+      if (done) return;
+      if (context.connection.isClosed) return finish(null);
+      const result = attempt(request, partitions, metrics);
+      if (result.bytes >= request.minBytes || result.errors > 0) finish(toReply(result));
+    };
+    // Appends arrive in bursts: coalesce wake-ups into one read per turn of the event loop.
+    const onAdvance = (): void => {
+      if (scheduled) return;
+      scheduled = true;
+      setImmediate(retry);
+    };
+    const timer = setTimeout(() => finish(context.connection.isClosed ? null : toReply(attempt(request, partitions, metrics))), waitMs);
+    for (const partition of watched) partition.onAdvance(onAdvance);
+  });
+}

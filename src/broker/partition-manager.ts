@@ -1,0 +1,107 @@
+/**
+ * Topics and their partitions at run time: creates, opens, deletes, and looks up partitions.
+ * Opening a data directory decides recovery: a clean-shutdown marker means every log was closed
+ * properly and is trusted; without it, each log is CRC-scanned from its recovery point.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { RillError } from '../lib/errors.js';
+import { defaultTopicConfig, type TopicConfig } from '../wire/control.js';
+import { PartitionLog } from '../storage/partition-log.js';
+import { Partition } from './partition.js';
+import { TopicRegistry, partitionCountProblem, partitionDir, topicNameProblem, topicsDir, fsyncDirectory, type TopicDefinition } from './topic-registry.js';
+
+export const cleanShutdownMarker = '.clean-shutdown';
+
+export class PartitionManager {
+  readonly registry: TopicRegistry;
+  private readonly partitions = new Map<string, Partition[]>();
+
+  constructor(private readonly dataDir: string, private readonly log: (level: 'info' | 'warn' | 'error', message: string) => void) {
+    this.registry = new TopicRegistry(dataDir, (message) => log('warn', message));
+  }
+
+  /** Loads topics and opens every partition; returns whether recovery scans were needed. */
+  open(): { clean: boolean } {
+    fs.mkdirSync(this.dataDir, { recursive: true });
+    const marker = path.join(this.dataDir, cleanShutdownMarker);
+    const clean = fs.existsSync(marker);
+    this.registry.load();
+    this.removeDeletedLeftovers();
+    for (const topic of this.registry.list()) this.openTopic(topic, !clean);
+    // From here on a crash is unclean: remove the marker before serving anything.
+    if (clean) {
+      fs.unlinkSync(marker);
+      fsyncDirectory(this.dataDir);
+    }
+    return { clean };
+  }
+
+  private openTopic(topic: TopicDefinition, recover: boolean): void {
+    const partitions: Partition[] = [];
+    for (let index = 0; index < topic.partitions; index++) {
+      const dir = partitionDir(this.dataDir, topic.name, index);
+      fs.mkdirSync(dir, { recursive: true });
+      const log = PartitionLog.open(dir, topic.config, { recover, log: (message: string) => this.log('warn', `${topic.name}/${index}: ${message}`) });
+      partitions.push(new Partition(topic.name, index, log));
+    }
+    this.partitions.set(topic.name, partitions);
+  }
+
+  get(topic: string, partition: number): Partition | undefined {
+    return this.partitions.get(topic)?.[partition];
+  }
+
+  topicPartitions(topic: string): Partition[] | undefined {
+    return this.partitions.get(topic);
+  }
+
+  all(): Partition[] {
+    return [...this.partitions.values()].flat();
+  }
+
+  create(name: string, partitionCount: number, config: Partial<TopicConfig>): TopicDefinition {
+    const nameProblem = topicNameProblem(name);
+    if (nameProblem !== null) throw new RillError('INVALID_TOPIC_NAME', nameProblem);
+    const countProblem = partitionCountProblem(partitionCount);
+    if (countProblem !== null) throw new RillError('INVALID_PARTITIONS', countProblem);
+    if (this.registry.get(name) !== undefined) throw new RillError('TOPIC_ALREADY_EXISTS', `topic "${name}" already exists`);
+    const definition: TopicDefinition = { name, partitions: partitionCount, config: { ...defaultTopicConfig, ...config }, createdAtMs: Date.now() };
+    // Directories first, then the registry: a crash in between leaves directories the next start adopts.
+    this.openTopic(definition, false);
+    fsyncDirectory(topicsDir(this.dataDir));
+    this.registry.add(definition);
+    return definition;
+  }
+
+  /** Removes the topic at once; its files are renamed aside and deleted in the background. */
+  delete(name: string): void {
+    const partitions = this.partitions.get(name);
+    if (partitions === undefined) throw new RillError('UNKNOWN_TOPIC_OR_PARTITION', `topic "${name}" does not exist`);
+    this.registry.remove(name);
+    this.partitions.delete(name);
+    for (const partition of partitions) partition.log.close();
+    const from = path.join(topicsDir(this.dataDir), name);
+    const aside = path.join(topicsDir(this.dataDir), `.deleted-${name}-${Date.now()}`);
+    fs.renameSync(from, aside);
+    fs.promises.rm(aside, { recursive: true, force: true }).catch((error: unknown) => this.log('warn', `could not remove ${aside}: ${(error as Error).message}`));
+  }
+
+  private removeDeletedLeftovers(): void {
+    for (const entry of fs.readdirSync(topicsDir(this.dataDir))) {
+      if (entry.startsWith('.deleted-')) fs.rmSync(path.join(topicsDir(this.dataDir), entry), { recursive: true, force: true });
+    }
+  }
+
+  /** Flushes and closes every log, then writes the clean-shutdown marker. */
+  closeClean(): void {
+    for (const partition of this.all()) partition.log.close();
+    this.partitions.clear();
+    const marker = path.join(this.dataDir, cleanShutdownMarker);
+    fs.writeFileSync(marker, `${new Date().toISOString()}\n`);
+    const fd = fs.openSync(marker, 'r');
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fsyncDirectory(this.dataDir);
+  }
+}

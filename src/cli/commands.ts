@@ -1,0 +1,203 @@
+/** The `rill` subcommands. Each returns the process exit code. */
+import readline from 'node:readline';
+import { Broker } from '../broker/broker.js';
+import { brokerConfig, defaultDataDir } from '../broker/config.js';
+import { Admin } from '../client/admin.js';
+import { Producer, type AcksOption } from '../client/producer.js';
+import { PartitionReader, type StartOffset } from '../client/reader.js';
+import { RillError } from '../lib/errors.js';
+import { topicConfigKeys, type TopicConfig } from '../wire/control.js';
+import { checkKnown, flag, intOption, stringOption, UsageError, type ParsedArgs } from './args.js';
+import { LineWriter, printJson } from './output.js';
+
+const bootstrapOf = (args: ParsedArgs): string => stringOption(args, 'bootstrap') ?? '127.0.0.1:9092';
+
+export async function brokerCommand(args: ParsedArgs): Promise<number> {
+  checkKnown(args, ['data-dir', 'port', 'host']);
+  const broker = new Broker(brokerConfig({
+    dataDir: stringOption(args, 'data-dir') ?? defaultDataDir(),
+    port: intOption(args, 'port', 0, 65535) ?? 9092,
+    host: stringOption(args, 'host') ?? '127.0.0.1',
+  }));
+  await broker.start();
+  // The line tests and scripts wait for: the port actually bound (useful with --port 0).
+  process.stdout.write(`rill broker ready on ${broker.config.host}:${broker.port}\n`);
+  return new Promise<number>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (++signals > 1) {
+        process.stderr.write(`second ${signal}: exiting without a clean shutdown\n`);
+        process.exit(130);
+      }
+      broker.config.log('info', `${signal} received, shutting down`);
+      broker.stop().then(() => resolve(0), (error: unknown) => {
+        broker.config.log('error', `shutdown failed: ${(error as Error).message}`);
+        resolve(1);
+      });
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
+
+function parseConfigs(values: string[]): Partial<TopicConfig> {
+  const config: Partial<TopicConfig> = {};
+  for (const entry of values) {
+    const [key, value] = entry.split('=', 2);
+    if (!topicConfigKeys.includes(key as keyof TopicConfig) || value === undefined || !/^-?\d+$/.test(value)) {
+      throw new UsageError(`--config expects KEY=INTEGER with KEY one of ${topicConfigKeys.join(', ')}, got "${entry}"`);
+    }
+    config[key as keyof TopicConfig] = Number(value);
+  }
+  return config;
+}
+
+export async function topicsCommand(args: ParsedArgs, configs: string[]): Promise<number> {
+  const [action, name] = args.positionals;
+  const admin = new Admin({ bootstrap: bootstrapOf(args) });
+  try {
+    switch (action) {
+      case 'create': {
+        checkKnown(args, ['bootstrap', 'partitions', 'config']);
+        if (name === undefined) throw new UsageError('usage: rill topics create NAME --partitions N');
+        const partitions = intOption(args, 'partitions', 1, 1_000_000) ?? 1;
+        await admin.createTopics([{ topic: name, partitions, config: parseConfigs(configs) }]);
+        process.stdout.write(`created topic ${name} with ${partitions} partition${partitions === 1 ? '' : 's'}\n`);
+        return 0;
+      }
+      case 'list': {
+        checkKnown(args, ['bootstrap', 'json']);
+        const topics = await admin.listTopics();
+        if (flag(args, 'json')) printJson(topics);
+        else for (const topic of topics) process.stdout.write(`${topic}\n`);
+        return 0;
+      }
+      case 'describe': {
+        checkKnown(args, ['bootstrap', 'json']);
+        if (name === undefined) throw new UsageError('usage: rill topics describe NAME [--json]');
+        const description = await admin.describeTopic(name);
+        if (flag(args, 'json')) printJson(description);
+        else {
+          process.stdout.write(`topic ${description.name}: ${description.partitions.length} partitions\n`);
+          if (description.config !== null) process.stdout.write(`config ${Object.entries(description.config).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
+          process.stdout.write('PARTITION  LEADER  EARLIEST  LATEST\n');
+          for (const p of description.partitions) process.stdout.write(`${String(p.partition).padEnd(11)}${String(p.leader).padEnd(8)}${String(p.earliestOffset).padEnd(10)}${p.latestOffset}\n`);
+        }
+        return 0;
+      }
+      case 'delete': {
+        checkKnown(args, ['bootstrap']);
+        if (name === undefined) throw new UsageError('usage: rill topics delete NAME');
+        await admin.deleteTopics([name]);
+        process.stdout.write(`deleted topic ${name}\n`);
+        return 0;
+      }
+      default:
+        throw new UsageError('usage: rill topics create|list|describe|delete ...');
+    }
+  } finally {
+    admin.close();
+  }
+}
+
+function acksOf(value: string | undefined): AcksOption {
+  if (value === undefined || value === 'all' || value === '-1') return 'all';
+  if (value === '1') return 1;
+  if (value === '0') return 0;
+  throw new UsageError(`--acks must be 0, 1 or all, got "${value}"`);
+}
+
+export async function produceCommand(args: ParsedArgs): Promise<number> {
+  checkKnown(args, ['bootstrap', 'key-separator', 'acks', 'json', 'partition']);
+  const [topic] = args.positionals;
+  if (topic === undefined) throw new UsageError('usage: rill produce TOPIC [--key-separator SEP] [--acks 0|1|all] [--json]');
+  const separator = stringOption(args, 'key-separator');
+  const partition = intOption(args, 'partition', 0, 1_000_000);
+  const acks = acksOf(stringOption(args, 'acks'));
+  const producer = new Producer({ bootstrap: bootstrapOf(args), acks });
+  const startedMs = performance.now();
+  let sent = 0;
+  let acked = 0;
+  let failed = 0;
+  let firstError: Error | null = null;
+  const onAck = (): void => {
+    acked++;
+  };
+  const onFail = (error: Error): void => {
+    failed++;
+    firstError ??= error;
+  };
+  const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+  for await (const line of lines) {
+    let key: string | null = null;
+    let value = line;
+    if (separator !== undefined) {
+      const at = line.indexOf(separator);
+      if (at >= 0) {
+        key = line.slice(0, at);
+        value = line.slice(at + separator.length);
+      }
+    }
+    producer.send({ topic, key, value, partition }).then(onAck, onFail);
+    sent++;
+    // Keep memory flat on huge inputs: let the producer catch up now and then.
+    if (sent % 100_000 === 0) await producer.flush();
+    if (firstError !== null) break;
+  }
+  await producer.flush();
+  await producer.close();
+  const durationMs = performance.now() - startedMs;
+  const recordsPerSecond = Math.round(acked / (durationMs / 1000));
+  if (flag(args, 'json')) printJson({ topic, acks: String(acks), sent, acknowledged: acked, failed, durationMs: Math.round(durationMs), recordsPerSecond, error: firstError === null ? null : String((firstError as Error).message) });
+  else {
+    process.stderr.write(`produced ${acked} of ${sent} records to ${topic} in ${Math.round(durationMs)} ms (${recordsPerSecond} records/s, acks=${acks})\n`);
+    if (firstError !== null) process.stderr.write(`error: ${(firstError as Error).message}\n`);
+  }
+  return failed === 0 && acked === sent ? 0 : 1;
+}
+
+function startOf(args: ParsedArgs): StartOffset {
+  const offset = stringOption(args, 'offset');
+  if (offset !== undefined && flag(args, 'from-beginning')) throw new UsageError('use either --from-beginning or --offset, not both');
+  if (offset !== undefined) {
+    if (!/^\d+$/.test(offset)) throw new UsageError(`--offset must be a non-negative integer, got "${offset}"`);
+    return BigInt(offset);
+  }
+  return flag(args, 'from-beginning') ? 'earliest' : 'latest';
+}
+
+function text(bytes: Buffer | null): string | null {
+  return bytes === null ? null : bytes.toString('utf8');
+}
+
+export async function consumeCommand(args: ParsedArgs): Promise<number> {
+  checkKnown(args, ['bootstrap', 'partition', 'from-beginning', 'offset', 'exit-at-end', 'json']);
+  const [topic] = args.positionals;
+  if (topic === undefined) throw new UsageError('usage: rill consume TOPIC [--partition P] [--from-beginning | --offset O] [--exit-at-end] [--json]');
+  const partition = intOption(args, 'partition', 0, 1_000_000);
+  const json = flag(args, 'json');
+  const reader = new PartitionReader({
+    bootstrap: bootstrapOf(args), topic, partitions: partition === undefined ? undefined : [partition], from: startOf(args), stopAtEnd: flag(args, 'exit-at-end'),
+  });
+  const stop = (): void => reader.close();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const out = new LineWriter();
+  let count = 0;
+  for await (const message of reader) {
+    count++;
+    const line = json
+      ? JSON.stringify({ topic, partition: message.partition, offset: Number(message.offset), key: text(message.key), value: text(message.value), timestamp: message.timestamp, headers: Object.fromEntries(message.headers.map((h) => [h.key, text(h.value)])) })
+      : text(message.value) ?? '';
+    const wait = out.write(line);
+    if (wait !== undefined) await wait;
+  }
+  await out.flush();
+  if (!json) process.stderr.write(`consumed ${count} records from ${topic}\n`);
+  return 0;
+}
+
+export function describeError(error: unknown): string {
+  if (error instanceof RillError) return `${error.message}${error.retriable ? ' (retriable)' : ''}`;
+  return (error as Error)?.message ?? String(error);
+}

@@ -1,0 +1,96 @@
+/**
+ * What a client knows about the cluster: one connection per broker, and topic metadata (partition
+ * counts and leaders) cached until an error says it is stale. Partitions are routed to the
+ * broker the metadata names as leader, so clients keep working when Rill grows past one broker.
+ */
+import { RillError } from '../lib/errors.js';
+import { ApiKey } from '../wire/apis.js';
+import { decodeMetadataResponse, type BrokerInfo, type MetadataResponse, type TopicMetadata } from '../wire/control.js';
+import { BrokerConnection, parseAddress, type BrokerAddress } from './connection.js';
+
+export interface ClientOptions {
+  /** HOST:PORT of a broker (or several); default 127.0.0.1:9092. */
+  bootstrap?: string | string[];
+  clientId?: string;
+  /** Default 10 000 ms. */
+  connectTimeoutMs?: number;
+  /** Default 30 000 ms. */
+  requestTimeoutMs?: number;
+}
+
+export class Cluster {
+  private readonly bootstrap: BrokerAddress[];
+  private readonly connections = new Map<string, BrokerConnection>();
+  private brokers = new Map<number, BrokerInfo>();
+  private readonly topics = new Map<string, TopicMetadata>();
+  private readonly refreshing = new Map<string, Promise<TopicMetadata>>();
+  readonly clientId: string;
+
+  constructor(readonly options: ClientOptions = {}) {
+    const list = options.bootstrap === undefined ? ['127.0.0.1:9092'] : Array.isArray(options.bootstrap) ? options.bootstrap : options.bootstrap.split(',');
+    if (list.length === 0) throw new RillError('INVALID_ARGUMENT', 'bootstrap needs at least one HOST:PORT');
+    this.bootstrap = list.map(parseAddress);
+    this.clientId = options.clientId ?? 'rill-client';
+  }
+
+  /** A connection per broker address, opened lazily. `key` separates purposes (e.g. long-poll fetches). */
+  connectionTo(address: BrokerAddress, purpose = 'default'): BrokerConnection {
+    const key = `${address.host}:${address.port}/${purpose}`;
+    let connection = this.connections.get(key);
+    if (connection === undefined) {
+      connection = new BrokerConnection(address, { connectTimeoutMs: this.options.connectTimeoutMs, requestTimeoutMs: this.options.requestTimeoutMs });
+      this.connections.set(key, connection);
+    }
+    return connection;
+  }
+
+  /** Any broker: for control requests that every broker can answer. */
+  anyConnection(): BrokerConnection {
+    return this.connectionTo(this.bootstrap[0]!);
+  }
+
+  connectionForNode(nodeId: number, purpose = 'default'): BrokerConnection {
+    const broker = this.brokers.get(nodeId);
+    return broker === undefined ? this.connectionTo(this.bootstrap[0]!, purpose) : this.connectionTo({ host: broker.host, port: broker.port }, purpose);
+  }
+
+  async metadata(topics: string[] | null): Promise<MetadataResponse> {
+    const response = await this.anyConnection().call(ApiKey.Metadata, { topics }, decodeMetadataResponse);
+    this.brokers = new Map(response.brokers.map((b) => [b.nodeId, b]));
+    for (const topic of response.topics) {
+      if (topic.errorCode === 0) this.topics.set(topic.name, topic);
+      else this.topics.delete(topic.name);
+    }
+    return response;
+  }
+
+  /** Cached metadata of one topic; throws the broker's error (e.g. UNKNOWN_TOPIC_OR_PARTITION). */
+  async topic(name: string, refresh = false): Promise<TopicMetadata> {
+    const cached = this.topics.get(name);
+    if (cached !== undefined && !refresh) return cached;
+    let pending = this.refreshing.get(name);
+    if (pending === undefined) {
+      pending = this.metadata([name]).then((response) => {
+        const topic = response.topics.find((t) => t.name === name);
+        if (topic === undefined) throw new RillError('UNKNOWN_TOPIC_OR_PARTITION', `topic "${name}" does not exist`);
+        if (topic.errorCode !== 0) throw RillError.fromCode(topic.errorCode, `topic "${name}"`);
+        return topic;
+      }).finally(() => this.refreshing.delete(name));
+      this.refreshing.set(name, pending);
+    }
+    return pending;
+  }
+
+  cachedTopic(name: string): TopicMetadata | undefined {
+    return this.topics.get(name);
+  }
+
+  forget(name: string): void {
+    this.topics.delete(name);
+  }
+
+  close(): void {
+    for (const connection of this.connections.values()) connection.close();
+    this.connections.clear();
+  }
+}

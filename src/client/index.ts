@@ -1,0 +1,9 @@
+/** Rill's TypeScript client. */
+export { Producer, type ProducerOptions, type ProducerRecord, type RecordMetadata, type AcksOption } from './producer.js';
+export { PartitionReader, type ReaderOptions, type Message, type StartOffset } from './reader.js';
+export { Admin, type NewTopic, type TopicDescription, type OffsetQuery } from './admin.js';
+export { Cluster, type ClientOptions } from './cluster.js';
+export { partitionForKey, murmur2 } from './partitioner.js';
+export { RillError, DecodeError, errorTable, type ErrorName } from '../lib/errors.js';
+export { defaultTopicConfig, type TopicConfig } from '../wire/control.js';
+export type { RecordHeader, RecordInput } from '../wire/record-batch.js';

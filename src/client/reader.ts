@@ -1,0 +1,134 @@
+/**
+ * Reading partitions by offset without a group: an async iterator of records from one or more
+ * partitions of a topic. Fetches long-poll on their own connection; the next fetch is issued
+ * while the application works through the current records, so the consumer keeps the pipe full.
+ */
+import { RillError } from '../lib/errors.js';
+import { responseHeaderBytes } from '../lib/limits.js';
+import { ApiKey } from '../wire/apis.js';
+import { decodeFetchResponse, encodeFetchRequest, type FetchedPartition } from '../wire/fetch.js';
+import { decodeBatch, readBatchSize, type ConsumedRecord } from '../wire/record-batch.js';
+import { checkReply } from './connection.js';
+import { Cluster, type ClientOptions } from './cluster.js';
+import { Admin } from './admin.js';
+
+export interface Message extends ConsumedRecord {
+  topic: string;
+  partition: number;
+}
+
+export type StartOffset = bigint | 'earliest' | 'latest';
+
+export interface ReaderOptions extends ClientOptions {
+  topic: string;
+  /** Partitions to read; default: all of the topic. */
+  partitions?: number[];
+  /** Where to start in every partition; default 'latest'. A Map gives a start per partition. */
+  from?: StartOffset | Map<number, StartOffset>;
+  /** Stop once every partition reached the end offset it had when reading began. */
+  stopAtEnd?: boolean;
+  /** Longest a fetch waits for new records. Default 500 ms. */
+  maxWaitMs?: number;
+  /** Bytes per fetch response / per partition. Defaults 16 MiB / 4 MiB. */
+  maxBytes?: number;
+  partitionMaxBytes?: number;
+}
+
+interface Position {
+  partition: number;
+  offset: number;
+  /** With stopAtEnd: the end offset to reach. */
+  stopAt: number;
+}
+
+export class PartitionReader implements AsyncIterable<Message> {
+  private readonly cluster: Cluster;
+  private readonly ownsCluster: boolean;
+  private closed = false;
+
+  constructor(private readonly options: ReaderOptions, cluster?: Cluster) {
+    this.cluster = cluster ?? new Cluster(options);
+    this.ownsCluster = cluster === undefined;
+  }
+
+  private async positions(): Promise<Position[]> {
+    const topic = await this.cluster.topic(this.options.topic);
+    const wanted = this.options.partitions ?? topic.partitions.map((p) => p.partition);
+    for (const p of wanted) {
+      if (!Number.isInteger(p) || p < 0 || p >= topic.partitions.length) throw new RillError('UNKNOWN_TOPIC_OR_PARTITION', `partition ${p} is outside 0..${topic.partitions.length - 1} of "${this.options.topic}"`);
+    }
+    const admin = new Admin({}, this.cluster);
+    const [earliest, latest] = await Promise.all([admin.listOffsets(this.options.topic, 'earliest'), admin.listOffsets(this.options.topic, 'latest')]);
+    const from = this.options.from ?? 'latest';
+    return wanted.map((partition) => {
+      const start = from instanceof Map ? from.get(partition) ?? 'latest' : from;
+      const offset = start === 'earliest' ? earliest[partition]! : start === 'latest' ? latest[partition]! : start;
+      return { partition, offset: Number(offset), stopAt: Number(latest[partition]!) };
+    });
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Message> {
+    try {
+      let positions = await this.positions();
+      const stopAtEnd = this.options.stopAtEnd ?? false;
+      if (stopAtEnd) positions = positions.filter((p) => p.offset < p.stopAt);
+      let pending = positions.length > 0 ? this.fetch(positions) : null;
+      while (pending !== null && !this.closed) {
+        const partitions = await pending;
+        const messages = this.decode(partitions, positions);
+        if (stopAtEnd) positions = positions.filter((p) => p.offset < p.stopAt);
+        pending = positions.length > 0 && !this.closed ? this.fetch(positions) : null;
+        for (const message of messages) {
+          if (stopAtEnd && message.offset >= BigInt(positions.find((p) => p.partition === message.partition)?.stopAt ?? Infinity)) continue;
+          yield message;
+          if (this.closed) return;
+        }
+      }
+    } finally {
+      this.close();
+    }
+  }
+
+  private fetch(positions: Position[]): Promise<FetchedPartition[]> {
+    const request = encodeFetchRequest({
+      maxWaitMs: this.options.maxWaitMs ?? 500,
+      minBytes: 1,
+      maxBytes: this.options.maxBytes ?? 16 * 1024 * 1024,
+      topics: [{ name: this.options.topic, partitions: positions.map((p) => ({ partition: p.partition, fetchOffset: p.offset, partitionMaxBytes: this.options.partitionMaxBytes ?? 4 * 1024 * 1024 })) }],
+    });
+    const connection = this.cluster.connectionForNode(this.cluster.cachedTopic(this.options.topic)?.partitions[0]?.leader ?? -1, 'fetch');
+    return connection.send(ApiKey.Fetch, 0, [request], { timeoutMs: (this.options.maxWaitMs ?? 500) + connection.requestTimeoutMs }).then((frame) => {
+      checkReply(frame!);
+      return decodeFetchResponse(frame!, responseHeaderBytes, Number.MAX_SAFE_INTEGER).flatMap((t) => t.partitions);
+    });
+  }
+
+  /** Turns fetched batches into messages at or after each position, and advances the positions. */
+  private decode(partitions: FetchedPartition[], positions: Position[]): Message[] {
+    const messages: Message[] = [];
+    const topic = this.options.topic;
+    for (const fetched of partitions) {
+      const position = positions.find((p) => p.partition === fetched.partition);
+      if (position === undefined) continue;
+      if (fetched.errorCode !== 0) throw RillError.fromCode(fetched.errorCode, `${topic}/${fetched.partition} at offset ${position.offset}`);
+      const records = fetched.records;
+      const from = BigInt(position.offset);
+      for (let pos = 0; pos < records.length;) {
+        const size = readBatchSize(records, pos);
+        if (size < 0 || pos + size > records.length) throw new RillError('MALFORMED_RESPONSE', `${topic}/${fetched.partition}: partial batch in fetch response`);
+        const header = decodeBatch(records, pos, pos + size, (record) => {
+          if (record.offset >= from) messages.push({ topic, partition: fetched.partition, ...record });
+        });
+        position.offset = Math.max(position.offset, header.baseOffset + header.recordsCount);
+        pos += size;
+      }
+    }
+    return messages;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ownsCluster) this.cluster.close();
+  }
+}
