@@ -118,7 +118,7 @@ export class Broker {
       try {
         const deleted = partition.log.applyRetention(nowMs);
         if (deleted.deletedSegments > 0) this.config.log('info', `${partition.topic}/${partition.index}: retention deleted ${deleted.deletedSegments} segments (${deleted.deletedBytes} bytes)`);
-        if (partition.log.needsFlush(nowMs, partition.recordsSinceFlush)) {
+        if (partition.log.needsFlush(nowMs)) {
           partition.flush().catch((error: unknown) => this.config.log('warn', `${partition.topic}/${partition.index}: background flush failed: ${(error as Error).message}`));
         }
       } catch (error) {

@@ -7,7 +7,7 @@
  * completed yet; acks 0/1 batches are visible once written to the OS. Offsets are a prefix, so a
  * pending durable batch also holds back whatever was appended after it until its fsync lands.
  */
-import type { PartitionLog } from '../storage/partition-log.js';
+import type { AppendBatch, PartitionLog } from '../storage/partition-log.js';
 
 export class Partition {
   /** Offsets below this are visible to consumers. */
@@ -16,8 +16,6 @@ export class Partition {
   private pendingDurable: { baseOffset: number; endOffset: number }[] = [];
   private pendingHead = 0;
   private readonly listeners = new Set<() => void>();
-  /** Records appended since the last flush, for the flushMessages policy. */
-  recordsSinceFlush = 0;
 
   constructor(readonly topic: string, readonly index: number, readonly log: PartitionLog) {
     this.visibleEnd = log.nextOffset;
@@ -27,11 +25,13 @@ export class Partition {
     return this.visibleEnd;
   }
 
-  /** Appends one validated batch; returns its base offset. Throws DISK_FULL / STORAGE_ERROR. */
-  append(batch: Buffer, recordsCount: number, maxTimestamp: number, durable: boolean): number {
-    const baseOffset = this.log.append(batch, recordsCount, maxTimestamp);
-    this.recordsSinceFlush += recordsCount;
-    if (durable) this.pendingDurable.push({ baseOffset, endOffset: baseOffset + recordsCount });
+  /**
+   * Appends validated batches, all or nothing (one write); returns the first base offset.
+   * Throws DISK_FULL / STORAGE_ERROR with nothing appended.
+   */
+  append(batches: readonly AppendBatch[], durable: boolean): number {
+    const baseOffset = batches.length === 1 ? this.log.append(batches[0]!.batch, batches[0]!.recordsCount, batches[0]!.maxTimestampMs) : this.log.appendMany(batches);
+    if (durable) this.pendingDurable.push({ baseOffset, endOffset: this.log.nextOffset });
     return baseOffset;
   }
 
@@ -46,7 +46,6 @@ export class Partition {
   /** fsyncs (shared with concurrent callers) and then makes the durable batches visible. */
   async flush(): Promise<number> {
     const flushedOffset = await this.log.flush();
-    this.recordsSinceFlush = 0;
     this.releaseDurable(flushedOffset);
     return flushedOffset;
   }

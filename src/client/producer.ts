@@ -132,9 +132,21 @@ export class Producer {
   /** Queues one record; resolves once the broker acknowledged it at the producer's acks level. */
   send(record: ProducerRecord): Promise<RecordMetadata> {
     if (this.closed) return Promise.reject(new RillError('INVALID_ARGUMENT', 'producer is closed'));
+    // Counted from the moment of the call, so flush() also waits for records still looking up metadata.
+    this.outstandingRecords++;
     const topic = this.cluster.cachedTopic(record.topic);
-    if (topic !== undefined && this.bufferedBytes < this.bufferBytesMax) return this.enqueue(record, topic.partitions.length);
-    return this.sendSlow(record);
+    if (topic !== undefined && this.bufferedBytes < this.bufferBytesMax) {
+      try {
+        return this.enqueue(record, topic.partitions.length);
+      } catch (error) {
+        this.settled(1);
+        return Promise.reject(error);
+      }
+    }
+    return this.sendSlow(record).catch((error: unknown) => {
+      this.settled(1);
+      throw error;
+    });
   }
 
   private async sendSlow(record: ProducerRecord): Promise<RecordMetadata> {
@@ -144,6 +156,7 @@ export class Producer {
     return this.enqueue(record, topic.partitions.length);
   }
 
+  /** Appends the record to its partition's open batch; throws for records that can never be sent. */
   private enqueue(record: ProducerRecord, partitionCount: number): Promise<RecordMetadata> {
     const partition = this.choosePartition(record, partitionCount);
     const queue = this.queueFor(record.topic, partition, partitionCount);
@@ -155,10 +168,9 @@ export class Producer {
       batch.builder.tryAppend(record, nowMs);
       if (batch.builder.sizeBytes > batchBytesMax) {
         queue.open = null;
-        return Promise.reject(new RillError('BATCH_TOO_LARGE', `record of about ${batch.builder.sizeBytes} bytes exceeds the ${batchBytesMax}-byte batch limit`));
+        throw new RillError('BATCH_TOO_LARGE', `record of about ${batch.builder.sizeBytes} bytes exceeds the ${batchBytesMax}-byte batch limit`);
       }
     }
-    this.outstandingRecords++;
     const promise = new Promise<RecordMetadata>((resolve, reject) => {
       batch.resolves.push(resolve);
       batch.rejects.push(reject);

@@ -71,15 +71,17 @@ export class PartitionReader implements AsyncIterable<Message> {
     try {
       let positions = await this.positions();
       const stopAtEnd = this.options.stopAtEnd ?? false;
-      if (stopAtEnd) positions = positions.filter((p) => p.offset < p.stopAt);
+      const stopAt = new Map(positions.map((p) => [p.partition, stopAtEnd ? p.stopAt : Infinity]));
+      const unfinished = (): Position[] => (stopAtEnd ? positions.filter((p) => p.offset < p.stopAt) : positions);
+      positions = unfinished();
+      // One fetch is always in flight while the application works through the previous one.
       let pending = positions.length > 0 ? this.fetch(positions) : null;
       while (pending !== null && !this.closed) {
-        const partitions = await pending;
-        const messages = this.decode(partitions, positions);
-        if (stopAtEnd) positions = positions.filter((p) => p.offset < p.stopAt);
+        const messages = this.decode(await pending, positions);
+        positions = unfinished();
         pending = positions.length > 0 && !this.closed ? this.fetch(positions) : null;
         for (const message of messages) {
-          if (stopAtEnd && message.offset >= BigInt(positions.find((p) => p.partition === message.partition)?.stopAt ?? Infinity)) continue;
+          if (Number(message.offset) >= stopAt.get(message.partition)!) continue;
           yield message;
           if (this.closed) return;
         }

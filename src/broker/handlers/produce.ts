@@ -14,23 +14,17 @@ import { newBatchInfo, validateBatch } from '../../wire/record-batch.js';
 import { replyOf, type Reply, type RequestContext } from '../connection.js';
 import type { BrokerMetrics } from '../metrics.js';
 import type { Partition } from '../partition.js';
+import type { AppendBatch } from '../../storage/partition-log.js';
 import type { PartitionManager } from '../partition-manager.js';
-
-interface ValidatedBatch {
-  start: number;
-  sizeBytes: number;
-  recordsCount: number;
-  maxTimestamp: number;
-}
 
 const info = newBatchInfo();
 
-function validateEntry(records: Buffer): ValidatedBatch[] {
+function validateEntry(records: Buffer): AppendBatch[] {
   if (records.length === 0) throw new DecodeError('INVALID_BATCH', 'no record batch in the partition entry');
-  const batches: ValidatedBatch[] = [];
+  const batches: AppendBatch[] = [];
   for (let pos = 0; pos < records.length; pos += info.sizeBytes) {
     validateBatch(records, pos, records.length, info);
-    batches.push({ start: pos, sizeBytes: info.sizeBytes, recordsCount: info.recordsCount, maxTimestamp: info.maxTimestamp });
+    batches.push({ batch: records.subarray(pos, pos + info.sizeBytes), recordsCount: info.recordsCount, maxTimestampMs: info.maxTimestamp });
   }
   return batches;
 }
@@ -68,26 +62,22 @@ export function handleProduce(context: RequestContext, partitions: PartitionMana
 }
 
 function appendEntry(partition: Partition, records: Buffer, durable: boolean, metrics: BrokerMetrics): ProducePartitionResponse {
-  let batches: ValidatedBatch[];
+  let batches: AppendBatch[];
   try {
     batches = validateEntry(records);
   } catch (error) {
     if (error instanceof DecodeError) return failure(partition.index, error);
     throw error;
   }
-  let baseOffset = -1;
+  let baseOffset: number;
   try {
-    for (const batch of batches) {
-      const bytes = records.subarray(batch.start, batch.start + batch.sizeBytes);
-      const offset = partition.append(bytes, batch.recordsCount, batch.maxTimestamp, durable);
-      if (baseOffset < 0) baseOffset = offset;
-      metrics.recordsAppended += batch.recordsCount;
-      metrics.bytesAppended += batch.sizeBytes;
-    }
+    baseOffset = partition.append(batches, durable);
   } catch (error) {
     if (error instanceof RillError) return failure(partition.index, error);
     throw error;
   }
+  for (const batch of batches) metrics.recordsAppended += batch.recordsCount;
+  metrics.bytesAppended += records.length;
   return { partition: partition.index, errorCode: 0, baseOffset, logStartOffset: partition.log.logStartOffset, durability: Durability.written, errorMessage: '' };
 }
 
