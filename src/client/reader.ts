@@ -7,7 +7,7 @@ import { RillError } from '../lib/errors.js';
 import { responseHeaderBytes } from '../lib/limits.js';
 import { ApiKey } from '../wire/apis.js';
 import { decodeFetchResponse, encodeFetchRequest, type FetchedPartition } from '../wire/fetch.js';
-import { decodeBatch, readBatchSize, type ConsumedRecord } from '../wire/record-batch.js';
+import { forEachRecord, readBatchSize, type ConsumedRecord } from '../wire/record-batch.js';
 import { checkReply } from './connection.js';
 import { Cluster, type ClientOptions } from './cluster.js';
 import { Admin } from './admin.js';
@@ -114,12 +114,13 @@ export class PartitionReader implements AsyncIterable<Message> {
       if (position === undefined) continue;
       if (fetched.errorCode !== 0) throw RillError.fromCode(fetched.errorCode, `${topic}/${fetched.partition} at offset ${position.offset}`);
       const records = fetched.records;
-      const from = BigInt(position.offset);
+      const from = position.offset;
+      const partition = fetched.partition;
       for (let pos = 0; pos < records.length;) {
         const size = readBatchSize(records, pos);
-        if (size < 0 || pos + size > records.length) throw new RillError('MALFORMED_RESPONSE', `${topic}/${fetched.partition}: partial batch in fetch response`);
-        const header = decodeBatch(records, pos, pos + size, (record) => {
-          if (record.offset >= from) messages.push({ topic, partition: fetched.partition, ...record });
+        if (size < 0 || pos + size > records.length) throw new RillError('MALFORMED_RESPONSE', `${topic}/${partition}: partial batch in fetch response`);
+        const header = forEachRecord(records, pos, pos + size, (offset, timestamp, key, value, headers) => {
+          if (offset >= from) messages.push({ topic, partition, offset: BigInt(offset), timestamp, key, value, headers });
         });
         position.offset = Math.max(position.offset, header.baseOffset + header.recordsCount);
         pos += size;

@@ -49,8 +49,8 @@ export function decodeTopicConfig(value: unknown, path: string): Partial<TopicCo
   const obj = rq.object(value, path);
   const config: Partial<TopicConfig> = {};
   for (const key of Object.keys(obj)) {
-    const bounds = configBounds[key as keyof TopicConfig];
-    if (bounds === undefined) rq.fail(`${path}.${key}`, `one of ${topicConfigKeys.join(', ')}`, key);
+    const bounds = Object.hasOwn(configBounds, key) ? configBounds[key as keyof TopicConfig] : undefined;
+    if (bounds === undefined) return rq.fail(`${path}.${key}`, `one of ${topicConfigKeys.join(', ')}`, key);
     config[key as keyof TopicConfig] = rq.int(obj[key], `${path}.${key}`, bounds[0], bounds[1]);
   }
   return config;
@@ -131,7 +131,7 @@ export function decodeMetadataResponse(value: unknown): MetadataResponse {
         errorCode: rs.int(e.errorCode, 'errorCode', -32768, 32767),
         partitions: rs.array(e.partitions, 'partitions', topicPartitionsMax).map((p, j) => {
           const pe = rs.object(p, `topics[${i}].partitions[${j}]`);
-          return { partition: rs.int(pe.partition, 'partition', 0, topicPartitionsMax), leader: rs.int(pe.leader, 'leader', -1, 0x7fffffff), errorCode: rs.int(pe.errorCode, 'errorCode', -32768, 32767) };
+          return { partition: rs.int(pe.partition, 'partition', 0, topicPartitionsMax - 1), leader: rs.int(pe.leader, 'leader', -1, 0x7fffffff), errorCode: rs.int(pe.errorCode, 'errorCode', -32768, 32767) };
         }),
         config: e.config === null || e.config === undefined ? null : decodeFullConfig(e.config as Obj),
       };

@@ -32,6 +32,10 @@ export class FrameDecoder {
     if (this.bufferedBytes === 0) {
       chunk = this.drainChunk(chunk, onFrame);
       if (chunk.length === 0) return;
+    } else if (this.pendingLength < 0 && this.bufferedBytes + chunk.length >= 4) {
+      // The length prefix completes with this chunk: check it before keeping any of the frame.
+      const prefix = Buffer.concat([...this.chunks, chunk.subarray(0, 4 - this.bufferedBytes)], 4);
+      this.pendingLength = this.checkLength(prefix.readUInt32BE(0));
     }
     this.chunks.push(chunk);
     this.bufferedBytes += chunk.length;

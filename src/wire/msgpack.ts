@@ -10,7 +10,23 @@ const packr = new Packr({ useRecords: false, moreTypes: false, bundleStrings: fa
 const unpackr = new Unpackr({ useRecords: false, moreTypes: false, bundleStrings: false, mapsAsObjects: true, int64AsType: 'bigint' });
 
 export function encodeMsgpack(value: unknown): Buffer {
-  return packr.pack(value);
+  return packr.pack(integersBeyond32Bits(value));
+}
+
+/**
+ * msgpackr writes whole numbers outside the 32-bit range as float64; strict readers in other
+ * languages want integers there (timestamps, offsets, byte counts). Such numbers become bigint,
+ * which msgpackr writes as int64.
+ */
+function integersBeyond32Bits(value: unknown): unknown {
+  if (typeof value === 'number') return Number.isInteger(value) && (value > 0xffffffff || value < -0x80000000) ? BigInt(value) : value;
+  if (Array.isArray(value)) return value.map(integersBeyond32Bits);
+  if (value !== null && typeof value === 'object' && !ArrayBuffer.isView(value)) {
+    const copy: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) copy[k] = integersBeyond32Bits(v);
+    return copy;
+  }
+  return value;
 }
 
 /** Decodes exactly one MessagePack value that must fill `bytes`; throws DecodeError otherwise. */

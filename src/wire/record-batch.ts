@@ -24,7 +24,7 @@
  * Offsets inside the broker and this codec are JavaScript numbers (exact up to 2^53, which at a
  * million records a second lasts 285 years); the public APIs use bigint.
  */
-import { DecodeError } from '../lib/errors.js';
+import { DecodeError, RillError } from '../lib/errors.js';
 import { batchBytesMax, batchRecordsMax, recordHeadersMax } from '../lib/limits.js';
 import { assert } from '../lib/assert.js';
 import { crc32c } from './crc32c.js';
@@ -34,6 +34,8 @@ export const batchHeaderBytes = 61;
 /** Bytes before batchLength counts: baseOffset + batchLength. */
 export const batchLogOverheadBytes = 12;
 export const batchMagic = 2;
+/** Record timestamps are ms within ±2^51, so any delta between two of them fits a varlong. */
+export const timestampMsMax = 2 ** 51;
 
 export const BatchField = {
   baseOffset: 0,
@@ -240,6 +242,14 @@ const emptyHeaders: RecordHeader[] = Object.freeze([]) as unknown as RecordHeade
  * structural problem (a consumer must never act on half a batch).
  */
 export function decodeBatch(buf: Buffer, pos: number, end: number, onRecord: (record: ConsumedRecord) => void): DecodedBatchHeader {
+  return forEachRecord(buf, pos, end, (offset, timestamp, key, value, headers) => onRecord({ offset: BigInt(offset), timestamp, key, value, headers }));
+}
+
+/** Receives each record's fields; the caller builds whatever object it needs (one allocation). */
+export type RecordVisitor = (offset: number, timestamp: number, key: Buffer | null, value: Buffer | null, headers: RecordHeader[]) => void;
+
+/** decodeBatch without the intermediate record object, for the consumer's hot loop. */
+export function forEachRecord(buf: Buffer, pos: number, end: number, visit: RecordVisitor): DecodedBatchHeader {
   const info = newBatchInfo();
   validateBatch(buf, pos, end, info, Number.MAX_SAFE_INTEGER);
   const baseOffset = readInt64AsNumber(buf, pos + BatchField.baseOffset);
@@ -264,7 +274,7 @@ export function decodeBatch(buf: Buffer, pos: number, end: number, onRecord: (re
         headers.push({ key: headerKey, value: readBytesField(buf, cursor, recordEnd) });
       }
     }
-    onRecord({ offset: BigInt(baseOffset + offsetDelta), timestamp: info.baseTimestamp + timestampDelta, key, value, headers });
+    visit(baseOffset + offsetDelta, info.baseTimestamp + timestampDelta, key, value, headers);
   }
   return { baseOffset, ...info };
 }
@@ -332,6 +342,9 @@ export class BatchBuilder {
    */
   tryAppend(record: RecordInput, nowMs: number): boolean {
     const timestamp = record.timestamp ?? nowMs;
+    if (!Number.isInteger(timestamp) || Math.abs(timestamp) > timestampMsMax) {
+      throw new RillError('INVALID_ARGUMENT', `record timestamp ${timestamp} is not an integer within ±${timestampMsMax} ms`);
+    }
     if (this.count === 0) {
       this.baseTimestamp = timestamp;
       this.maxTimestamp = timestamp;

@@ -33,7 +33,14 @@ export function writeVarint(buf: Uint8Array, pos: number, value: number): number
   return pos;
 }
 
+/**
+ * Varlongs carry JavaScript numbers, so their range is |v| <= varlongMax (2^52 - 1): the zigzag
+ * form of such a value is still an exact integer. Record timestamp deltas need far less.
+ */
+export const varlongMax = 2 ** 52 - 1;
+
 function zigzagLong(value: number): number {
+  if (!Number.isInteger(value) || value > varlongMax || value < -varlongMax - 1) throw new RangeError(`varlong ${value} is outside -2^52..2^52-1`);
   return value >= 0 ? value * 2 : -value * 2 - 1;
 }
 
@@ -81,7 +88,7 @@ export function readVarint(buf: Uint8Array, cursor: Cursor, end: number): number
   return (z >>> 1) ^ -(z & 1);
 }
 
-/** Reads a zigzag varlong whose value must be a safe integer (|v| < 2^53). */
+/** Reads a zigzag varlong in -2^52..2^52-1 (see varlongMax). */
 export function readVarlong(buf: Uint8Array, cursor: Cursor, end: number): number {
   let pos = cursor.pos;
   let result = 0;
