@@ -12,6 +12,7 @@ import { brokerConfig, type BrokerConfig } from './config.js';
 import { Connection, type Dispatch, type ConnectionEvents, type RequestContext } from './connection.js';
 import { BrokerMetrics } from './metrics.js';
 import { PartitionManager } from './partition-manager.js';
+import { GroupHost } from './group-host.js';
 import { handleProduce } from './handlers/produce.js';
 import { handleFetch } from './handlers/fetch.js';
 import { handleApiVersions, handleCreateTopics, handleDeleteTopics, handleListOffsets, handleMetadata } from './handlers/admin.js';
@@ -21,6 +22,7 @@ export class Broker {
   readonly metrics = new BrokerMetrics();
   readonly partitions: PartitionManager;
   private server: net.Server | null = null;
+  private groups: GroupHost | null = null;
   private readonly connections = new Set<Connection>();
   private housekeeping: NodeJS.Timeout | null = null;
   private stopping: Promise<void> | null = null;
@@ -41,6 +43,8 @@ export class Broker {
     const { clean } = this.partitions.open();
     log('info', `data directory ${this.config.dataDir}: ${this.partitions.registry.size} topics, ${clean ? 'clean shutdown, no recovery needed' : 'no clean-shutdown marker, logs recovered from their recovery points'} (${Date.now() - startedMs} ms)`);
     log('info', `CRC-32C implementation: ${crc32cImplementation}`);
+    this.groups = await GroupHost.open(this.config.dataDir, this.partitions, log);
+    this.groups.start();
     const server = net.createServer((socket) => this.accept(socket));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -100,6 +104,13 @@ export class Broker {
       case ApiKey.CreateTopics: return handleCreateTopics(context, this.partitions, () => this.onTopicsChanged());
       case ApiKey.DeleteTopics: return handleDeleteTopics(context, this.partitions, () => this.onTopicsChanged());
       case ApiKey.ListOffsets: return handleListOffsets(context, this.partitions);
+      case ApiKey.FindCoordinator: return this.groupHost().handleFindCoordinator(context, this.self());
+      case ApiKey.ConsumerGroupHeartbeat: return this.groupHost().handleHeartbeat(context);
+      case ApiKey.OffsetCommit: return this.groupHost().handleOffsetCommit(context);
+      case ApiKey.OffsetFetch: return this.groupHost().handleOffsetFetch(context);
+      case ApiKey.ListGroups: return this.groupHost().handleListGroups();
+      case ApiKey.DescribeGroups: return this.groupHost().handleDescribeGroups(context);
+      case ApiKey.ResetGroupOffsets: return this.groupHost().handleResetOffsets(context);
       default: throw new RillError('UNSUPPORTED_VERSION', `api key ${apiKey} is not supported by this broker`);
     }
   };
@@ -108,8 +119,14 @@ export class Broker {
     return { nodeId: this.config.nodeId, host: this.config.advertisedHost ?? this.config.host, port: this.boundPort };
   }
 
+  private groupHost(): GroupHost {
+    if (this.groups === null) throw new RillError('COORDINATOR_NOT_AVAILABLE', 'the group coordinator is not loaded yet');
+    return this.groups;
+  }
+
+  /** Groups subscribed to a created or deleted topic rebalance. */
   private onTopicsChanged(): void {
-    // Consumer groups hook in here (rebalance on partition changes).
+    this.groups?.onTopicsChanged();
   }
 
   private runHousekeeping(): void {
@@ -146,6 +163,7 @@ export class Broker {
     }
     for (const connection of this.connections) connection.close();
     await closed;
+    await this.groups?.close();
     this.partitions.closeClean();
     log('info', 'rill broker stopped cleanly');
   }

@@ -43,6 +43,10 @@ export class PartitionManager {
       const dir = partitionDir(this.dataDir, topic.name, index);
       fs.mkdirSync(dir, { recursive: true });
       const log = PartitionLog.open(dir, topic.config, { recover, log: (message: string) => this.log('warn', `${topic.name}/${index}: ${message}`) });
+      const report = log.recovery;
+      if (report.droppedFromOffset !== null) {
+        this.log('warn', `${topic.name}/${index}: recovery truncated ${report.truncatedBytes} bytes from offset ${report.droppedFromOffset} (${report.reason}); ${report.segmentsDeleted} later segments deleted`);
+      }
       partitions.push(new Partition(topic.name, index, log));
     }
     this.partitions.set(topic.name, partitions);
@@ -93,10 +97,25 @@ export class PartitionManager {
     }
   }
 
-  /** Flushes and closes every log, then writes the clean-shutdown marker. */
+  /**
+   * Flushes and closes every log, then writes the clean-shutdown marker — only if every log
+   * closed durably; otherwise the next start recovers.
+   */
   closeClean(): void {
-    for (const partition of this.all()) partition.log.close();
+    let failures = 0;
+    for (const partition of this.all()) {
+      try {
+        partition.log.close();
+      } catch (error) {
+        failures++;
+        this.log('error', `${partition.topic}/${partition.index}: close failed: ${(error as Error).message}`);
+      }
+    }
     this.partitions.clear();
+    if (failures > 0) {
+      this.log('error', `${failures} logs did not close durably; the next start will recover them`);
+      return;
+    }
     const marker = path.join(this.dataDir, cleanShutdownMarker);
     fs.writeFileSync(marker, `${new Date().toISOString()}\n`);
     const fd = fs.openSync(marker, 'r');

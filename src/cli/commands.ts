@@ -197,6 +197,73 @@ export async function consumeCommand(args: ParsedArgs): Promise<number> {
   return 0;
 }
 
+function partitionsText(list: { topic: string; partitions: number[] }[]): string {
+  return list.map((t) => `${t.topic}:${t.partitions.join(',')}`).join(' ') || '-';
+}
+
+export async function groupsCommand(args: ParsedArgs): Promise<number> {
+  const [action, groupId] = args.positionals;
+  const admin = new Admin({ bootstrap: bootstrapOf(args) });
+  try {
+    switch (action) {
+      case 'list': {
+        checkKnown(args, ['bootstrap', 'json']);
+        const groups = await admin.listGroups();
+        if (flag(args, 'json')) printJson(groups);
+        else for (const g of groups) process.stdout.write(`${g.groupId}\t${g.state}\t${g.memberCount} members\n`);
+        return 0;
+      }
+      case 'describe': {
+        checkKnown(args, ['bootstrap', 'json']);
+        if (groupId === undefined) throw new UsageError('usage: rill groups describe GROUP [--json]');
+        const group = await admin.describeGroup(groupId);
+        if (flag(args, 'json')) {
+          printJson(group);
+          return 0;
+        }
+        process.stdout.write(`group ${group.groupId}: ${group.state}, epoch ${group.groupEpoch}, ${group.members.length} members\n\n`);
+        process.stdout.write('MEMBER                                CLIENT          HOST             EPOCH  ASSIGNED\n');
+        for (const m of group.members) {
+          process.stdout.write(`${m.memberId.padEnd(38)}${m.clientId.slice(0, 15).padEnd(16)}${m.host.slice(0, 16).padEnd(17)}${String(m.memberEpoch).padEnd(7)}${partitionsText(m.assigned)}`);
+          if (m.pendingRevocation.length > 0) process.stdout.write(`  revoking ${partitionsText(m.pendingRevocation)}`);
+          if (m.pendingAssignment.length > 0) process.stdout.write(`  waiting for ${partitionsText(m.pendingAssignment)}`);
+          process.stdout.write('\n');
+        }
+        process.stdout.write('\nTOPIC                PARTITION  COMMITTED  END        LAG        OWNER\n');
+        for (const o of group.offsets) {
+          process.stdout.write(`${o.topic.slice(0, 20).padEnd(21)}${String(o.partition).padEnd(11)}${(o.committedOffset < 0n ? '-' : String(o.committedOffset)).padEnd(11)}${String(o.endOffset).padEnd(11)}${(o.lag < 0n ? '-' : String(o.lag)).padEnd(11)}${o.owner ?? '-'}\n`);
+        }
+        if (group.history.length > 0) {
+          process.stdout.write('\nRECENT REBALANCES\n');
+          for (const h of group.history.slice(-10)) {
+            const moved = h.moves.length + h.movesOmitted;
+            process.stdout.write(`${new Date(h.atMs).toISOString()}  epoch ${h.groupEpoch}  ${h.reason}${h.memberId ? ` (${h.memberId})` : ''}: ${moved} partition${moved === 1 ? '' : 's'} moved, ${h.stableAfterMs === null ? 'not stable yet' : `stable after ${h.stableAfterMs} ms`}\n`);
+          }
+        }
+        return 0;
+      }
+      case 'reset-offsets': {
+        checkKnown(args, ['bootstrap', 'topic', 'to-earliest', 'to-latest', 'to-offset', 'json']);
+        const topic = stringOption(args, 'topic');
+        if (groupId === undefined || topic === undefined) throw new UsageError('usage: rill groups reset-offsets GROUP --topic T --to-earliest|--to-latest|--to-offset O');
+        const offset = stringOption(args, 'to-offset');
+        const choices = [flag(args, 'to-earliest'), flag(args, 'to-latest'), offset !== undefined].filter(Boolean).length;
+        if (choices !== 1) throw new UsageError('give exactly one of --to-earliest, --to-latest, --to-offset O');
+        if (offset !== undefined && !/^\d+$/.test(offset)) throw new UsageError(`--to-offset must be a non-negative integer, got "${offset}"`);
+        const to = flag(args, 'to-earliest') ? 'earliest' : flag(args, 'to-latest') ? 'latest' : BigInt(offset!);
+        const result = await admin.resetGroupOffsets(groupId, topic, to);
+        if (flag(args, 'json')) printJson(result);
+        else for (const r of result) process.stdout.write(`${topic}/${r.partition} -> ${r.offset}\n`);
+        return 0;
+      }
+      default:
+        throw new UsageError('usage: rill groups list|describe|reset-offsets ...');
+    }
+  } finally {
+    admin.close();
+  }
+}
+
 export function describeError(error: unknown): string {
   if (error instanceof RillError) return `${error.message}${error.retriable ? ' (retriable)' : ''}`;
   return (error as Error)?.message ?? String(error);

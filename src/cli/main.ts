@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** `rill`: the broker, topic administration, and console producer/consumer. */
 import { parseArgs, UsageError } from './args.js';
-import { brokerCommand, consumeCommand, describeError, produceCommand, topicsCommand } from './commands.js';
+import { brokerCommand, consumeCommand, describeError, groupsCommand, produceCommand, topicsCommand } from './commands.js';
 
 const usage = `usage: rill <command> [options]
 
@@ -13,11 +13,16 @@ const usage = `usage: rill <command> [options]
   rill produce TOPIC [--key-separator SEP] [--acks 0|1|all] [--partition P] [--json]
                                                            one record per stdin line
   rill consume TOPIC [--partition P] [--from-beginning | --offset O] [--exit-at-end] [--json]
+  rill consume TOPIC --group G [--from-beginning] [--json]
+                                                           run as a group member until SIGINT/SIGTERM
+  rill groups list [--json]
+  rill groups describe GROUP [--json]
+  rill groups reset-offsets GROUP --topic T --to-earliest|--to-latest|--to-offset O
 
 Every client command takes --bootstrap HOST:PORT (default 127.0.0.1:9092).
 `;
 
-const valued = new Set(['data-dir', 'port', 'host', 'bootstrap', 'partitions', 'key-separator', 'acks', 'partition', 'offset']);
+const valued = new Set(['data-dir', 'port', 'host', 'bootstrap', 'partitions', 'key-separator', 'acks', 'partition', 'offset', 'group', 'topic', 'to-offset']);
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -35,6 +40,7 @@ async function main(argv: string[]): Promise<number> {
     case 'topics': return topicsCommand(args, configs);
     case 'produce': return produceCommand(args);
     case 'consume': return consumeCommand(args);
+    case 'groups': return groupsCommand(args);
     case undefined: case 'help': case '--help': case '-h':
       process.stdout.write(usage);
       return command === undefined ? 1 : 0;

@@ -3,6 +3,10 @@ import { RillError } from '../lib/errors.js';
 import { ApiKey, OffsetSpec } from '../wire/apis.js';
 import { decodeListOffsetsResponse, decodeTopicResults, type TopicConfig } from '../wire/control.js';
 import { Cluster, type ClientOptions } from './cluster.js';
+import {
+  decodeDescribeGroupsResponse, decodeListGroupsResponse, decodeOffsetFetchResponse, decodeResetOffsetsResponse,
+  type FetchedOffsetBody, type GroupDescriptionBody, type GroupListingBody,
+} from '../wire/groups.js';
 
 export interface NewTopic {
   topic: string;
@@ -67,6 +71,34 @@ export class Admin {
       offsets[p.partition] = p.offset;
     }
     return offsets;
+  }
+
+  async listGroups(): Promise<GroupListingBody[]> {
+    return this.cluster.anyConnection().call(ApiKey.ListGroups, {}, decodeListGroupsResponse);
+  }
+
+  /** Members, assignment, committed offsets, end offsets and lag, and recent rebalances. */
+  async describeGroup(groupId: string): Promise<GroupDescriptionBody> {
+    const [group] = await this.cluster.anyConnection().call(ApiKey.DescribeGroups, { groupIds: [groupId] }, decodeDescribeGroupsResponse);
+    if (group === undefined) throw new RillError('MALFORMED_RESPONSE', 'DescribeGroups answered no group');
+    if (group.errorCode !== 0) throw RillError.fromCode(group.errorCode, `group "${groupId}"`);
+    return group;
+  }
+
+  /** Committed offsets of a group (-1n where none). */
+  async fetchGroupOffsets(groupId: string, topic?: string): Promise<FetchedOffsetBody[]> {
+    let topics = null;
+    if (topic !== undefined) {
+      const metadata = await this.cluster.topic(topic);
+      topics = [{ topic, partitions: metadata.partitions.map((p) => p.partition) }];
+    }
+    return this.cluster.anyConnection().call(ApiKey.OffsetFetch, { groupId, topics }, decodeOffsetFetchResponse);
+  }
+
+  /** Moves a group's committed offsets for a topic; refused (NON_EMPTY_GROUP) while it has live members. */
+  async resetGroupOffsets(groupId: string, topic: string, to: 'earliest' | 'latest' | bigint): Promise<{ partition: number; offset: bigint }[]> {
+    const request = typeof to === 'bigint' ? { groupId, topic, to: 'offset', offset: to } : { groupId, topic, to };
+    return this.cluster.anyConnection().call(ApiKey.ResetGroupOffsets, request, decodeResetOffsetsResponse);
   }
 
   close(): void {

@@ -34,6 +34,13 @@ export const apiVersionRanges: ReadonlyMap<number, readonly [number, number]> = 
   [ApiKey.ApiVersions, [0, 0]],
   [ApiKey.CreateTopics, [0, 0]],
   [ApiKey.DeleteTopics, [0, 0]],
+  [ApiKey.FindCoordinator, [0, 0]],
+  [ApiKey.ConsumerGroupHeartbeat, [0, 0]],
+  [ApiKey.OffsetCommit, [0, 0]],
+  [ApiKey.OffsetFetch, [0, 0]],
+  [ApiKey.ListGroups, [0, 0]],
+  [ApiKey.DescribeGroups, [0, 0]],
+  [ApiKey.ResetGroupOffsets, [0, 0]],
 ]);
 
 /** acks values on the wire. */

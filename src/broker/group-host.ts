@@ -1,0 +1,218 @@
+/**
+ * Hosts the consumer-group coordinator inside the broker: feeds it requests and time, persists
+ * every record it returns (fsynced, group-committed) before answering, replays the store at
+ * start, and compacts the store so restart time does not grow with the number of commits.
+ *
+ * The coordinator is pure (src/coordinator); this file owns its I/O and its clock.
+ */
+import { RillError } from '../lib/errors.js';
+import { requestHeaderBytes } from '../lib/limits.js';
+import { Coordinator, type CoordinatorOptions } from '../coordinator/coordinator.js';
+import type { GroupRecord } from '../coordinator/records.js';
+import { decodeMsgpack } from '../wire/msgpack.js';
+import {
+  decodeDescribeGroupsRequest, decodeFindCoordinatorRequest, decodeHeartbeatRequest, decodeOffsetCommitRequest,
+  decodeOffsetFetchRequest, decodeResetOffsetsRequest, flatten, groupByTopic,
+} from '../wire/groups.js';
+import { msgpackReply, type Reply, type RequestContext } from './connection.js';
+import { GroupStore } from './group-store.js';
+import type { PartitionManager } from './partition-manager.js';
+
+/** How often silent members are looked for. Removal is this punctual. */
+export const groupTickIntervalMs = 100;
+
+type Log = (level: 'info' | 'warn' | 'error', message: string) => void;
+
+function body(context: RequestContext): unknown {
+  return decodeMsgpack(context.frame.subarray(requestHeaderBytes));
+}
+
+export class GroupHost {
+  private coordinator: Coordinator;
+  private ticker: NodeJS.Timeout | null = null;
+  /** Set while the store is being reopened after a write failure; requests get COORDINATOR_NOT_AVAILABLE. */
+  private reloading: Promise<void> | null = null;
+
+  private constructor(private store: GroupStore, private readonly partitions: PartitionManager, private readonly options: Omit<CoordinatorOptions, 'topics'>, private readonly dataDir: string, private readonly log: Log) {
+    this.coordinator = this.newCoordinator();
+  }
+
+  private newCoordinator(): Coordinator {
+    return new Coordinator({ ...this.options, topics: { partitionCount: (topic) => this.partitions.registry.get(topic)?.partitions } });
+  }
+
+  /** Opens the store and replays it; topics must already be loaded (offsets of unknown topics are dropped). */
+  static async open(dataDir: string, partitions: PartitionManager, log: Log, options: Omit<CoordinatorOptions, 'topics'> = {}): Promise<GroupHost> {
+    const { store, records, dropped } = await GroupStore.open(dataDir);
+    const host = new GroupHost(store, partitions, options, dataDir, log);
+    host.replay(records, dropped);
+    await host.persist(host.coordinator.onTopicsChanged(Date.now()));
+    return host;
+  }
+
+  private replay(records: readonly GroupRecord[], dropped: { bytes: number; reason: string } | null): void {
+    for (const record of records) this.coordinator.replay(record);
+    if (dropped !== null) this.log('warn', `group store: dropped a damaged tail of ${dropped.bytes} bytes (${dropped.reason})`);
+    const groups = this.coordinator.listGroups();
+    this.log('info', `group store: ${records.length} records replayed, ${groups.length} groups`);
+  }
+
+  start(): void {
+    this.ticker = setInterval(() => {
+      if (this.reloading !== null) return;
+      const records = this.coordinator.tick(Date.now());
+      if (records.length > 0) this.persist(records).catch(() => undefined);
+    }, groupTickIntervalMs);
+    this.ticker.unref();
+  }
+
+  /** Durably appends records; on failure the in-memory state is ahead of disk, so rebuild it from disk. */
+  private async persist(records: readonly GroupRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    try {
+      await this.store.append(records);
+    } catch (error) {
+      this.log('error', `group store write failed: ${(error as Error).message}; reloading groups from disk`);
+      this.reloading ??= this.reload().finally(() => (this.reloading = null));
+      throw new RillError('COORDINATOR_NOT_AVAILABLE', 'group state could not be persisted; retry shortly');
+    }
+    if (this.store.shouldCompact()) {
+      const snapshot = this.coordinator.snapshot();
+      this.store.compact(snapshot).catch((error: unknown) => this.log('warn', `group store compaction failed: ${(error as Error).message}`));
+    }
+  }
+
+  private async reload(): Promise<void> {
+    await this.store.close().catch(() => undefined);
+    const { store, records, dropped } = await GroupStore.open(this.dataDir);
+    this.store = store;
+    this.coordinator = this.newCoordinator();
+    this.replay(records, dropped);
+  }
+
+  private available(): void {
+    if (this.reloading !== null) throw new RillError('COORDINATOR_NOT_AVAILABLE', 'group state is being reloaded; retry shortly');
+  }
+
+  onTopicsChanged(): void {
+    if (this.reloading !== null) return;
+    this.persist(this.coordinator.onTopicsChanged(Date.now())).catch(() => undefined);
+  }
+
+  handleFindCoordinator(context: RequestContext, self: { nodeId: number; host: string; port: number }): Reply {
+    decodeFindCoordinatorRequest(body(context));
+    return msgpackReply(self);
+  }
+
+  async handleHeartbeat(context: RequestContext): Promise<Reply> {
+    this.available();
+    const request = decodeHeartbeatRequest(body(context));
+    const response = this.coordinator.heartbeat({
+      groupId: request.groupId,
+      memberId: request.memberId,
+      memberEpoch: request.memberEpoch,
+      clientId: request.clientId,
+      host: context.connection.socket.remoteAddress ?? '',
+      sessionTimeoutMs: request.sessionTimeoutMs,
+      rebalanceTimeoutMs: request.rebalanceTimeoutMs,
+      subscribedTopics: request.subscribedTopics,
+      ownedPartitions: request.ownedPartitions === null ? null : flatten(request.ownedPartitions),
+    }, Date.now());
+    await this.persist(response.records);
+    return msgpackReply({
+      errorCode: response.errorCode,
+      errorMessage: response.errorMessage,
+      memberId: response.memberId,
+      memberEpoch: response.memberEpoch,
+      heartbeatIntervalMs: response.heartbeatIntervalMs,
+      assignment: groupByTopic(response.assignment),
+    });
+  }
+
+  async handleOffsetCommit(context: RequestContext): Promise<Reply> {
+    this.available();
+    const request = decodeOffsetCommitRequest(body(context));
+    const offsets = request.topics.flatMap((t) => t.partitions.map((p) => ({ topic: t.name, partition: p.partition, offset: p.offset, metadata: p.metadata })));
+    const { results, records } = this.coordinator.commitOffsets({ groupId: request.groupId, memberId: request.memberId, memberEpoch: request.memberEpoch, offsets }, Date.now());
+    await this.persist(records);
+    const topics = new Map<string, { partition: number; errorCode: number }[]>();
+    for (const r of results) {
+      let list = topics.get(r.topic);
+      if (list === undefined) topics.set(r.topic, (list = []));
+      list.push({ partition: r.partition, errorCode: r.errorCode });
+    }
+    return msgpackReply({ topics: [...topics].map(([name, partitions]) => ({ name, partitions })) });
+  }
+
+  handleOffsetFetch(context: RequestContext): Reply {
+    this.available();
+    const request = decodeOffsetFetchRequest(body(context));
+    const offsets = this.coordinator.fetchOffsets(request.groupId, request.topics === null ? undefined : flatten(request.topics));
+    return msgpackReply({ offsets });
+  }
+
+  handleListGroups(): Reply {
+    this.available();
+    return msgpackReply({ groups: this.coordinator.listGroups() });
+  }
+
+  handleDescribeGroups(context: RequestContext): Reply {
+    this.available();
+    const request = decodeDescribeGroupsRequest(body(context));
+    return msgpackReply({ groups: request.groupIds.map((groupId) => this.describe(groupId)) });
+  }
+
+  private describe(groupId: string): Record<string, unknown> {
+    let description;
+    try {
+      description = this.coordinator.describeGroup(groupId);
+    } catch (error) {
+      if (error instanceof RillError) return { groupId, errorCode: error.errorCode };
+      throw error;
+    }
+    const committed = new Map(description.offsets.map((o) => [`${o.topic}\u0000${o.partition}`, o.committedOffset]));
+    // Every partition of every subscribed topic, with its end offset and lag.
+    const topics = new Set(description.members.flatMap((m) => m.subscribedTopics));
+    for (const o of description.offsets) topics.add(o.topic);
+    const offsets = [...topics].sort().flatMap((topic) => (this.partitions.topicPartitions(topic) ?? []).map((partition) => {
+      const committedOffset = committed.get(`${topic}\u0000${partition.index}`) ?? -1n;
+      const endOffset = BigInt(partition.highWatermark);
+      return {
+        topic, partition: partition.index, committedOffset, endOffset,
+        lag: committedOffset < 0n ? -1n : endOffset - committedOffset,
+        owner: this.coordinator.ownerOf(groupId, topic, partition.index) ?? null,
+      };
+    }));
+    const members = description.members.map((m) => ({
+      memberId: m.memberId, clientId: m.clientId, host: m.host, memberEpoch: m.memberEpoch, state: m.state,
+      sessionTimeoutMs: m.sessionTimeoutMs, subscribedTopics: m.subscribedTopics,
+      assigned: groupByTopic(m.assigned), pendingRevocation: groupByTopic(m.pendingRevocation), pendingAssignment: groupByTopic(m.pendingAssignment),
+    }));
+    return {
+      groupId, errorCode: 0, state: description.state, groupEpoch: description.groupEpoch, assignmentEpoch: description.assignmentEpoch,
+      members, offsets, history: description.history,
+    };
+  }
+
+  async handleResetOffsets(context: RequestContext): Promise<Reply> {
+    this.available();
+    const request = decodeResetOffsetsRequest(body(context));
+    const partitions = this.partitions.topicPartitions(request.topic);
+    if (partitions === undefined) throw new RillError('UNKNOWN_TOPIC_OR_PARTITION', `topic "${request.topic}" does not exist`);
+    const offsets = partitions.map((p) => {
+      const spec = request.spec;
+      let offset = spec.to === 'earliest' ? BigInt(p.log.logStartOffset) : spec.to === 'latest' ? BigInt(p.highWatermark) : spec.offset;
+      // Clamp into the log so the group never starts outside it.
+      if (offset < BigInt(p.log.logStartOffset)) offset = BigInt(p.log.logStartOffset);
+      if (offset > BigInt(p.highWatermark)) offset = BigInt(p.highWatermark);
+      return { topic: request.topic, partition: p.index, offset };
+    });
+    await this.persist(this.coordinator.resetOffsets(request.groupId, offsets, Date.now()));
+    return msgpackReply({ partitions: offsets.map((o) => ({ partition: o.partition, offset: o.offset })) });
+  }
+
+  async close(): Promise<void> {
+    if (this.ticker !== null) clearInterval(this.ticker);
+    await this.store.close();
+  }
+}

@@ -1,0 +1,464 @@
+/**
+ * The log of one partition: a directory of segments, the API the broker uses.
+ *
+ * Durability: append() writes to the OS synchronously (acks=1 is "written" when it returns);
+ * flush() fsyncs with group commit (acks=all). flushedOffset only advances when an fsync round
+ * succeeded. After an fsync failure the log stops accepting appends and flushes (STORAGE_ERROR)
+ * until it is reopened with recovery: after a failed fsync the kernel may have dropped the dirty
+ * pages and a later fsync could succeed without the data, so we must not trust it again.
+ *
+ * Offsets are JS numbers (exact to 2^53). Everything except flush() is synchronous; the log is
+ * used from one thread, so no locking.
+ */
+import path from 'node:path';
+import { RillError } from '../lib/errors.js';
+import { assert } from '../lib/assert.js';
+import { type Clock, systemClock } from '../lib/clock.js';
+import { batchBytesMax } from '../lib/limits.js';
+import type { TopicConfig } from '../wire/control.js';
+import { readBatchSize, readLastOffsetDelta, stampBaseOffset } from '../wire/record-batch.js';
+import { type FileOps, nodeFileOps } from './file-ops.js';
+import { writeCheckpoint } from './checkpoint.js';
+import { GroupCommit, type FlushRound } from './group-commit.js';
+import { type RecoveryReport, loadLog } from './recovery.js';
+import { Segment } from './segment.js';
+import { type ReadResult, emptyRead, offsetOutOfRange, readSegment } from './segment-reader.js';
+import { storageError } from './storage-errors.js';
+
+export interface PartitionLogOptions {
+  /** Scan and repair the tail. Pass false only after a clean shutdown (close() returned normally). */
+  recover: boolean;
+  /** The file layer; default node:fs. */
+  fileOps?: FileOps;
+  /** Drives segmentMs rolls, the flush policy clock and checkpoint pacing; default wall clock. */
+  clock?: Clock;
+  /** Notable events (recovery, index rebuilds, fsync failures); default: ignored. */
+  log?: (message: string) => void;
+}
+
+/** One batch for appendMany(). */
+export interface AppendBatch {
+  batch: Buffer;
+  recordsCount: number;
+  maxTimestampMs: number;
+}
+
+export interface RetentionResult {
+  deletedSegments: number;
+  deletedBytes: number;
+}
+
+/** The recovery-point checkpoint is written after a flush at most this often. */
+export const checkpointIntervalMs = 1000;
+
+export class PartitionLog {
+  private readonly segments: Segment[];
+  private readonly dirtySegments = new Set<Segment>();
+  /** A segment file was created since the last directory fsync. */
+  private directoryDirty = false;
+  /** The partition directory itself was just created: its parent must be synced too. */
+  private parentDirectoryDirty = false;
+  private flushedOffsetValue: number;
+  /** When the oldest unflushed append happened (flushMs counts from here); NaN when all is flushed. */
+  private oldestUnflushedAppendMs = Number.NaN;
+  private lastCheckpointMs = Number.NEGATIVE_INFINITY;
+  private lastCheckpointOffset = -1;
+  private failure: RillError | null = null;
+  private closed = false;
+  /** Segments deleted by retention while an fsync round may still use their descriptors. */
+  private retiredSegments: Segment[] = [];
+  private readonly groupCommit: GroupCommit;
+
+  private constructor(
+    readonly dir: string,
+    private config: TopicConfig,
+    private readonly fileOps: FileOps,
+    private readonly clock: Clock,
+    private readonly log: (message: string) => void,
+    segments: Segment[],
+    readonly recovery: RecoveryReport,
+  ) {
+    this.segments = segments;
+    this.flushedOffsetValue = this.active.nextOffset;
+    this.groupCommit = new GroupCommit(() => this.beginFlushRound());
+  }
+
+  /** Opens (creating if needed) the partition directory; see recovery.ts for what recover does. */
+  static open(dir: string, config: TopicConfig, options: PartitionLogOptions): PartitionLog {
+    const fileOps = options.fileOps ?? nodeFileOps;
+    const clock = options.clock ?? systemClock;
+    const log = options.log ?? (() => {});
+    const loaded = loadLog(fileOps, dir, options.recover, clock.nowMs(), log);
+    const partitionLog = new PartitionLog(dir, config, fileOps, clock, log, loaded.segments, loaded.report);
+    if (loaded.createdFresh) {
+      partitionLog.directoryDirty = true;
+      partitionLog.parentDirectoryDirty = true;
+    }
+    return partitionLog;
+  }
+
+  /** Deletes a partition directory and everything in it (the log must be closed). */
+  static deleteDir(dir: string, fileOps: FileOps = nodeFileOps): void {
+    try {
+      fileOps.removeTree(dir);
+    } catch (err) {
+      throw storageError(err, `deleting ${dir}`);
+    }
+  }
+
+  get logStartOffset(): number {
+    return this.segments[0]!.baseOffset;
+  }
+
+  /** The log end offset: the offset the next appended record gets. */
+  get nextOffset(): number {
+    return this.active.nextOffset;
+  }
+
+  /** Every offset below this is on stable storage. */
+  get flushedOffset(): number {
+    return this.flushedOffsetValue;
+  }
+
+  get sizeBytes(): number {
+    let total = 0;
+    for (const segment of this.segments) total += segment.sizeBytes;
+    return total;
+  }
+
+  get segmentCount(): number {
+    return this.segments.length;
+  }
+
+  /** Base offsets of the segments, oldest first (for tools and tests). */
+  get segmentBaseOffsets(): number[] {
+    return this.segments.map((segment) => segment.baseOffset);
+  }
+
+  /** Takes effect for the next roll, retention and flush-policy decisions. */
+  updateConfig(config: TopicConfig): void {
+    this.config = config;
+  }
+
+  private get active(): Segment {
+    return this.segments[this.segments.length - 1]!;
+  }
+
+  /**
+   * Appends one validated batch: stamps its base offset into `batch` (bytes 0..7) and writes
+   * the bytes as they are with one write. Returns the base offset. Throws DISK_FULL or
+   * STORAGE_ERROR with nothing appended.
+   */
+  append(batch: Buffer, recordsCount: number, maxTimestampMs: number): number {
+    this.checkWritable();
+    checkBatchArgument(batch, recordsCount);
+    const segment = this.segmentFor(batch.length, recordsCount);
+    const baseOffset = segment.nextOffset;
+    stampBaseOffset(batch, 0, baseOffset);
+    const positionBytes = segment.sizeBytes;
+    segment.write([batch], batch.length);
+    segment.noteBatch(positionBytes, batch.length, baseOffset, baseOffset + recordsCount - 1, maxTimestampMs);
+    this.noteAppended(segment);
+    return baseOffset;
+  }
+
+  /**
+   * Appends several batches (one request) with one writev, all or nothing. They go to one
+   * segment, which may therefore pass segmentBytes by less than the request size. Returns the
+   * first base offset; batch i starts where batch i-1 ended.
+   */
+  appendMany(batches: readonly AppendBatch[]): number {
+    this.checkWritable();
+    assert(batches.length > 0, 'appendMany needs at least one batch');
+    let totalBytes = 0;
+    let totalRecords = 0;
+    for (const entry of batches) {
+      checkBatchArgument(entry.batch, entry.recordsCount);
+      totalBytes += entry.batch.length;
+      totalRecords += entry.recordsCount;
+    }
+    const segment = this.segmentFor(totalBytes, totalRecords);
+    const firstBaseOffset = segment.nextOffset;
+    let baseOffset = firstBaseOffset;
+    for (const entry of batches) {
+      stampBaseOffset(entry.batch, 0, baseOffset);
+      baseOffset += entry.recordsCount;
+    }
+    let positionBytes = segment.sizeBytes;
+    segment.write(batches.map((entry) => entry.batch), totalBytes);
+    for (const entry of batches) {
+      const batchBase = segment.nextOffset;
+      segment.noteBatch(positionBytes, entry.batch.length, batchBase, batchBase + entry.recordsCount - 1, entry.maxTimestampMs);
+      positionBytes += entry.batch.length;
+    }
+    this.noteAppended(segment);
+    return firstBaseOffset;
+  }
+
+  private checkWritable(): void {
+    assert(!this.closed, 'append to a closed log');
+    if (this.failure !== null) throw new RillError('STORAGE_ERROR', `log ${this.dir} is failed until reopened: ${this.failure.message}`);
+  }
+
+  private noteAppended(segment: Segment): void {
+    this.dirtySegments.add(segment);
+    if (Number.isNaN(this.oldestUnflushedAppendMs)) this.oldestUnflushedAppendMs = this.clock.nowMs();
+  }
+
+  /** The segment the next append of `sizeBytes` / `recordsCount` goes to, rolling if needed. */
+  private segmentFor(sizeBytes: number, recordsCount: number): Segment {
+    const active = this.active;
+    if (!this.shouldRoll(active, sizeBytes, recordsCount)) return active;
+    return this.roll();
+  }
+
+  /** An empty segment never rolls: every segment but the active one holds at least one batch. */
+  private shouldRoll(active: Segment, sizeBytes: number, recordsCount: number): boolean {
+    if (active.isEmpty) return false;
+    if (active.sizeBytes + sizeBytes > this.config.segmentBytes) return true;
+    if (!active.fitsOffsets(recordsCount)) return true;
+    return this.config.segmentMs > 0 && this.clock.nowMs() - active.rollStartMs >= this.config.segmentMs;
+  }
+
+  /** Seals the active segment (writes its index) and starts a new one at nextOffset. */
+  private roll(): Segment {
+    const sealed = this.active;
+    const segment = Segment.create(this.fileOps, this.dir, sealed.nextOffset, this.clock.nowMs());
+    this.segments.push(segment);
+    this.directoryDirty = true;
+    this.writeIndexFileOf(sealed);
+    return segment;
+  }
+
+  /** The index is a cache: if its file cannot be written, the next open rebuilds it. */
+  private writeIndexFileOf(segment: Segment): void {
+    try {
+      segment.writeIndexFile();
+    } catch (err) {
+      this.log(`${segment.indexPath}: ${(err as Error).message}; it will be rebuilt at the next open`);
+    }
+  }
+
+  /**
+   * Resolves once everything appended before the call is fsynced (every segment holding
+   * unflushed bytes, and the directory after a segment was created); returns flushedOffset.
+   * Concurrent callers share fsyncs (group-commit.ts). Rejects with STORAGE_ERROR if an fsync
+   * fails; the data is then not reported as flushed, and the log is failed until reopened.
+   */
+  async flush(): Promise<number> {
+    if (this.failure !== null) throw this.failure;
+    const targetOffset = this.nextOffset;
+    if (this.flushedOffsetValue >= targetOffset || this.closed) return this.flushedOffsetValue;
+    await this.groupCommit.request(targetOffset);
+    return this.flushedOffsetValue;
+  }
+
+  private beginFlushRound(): FlushRound {
+    const targetOffset = this.nextOffset;
+    const segments = [...this.dirtySegments];
+    const sizesBytes = segments.map((segment) => segment.sizeBytes);
+    const directoryDirty = this.directoryDirty;
+    const parentDirectoryDirty = this.parentDirectoryDirty;
+    this.dirtySegments.clear();
+    this.directoryDirty = false;
+    this.parentDirectoryDirty = false;
+    const oldestUnflushedAppendMs = this.oldestUnflushedAppendMs;
+    this.oldestUnflushedAppendMs = Number.NaN;
+    const run = async (): Promise<void> => {
+      try {
+        const syncs = segments.map((segment) => this.fileOps.fdatasync(segment.fd));
+        if (directoryDirty) syncs.push(this.fileOps.fsyncDir(this.dir));
+        if (parentDirectoryDirty) syncs.push(this.fileOps.fsyncDir(path.dirname(this.dir)));
+        await Promise.all(syncs);
+      } catch (err) {
+        if (Number.isNaN(this.oldestUnflushedAppendMs)) this.oldestUnflushedAppendMs = oldestUnflushedAppendMs;
+        this.directoryDirty ||= directoryDirty;
+        this.parentDirectoryDirty ||= parentDirectoryDirty;
+        throw this.failFsync(err);
+      }
+      segments.forEach((segment, i) => (segment.flushedBytes = Math.max(segment.flushedBytes, sizesBytes[i]!)));
+      this.flushedOffsetValue = Math.max(this.flushedOffsetValue, targetOffset);
+      this.maybeWriteCheckpoint();
+    };
+    return { targetOffset, run };
+  }
+
+  private failFsync(err: unknown): RillError {
+    const failure = storageError(err, `fsync in ${this.dir}`);
+    if (this.failure === null) {
+      this.failure = failure;
+      this.log(`${this.dir}: ${failure.message}; the log refuses appends and flushes until reopened with recovery`);
+    }
+    return failure;
+  }
+
+  private maybeWriteCheckpoint(): void {
+    const nowMs = this.clock.nowMs();
+    if (this.closed || nowMs - this.lastCheckpointMs < checkpointIntervalMs) return;
+    this.writeCheckpointNow(nowMs);
+  }
+
+  private writeCheckpointNow(nowMs: number): void {
+    if (this.lastCheckpointOffset === this.flushedOffsetValue) return;
+    try {
+      writeCheckpoint(this.fileOps, this.dir, this.flushedOffsetValue);
+      this.lastCheckpointMs = nowMs;
+      this.lastCheckpointOffset = this.flushedOffsetValue;
+    } catch (err) {
+      // Only costs a longer scan at the next recovery.
+      this.log(`${this.dir}: could not write the recovery-point checkpoint: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * Whether the topic's flush policy wants a flush now: unflushed records >= flushMessages, or
+   * the oldest unflushed append is >= flushMs old. The broker polls this (e.g. after appends
+   * and on a timer) and calls flush().
+   */
+  needsFlush(nowMs: number): boolean {
+    const unflushedRecords = this.nextOffset - this.flushedOffsetValue;
+    if (unflushedRecords <= 0 || this.failure !== null || this.closed) return false;
+    const { flushMessages, flushMs } = this.config;
+    if (flushMessages >= 0 && unflushedRecords >= flushMessages) return true;
+    return flushMs >= 0 && !Number.isNaN(this.oldestUnflushedAppendMs) && nowMs - this.oldestUnflushedAppendMs >= flushMs;
+  }
+
+  /**
+   * Whole batches from the one holding `offset`, up to `maxBytes` (at least one batch), only
+   * batches whose last offset < `endOffset` (the visible end, e.g. flushedOffset for acks=all
+   * readers). Stops at a segment end. OFFSET_OUT_OF_RANGE outside [logStartOffset, nextOffset];
+   * CORRUPT_LOG if the batch holding `offset` fails validation (see segment-reader.ts).
+   */
+  read(offset: number, maxBytes: number, endOffset: number = this.nextOffset): ReadResult {
+    assert(!this.closed, 'read from a closed log');
+    if (!Number.isSafeInteger(offset) || offset < this.logStartOffset || offset > this.nextOffset) {
+      throw offsetOutOfRange(offset, this.logStartOffset, this.nextOffset);
+    }
+    const visibleEnd = Math.min(endOffset, this.nextOffset);
+    if (offset >= visibleEnd) return emptyRead(offset);
+    return readSegment(this.segmentHolding(offset), offset, Math.max(0, maxBytes), visibleEnd);
+  }
+
+  /** The segment whose range holds `offset` (logStartOffset <= offset < nextOffset). */
+  private segmentHolding(offset: number): Segment {
+    let low = 0;
+    let high = this.segments.length - 1;
+    while (low < high) {
+      const mid = (low + high + 1) >>> 1;
+      if (this.segments[mid]!.baseOffset <= offset) low = mid;
+      else high = mid - 1;
+    }
+    return this.segments[low]!;
+  }
+
+  /**
+   * First offset of the first batch whose maxTimestamp >= `timestampMs`, or nextOffset if none.
+   * Batch granularity: the answer is a batch's base offset, and timestamps need not be
+   * monotonic (a segment's max timestamp lets whole segments be skipped).
+   */
+  offsetForTimestamp(timestampMs: number): number {
+    for (const segment of this.segments) {
+      if (segment.isEmpty || segment.ensureMaxTimestamp() < timestampMs) continue;
+      const found = segment.findTimestamp(timestampMs);
+      if (found !== undefined) return found;
+    }
+    return this.nextOffset;
+  }
+
+  /**
+   * Deletes whole sealed segments, oldest first: while the oldest one's newest record is older
+   * than retentionMs, then while the partition holds more than retentionBytes. The active
+   * segment is never deleted. Advances logStartOffset.
+   */
+  applyRetention(nowMs: number): RetentionResult {
+    assert(!this.closed, 'retention on a closed log');
+    const result: RetentionResult = { deletedSegments: 0, deletedBytes: 0 };
+    const { retentionMs, retentionBytes } = this.config;
+    while (retentionMs >= 0 && this.segments.length > 1 && nowMs - this.segments[0]!.ensureMaxTimestamp() > retentionMs) {
+      this.deleteOldestSegment(result);
+    }
+    if (retentionBytes >= 0) {
+      let totalBytes = this.sizeBytes;
+      while (this.segments.length > 1 && totalBytes > retentionBytes) {
+        totalBytes -= this.segments[0]!.sizeBytes;
+        this.deleteOldestSegment(result);
+      }
+    }
+    return result;
+  }
+
+  private deleteOldestSegment(result: RetentionResult): void {
+    const oldest = this.segments[0]!;
+    oldest.deleteFiles();
+    this.segments.shift();
+    this.dirtySegments.delete(oldest);
+    result.deletedSegments++;
+    result.deletedBytes += oldest.sizeBytes;
+    this.retiredSegments.push(oldest);
+    if (this.groupCommit.busy) void this.groupCommit.whenIdle().then(() => this.closeRetiredSegments());
+    else this.closeRetiredSegments();
+  }
+
+  /** Closes descriptors of deleted segments once no fsync round can still be using them. */
+  private closeRetiredSegments(): void {
+    if (this.groupCommit.busy) return;
+    for (const segment of this.retiredSegments.splice(0)) segment.closeFd();
+  }
+
+  /**
+   * Writes the indexes and the recovery-point checkpoint and fsyncs everything, then closes
+   * the files. Throws STORAGE_ERROR if the data could not be made durable (or the log had
+   * failed): the broker must then treat the shutdown as unclean (recover: true next time).
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    let problem: RillError | null = this.failure;
+    try {
+      this.syncAllSync();
+    } catch (err) {
+      problem ??= storageError(err, `closing ${this.dir}`);
+    }
+    // Anything a queued fsync round would have synced, syncAllSync just did.
+    this.dirtySegments.clear();
+    const closeFds = (): void => {
+      for (const segment of [...this.segments, ...this.retiredSegments.splice(0)]) segment.closeFd();
+    };
+    if (this.groupCommit.busy) void this.groupCommit.whenIdle().then(closeFds);
+    else closeFds();
+    if (problem !== null) throw problem;
+  }
+
+  private syncAllSync(): void {
+    const active = this.active;
+    active.trimFileToSize();
+    for (const segment of this.segments) {
+      if (segment.flushedBytes < segment.sizeBytes) this.fileOps.fdatasyncSync(segment.fd);
+      segment.flushedBytes = segment.sizeBytes;
+      this.writeIndexFileOf(segment);
+    }
+    if (this.directoryDirty) this.fileOps.fsyncDirSync(this.dir);
+    if (this.parentDirectoryDirty) this.fileOps.fsyncDirSync(path.dirname(this.dir));
+    this.directoryDirty = false;
+    this.parentDirectoryDirty = false;
+    if (this.failure !== null) return;
+    this.flushedOffsetValue = this.nextOffset;
+    this.writeCheckpointNow(this.clock.nowMs());
+  }
+
+  /** Closes (ignoring errors: the data is going away) and deletes the partition directory. */
+  remove(): void {
+    try {
+      this.close();
+    } catch {
+      // Deleting anyway.
+    }
+    PartitionLog.deleteDir(this.dir, this.fileOps);
+  }
+}
+
+/** The broker validated the batch; these are programmer-error checks only. */
+function checkBatchArgument(batch: Buffer, recordsCount: number): void {
+  assert(batch.length <= batchBytesMax && readBatchSize(batch, 0) === batch.length, 'append: batch length does not match its header');
+  assert(recordsCount >= 1 && readLastOffsetDelta(batch, 0) === recordsCount - 1, 'append: recordsCount does not match the batch');
+}
