@@ -30,7 +30,7 @@ export class Broker {
 
   constructor(config: Partial<BrokerConfig> = {}) {
     this.config = brokerConfig(config);
-    this.partitions = new PartitionManager(this.config.dataDir, this.config.log);
+    this.partitions = new PartitionManager(this.config.dataDir, this.config.log, this.config.fileOps);
   }
 
   get port(): number {

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import os from 'node:os';
 import { RillError } from '../lib/errors.js';
+import type { FileOps } from '../storage/file-ops.js';
 
 export interface BrokerConfig {
   /** Where topics, segments and group state live. */
@@ -17,6 +18,8 @@ export interface BrokerConfig {
   housekeepingIntervalMs: number;
   /** Longest a graceful shutdown waits for in-flight requests before closing connections. */
   shutdownGraceMs: number;
+  /** The file layer under every partition log; tests inject faults (ENOSPC, EIO) through it. */
+  fileOps?: FileOps | undefined;
   /** Logs go here; the CLI prints them to stderr. */
   log: (level: 'info' | 'warn' | 'error', message: string) => void;
 }

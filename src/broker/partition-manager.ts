@@ -8,6 +8,7 @@ import path from 'node:path';
 import { RillError } from '../lib/errors.js';
 import { defaultTopicConfig, type TopicConfig } from '../wire/control.js';
 import { PartitionLog } from '../storage/partition-log.js';
+import type { FileOps } from '../storage/file-ops.js';
 import { Partition } from './partition.js';
 import { TopicRegistry, partitionCountProblem, partitionDir, topicNameProblem, topicsDir, fsyncDirectory, type TopicDefinition } from './topic-registry.js';
 
@@ -17,7 +18,7 @@ export class PartitionManager {
   readonly registry: TopicRegistry;
   private readonly partitions = new Map<string, Partition[]>();
 
-  constructor(private readonly dataDir: string, private readonly log: (level: 'info' | 'warn' | 'error', message: string) => void) {
+  constructor(private readonly dataDir: string, private readonly log: (level: 'info' | 'warn' | 'error', message: string) => void, private readonly fileOps?: FileOps) {
     this.registry = new TopicRegistry(dataDir, (message) => log('warn', message));
   }
 
@@ -42,7 +43,7 @@ export class PartitionManager {
     for (let index = 0; index < topic.partitions; index++) {
       const dir = partitionDir(this.dataDir, topic.name, index);
       fs.mkdirSync(dir, { recursive: true });
-      const log = PartitionLog.open(dir, topic.config, { recover, log: (message: string) => this.log('warn', `${topic.name}/${index}: ${message}`) });
+      const log = PartitionLog.open(dir, topic.config, { recover, fileOps: this.fileOps, log: (message: string) => this.log('warn', `${topic.name}/${index}: ${message}`) });
       const report = log.recovery;
       if (report.droppedFromOffset !== null) {
         this.log('warn', `${topic.name}/${index}: recovery truncated ${report.truncatedBytes} bytes from offset ${report.droppedFromOffset} (${report.reason}); ${report.segmentsDeleted} later segments deleted`);
