@@ -179,7 +179,7 @@ export class GroupHost {
       const endOffset = BigInt(partition.highWatermark);
       return {
         topic, partition: partition.index, committedOffset, endOffset,
-        lag: committedOffset < 0n ? -1n : endOffset - committedOffset,
+        lag: committedOffset < 0n ? -1n : endOffset > committedOffset ? endOffset - committedOffset : 0n,
         owner: this.coordinator.ownerOf(groupId, topic, partition.index) ?? null,
       };
     }));

@@ -68,6 +68,19 @@ export class PartitionReader implements AsyncIterable<Message> {
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<Message> {
+    for await (const batch of this.batches()) {
+      for (const message of batch) {
+        yield message;
+        if (this.closed) return;
+      }
+    }
+  }
+
+  /**
+   * The same records, one array per fetch response: the cheaper way to read at high rates
+   * (one promise per fetch instead of one per record).
+   */
+  async *batches(): AsyncGenerator<Message[]> {
     try {
       let positions = await this.positions();
       const stopAtEnd = this.options.stopAtEnd ?? false;
@@ -77,14 +90,10 @@ export class PartitionReader implements AsyncIterable<Message> {
       // One fetch is always in flight while the application works through the previous one.
       let pending = positions.length > 0 ? this.fetch(positions) : null;
       while (pending !== null && !this.closed) {
-        const messages = this.decode(await pending, positions);
+        const messages = this.decode(await pending, positions, stopAt);
         positions = unfinished();
         pending = positions.length > 0 && !this.closed ? this.fetch(positions) : null;
-        for (const message of messages) {
-          if (Number(message.offset) >= stopAt.get(message.partition)!) continue;
-          yield message;
-          if (this.closed) return;
-        }
+        if (messages.length > 0) yield messages;
       }
     } finally {
       this.close();
@@ -105,8 +114,8 @@ export class PartitionReader implements AsyncIterable<Message> {
     });
   }
 
-  /** Turns fetched batches into messages at or after each position, and advances the positions. */
-  private decode(partitions: FetchedPartition[], positions: Position[]): Message[] {
+  /** Turns fetched batches into messages in [position, stopAt) and advances the positions. */
+  private decode(partitions: FetchedPartition[], positions: Position[], stopAt: Map<number, number>): Message[] {
     const messages: Message[] = [];
     const topic = this.options.topic;
     for (const fetched of partitions) {
@@ -116,11 +125,12 @@ export class PartitionReader implements AsyncIterable<Message> {
       const records = fetched.records;
       const from = position.offset;
       const partition = fetched.partition;
+      const until = stopAt.get(partition) ?? Infinity;
       for (let pos = 0; pos < records.length;) {
         const size = readBatchSize(records, pos);
         if (size < 0 || pos + size > records.length) throw new RillError('MALFORMED_RESPONSE', `${topic}/${partition}: partial batch in fetch response`);
         const header = forEachRecord(records, pos, pos + size, (offset, timestamp, key, value, headers) => {
-          if (offset >= from) messages.push({ topic, partition, offset: BigInt(offset), timestamp, key, value, headers });
+          if (offset >= from && offset < until) messages.push({ topic, partition, offset: BigInt(offset), timestamp, key, value, headers });
         });
         position.offset = Math.max(position.offset, header.baseOffset + header.recordsCount);
         pos += size;
