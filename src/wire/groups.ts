@@ -4,7 +4,7 @@
  * grouped by topic: [{topic, partitions: [n, ...]}]. Field-by-field descriptions: protocol/apis/.
  */
 import { requestSchema as rq, responseSchema as rs, type Schema } from './schema.js';
-import { groupIdBytesMax, offsetMax, requestPartitionsMax, requestTopicsMax, topicNameBytesMax, topicPartitionsMax } from '../lib/limits.js';
+import { bodyStringBytesMax, groupIdBytesMax, memberIdBytesMax, offsetMax, offsetMetadataBytesMax, requestPartitionsMax, requestTopicsMax, topicNameBytesMax, topicPartitionsMax } from '../lib/limits.js';
 
 export interface TopicPartitions {
   topic: string;
@@ -76,9 +76,9 @@ export function decodeHeartbeatRequest(value: unknown): HeartbeatRequestBody {
   const obj = rq.object(value, 'body');
   return {
     groupId: groupId(rq, obj.groupId),
-    memberId: rq.string(obj.memberId, 'memberId', 255),
-    memberEpoch: rq.int(obj.memberEpoch, 'memberEpoch', -2, 0x7fffffff),
-    clientId: rq.optionalString(obj.clientId, 'clientId', 255),
+    memberId: rq.string(obj.memberId, 'memberId', memberIdBytesMax),
+    memberEpoch: rq.int(obj.memberEpoch, 'memberEpoch', -1, 0x7fffffff),
+    clientId: rq.optionalString(obj.clientId, 'clientId', bodyStringBytesMax),
     sessionTimeoutMs: rq.optionalInt(obj.sessionTimeoutMs, 'sessionTimeoutMs', 0, 0x7fffffff),
     rebalanceTimeoutMs: rq.optionalInt(obj.rebalanceTimeoutMs, 'rebalanceTimeoutMs', 0, 0x7fffffff),
     subscribedTopics: obj.subscribedTopics === undefined || obj.subscribedTopics === null
@@ -102,7 +102,7 @@ export function decodeHeartbeatResponse(value: unknown): HeartbeatResponseBody {
   return {
     errorCode: rs.int(obj.errorCode, 'errorCode', -32768, 32767),
     errorMessage: rs.optionalString(obj.errorMessage, 'errorMessage') ?? null,
-    memberId: rs.string(obj.memberId, 'memberId', 255),
+    memberId: rs.string(obj.memberId, 'memberId', memberIdBytesMax),
     memberEpoch: rs.int(obj.memberEpoch, 'memberEpoch', -2, 0x7fffffff),
     heartbeatIntervalMs: rs.int(obj.heartbeatIntervalMs, 'heartbeatIntervalMs', 0, 0x7fffffff),
     assignment: topicPartitions(rs, obj.assignment ?? [], 'assignment'),
@@ -129,7 +129,7 @@ export function decodeOffsetCommitRequest(value: unknown): OffsetCommitRequestBo
   let total = 0;
   return {
     groupId: groupId(rq, obj.groupId),
-    memberId: rq.string(obj.memberId ?? '', 'memberId', 255),
+    memberId: rq.string(obj.memberId ?? '', 'memberId', memberIdBytesMax),
     memberEpoch: rq.int(obj.memberEpoch, 'memberEpoch', -1, 0x7fffffff),
     topics: rq.array(obj.topics, 'topics', requestTopicsMax).map((t, i) => {
       const e = rq.object(t, `topics[${i}]`);
@@ -143,7 +143,7 @@ export function decodeOffsetCommitRequest(value: unknown): OffsetCommitRequestBo
           return {
             partition: rq.int(pe.partition, 'partition', 0, topicPartitionsMax - 1),
             offset: rq.bigint(pe.offset, 'offset', 0n, offsetMax),
-            metadata: rq.optionalString(pe.metadata, 'metadata', 1024),
+            metadata: rq.optionalString(pe.metadata, 'metadata', offsetMetadataBytesMax),
           };
         }),
       };
@@ -185,13 +185,13 @@ export interface FetchedOffsetBody {
 
 export function decodeOffsetFetchResponse(value: unknown): FetchedOffsetBody[] {
   const obj = rs.object(value, 'body');
-  return rs.array(obj.offsets, 'offsets').map((o, i) => {
+  return rs.array(obj.offsets, 'offsets', Number.MAX_SAFE_INTEGER).map((o, i) => {
     const e = rs.object(o, `offsets[${i}]`);
     return {
       topic: rs.string(e.topic, 'topic', topicNameBytesMax),
       partition: rs.int(e.partition, 'partition', 0, topicPartitionsMax - 1),
       offset: rs.bigint(e.offset, 'offset', -1n, offsetMax),
-      metadata: rs.string(e.metadata ?? '', 'metadata', 1024),
+      metadata: rs.string(e.metadata ?? '', 'metadata', offsetMetadataBytesMax),
     };
   });
 }
@@ -206,7 +206,7 @@ export interface GroupListingBody {
 
 export function decodeListGroupsResponse(value: unknown): GroupListingBody[] {
   const obj = rs.object(value, 'body');
-  return rs.array(obj.groups, 'groups').map((g, i) => {
+  return rs.array(obj.groups, 'groups', Number.MAX_SAFE_INTEGER).map((g, i) => {
     const e = rs.object(g, `groups[${i}]`);
     return { groupId: rs.string(e.groupId, 'groupId', groupIdBytesMax), state: rs.string(e.state, 'state'), memberCount: rs.int(e.memberCount, 'memberCount', 0, 0x7fffffff) };
   });
@@ -290,7 +290,7 @@ export function decodeDescribeGroupsResponse(value: unknown): GroupDescriptionBo
           pendingAssignment: topicPartitions(rs, me.pendingAssignment, 'pendingAssignment'),
         };
       }),
-      offsets: rs.array(e.offsets ?? [], `${path}.offsets`).map((o, j) => {
+      offsets: rs.array(e.offsets ?? [], `${path}.offsets`, Number.MAX_SAFE_INTEGER).map((o, j) => {
         const oe = rs.object(o, `${path}.offsets[${j}]`);
         return {
           topic: rs.string(oe.topic, 'topic', topicNameBytesMax),
