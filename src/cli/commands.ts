@@ -4,7 +4,8 @@ import { Broker } from '../broker/broker.js';
 import { brokerConfig, defaultDataDir } from '../broker/config.js';
 import { Admin } from '../client/admin.js';
 import { Producer, type AcksOption } from '../client/producer.js';
-import { PartitionReader, type StartOffset } from '../client/reader.js';
+import { PartitionReader, type Message, type StartOffset } from '../client/reader.js';
+import { Consumer } from '../client/consumer.js';
 import { RillError } from '../lib/errors.js';
 import { topicConfigKeys, type TopicConfig } from '../wire/control.js';
 import { checkKnown, flag, intOption, stringOption, UsageError, type ParsedArgs } from './args.js';
@@ -170,8 +171,52 @@ function text(bytes: Buffer | null): string | null {
   return bytes === null ? null : bytes.toString('utf8');
 }
 
+function messageLine(topic: string, message: Message, json: boolean): string {
+  if (!json) return text(message.value) ?? '';
+  return JSON.stringify({ topic, partition: message.partition, offset: Number(message.offset), key: text(message.key), value: text(message.value), timestamp: message.timestamp, headers: Object.fromEntries(message.headers.map((h) => [h.key, text(h.value)])) });
+}
+
+/**
+ * `rill consume TOPIC --group G`: a group member until SIGINT/SIGTERM, then it finishes the
+ * record in hand, commits what it printed, and leaves, so the group rebalances at once.
+ */
+async function consumeInGroup(args: ParsedArgs, topic: string, groupId: string): Promise<number> {
+  if (args.options.has('partition') || args.options.has('offset') || args.options.has('exit-at-end')) {
+    throw new UsageError('--group cannot be combined with --partition, --offset or --exit-at-end (the group assigns partitions and tracks offsets)');
+  }
+  const json = flag(args, 'json');
+  const consumer = new Consumer({ bootstrap: bootstrapOf(args), groupId, clientId: 'rill-cli', fromBeginning: flag(args, 'from-beginning') });
+  const describe = (list: { topic: string; partition: number }[]): string => list.map((p) => `${p.topic}/${p.partition}`).join(' ') || 'none';
+  consumer.on('assigned', (list) => void process.stderr.write(`assigned: ${describe(list)}\n`));
+  consumer.on('revoked', (list) => void process.stderr.write(`revoked: ${describe(list)}\n`));
+  consumer.on('lost', (list) => void process.stderr.write(`lost: ${describe(list)}\n`));
+  consumer.on('error', (error) => void process.stderr.write(`error: ${describeError(error)}\n`));
+  consumer.subscribe([topic]);
+  let count = 0;
+  // run() resolves once the member joined; the member then works until a signal closes it.
+  const stopped = new Promise<void>((resolve) => {
+    const stop = (): void => void consumer.close().then(resolve, resolve);
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await consumer.run({
+    // One write per batch; it returns once the lines are handed to stdout (synchronous for pipes
+    // and files on Linux), so what is committed has been printed.
+    eachBatch: async ({ messages }) => {
+      const lines = messages.map((message) => messageLine(topic, message, json)).join('\n');
+      if (!process.stdout.write(`${lines}\n`)) await new Promise((resolve) => process.stdout.once('drain', resolve));
+      count += messages.length;
+    },
+  });
+  await stopped;
+  process.stderr.write(`consumed ${count} records from ${topic} as a member of ${groupId}\n`);
+  return 0;
+}
+
 export async function consumeCommand(args: ParsedArgs): Promise<number> {
-  checkKnown(args, ['bootstrap', 'partition', 'from-beginning', 'offset', 'exit-at-end', 'json']);
+  checkKnown(args, ['bootstrap', 'partition', 'from-beginning', 'offset', 'exit-at-end', 'json', 'group']);
+  const group = stringOption(args, 'group');
+  if (group !== undefined && args.positionals[0] !== undefined) return consumeInGroup(args, args.positionals[0], group);
   const [topic] = args.positionals;
   if (topic === undefined) throw new UsageError('usage: rill consume TOPIC [--partition P] [--from-beginning | --offset O] [--exit-at-end] [--json]');
   const partition = intOption(args, 'partition', 0, 1_000_000);
@@ -186,10 +231,7 @@ export async function consumeCommand(args: ParsedArgs): Promise<number> {
   let count = 0;
   for await (const message of reader) {
     count++;
-    const line = json
-      ? JSON.stringify({ topic, partition: message.partition, offset: Number(message.offset), key: text(message.key), value: text(message.value), timestamp: message.timestamp, headers: Object.fromEntries(message.headers.map((h) => [h.key, text(h.value)])) })
-      : text(message.value) ?? '';
-    const wait = out.write(line);
+    const wait = out.write(messageLine(topic, message, json));
     if (wait !== undefined) await wait;
   }
   await out.flush();
