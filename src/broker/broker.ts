@@ -13,14 +13,22 @@ import { Connection, type Dispatch, type ConnectionEvents, type RequestContext }
 import { BrokerMetrics } from './metrics.js';
 import { PartitionManager } from './partition-manager.js';
 import { GroupHost } from './group-host.js';
-import { handleProduce } from './handlers/produce.js';
+import { handleInitProducerId, handleProduce } from './handlers/produce.js';
+import { ProducerStates } from './producer-state.js';
 import { handleFetch } from './handlers/fetch.js';
 import { handleApiVersions, handleCreateTopics, handleDeleteTopics, handleListOffsets, handleMetadata } from './handlers/admin.js';
+
+/**
+ * How often members heartbeat. Plain heartbeats persist nothing, so this is cheap; it bounds how
+ * long a survivor takes to pick up partitions a member released (graceful close, leave).
+ */
+export const groupHeartbeatIntervalMs = 500;
 
 export class Broker {
   readonly config: BrokerConfig;
   readonly metrics = new BrokerMetrics();
   readonly partitions: PartitionManager;
+  readonly producers: ProducerStates;
   private server: net.Server | null = null;
   private groups: GroupHost | null = null;
   private readonly connections = new Set<Connection>();
@@ -31,6 +39,7 @@ export class Broker {
   constructor(config: Partial<BrokerConfig> = {}) {
     this.config = brokerConfig(config);
     this.partitions = new PartitionManager(this.config.dataDir, this.config.log, this.config.fileOps);
+    this.producers = new ProducerStates(this.config.dataDir, this.config.log);
   }
 
   get port(): number {
@@ -43,7 +52,7 @@ export class Broker {
     const { clean } = this.partitions.open();
     log('info', `data directory ${this.config.dataDir}: ${this.partitions.registry.size} topics, ${clean ? 'clean shutdown, no recovery needed' : 'no clean-shutdown marker, logs recovered from their recovery points'} (${Date.now() - startedMs} ms)`);
     log('info', `CRC-32C implementation: ${crc32cImplementation}`);
-    this.groups = await GroupHost.open(this.config.dataDir, this.partitions, log);
+    this.groups = await GroupHost.open(this.config.dataDir, this.partitions, log, { heartbeatIntervalMs: groupHeartbeatIntervalMs });
     this.groups.start();
     const server = net.createServer((socket) => this.accept(socket));
     this.server = server;
@@ -97,7 +106,8 @@ export class Broker {
     }
     if (this.stopping !== null) throw new RillError('BROKER_SHUTTING_DOWN');
     switch (apiKey) {
-      case ApiKey.Produce: return handleProduce(context, this.partitions, this.metrics);
+      case ApiKey.Produce: return handleProduce(context, this.partitions, this.metrics, this.producers);
+      case ApiKey.InitProducerId: return handleInitProducerId(context, this.producers);
       case ApiKey.Fetch: return handleFetch(context, this.partitions, this.metrics);
       case ApiKey.ApiVersions: return handleApiVersions();
       case ApiKey.Metadata: return handleMetadata(context, this.partitions, this.self());
@@ -164,6 +174,7 @@ export class Broker {
     for (const connection of this.connections) connection.close();
     await closed;
     await this.groups?.close();
+    this.producers.snapshotAll(this.partitions.all());
     this.partitions.closeClean();
     log('info', 'rill broker stopped cleanly');
   }

@@ -7,6 +7,13 @@
  * - At most connectionInFlightRequestsMax requests per connection are in progress; past that, and
  *   while more than connectionWriteBufferBytesMax of replies wait for a slow reader, the broker
  *   stops reading the socket, so TCP pushes back on the client and broker memory stays bounded.
+ *   It also stops dispatching: frames already read (one socket chunk can hold hundreds of
+ *   pipelined requests) wait, undecoded, until the pressure is gone. Without that, a reader that
+ *   pipelines fetches and then stops reading made the broker build a reply for every fetch in
+ *   the chunk (each up to fetchResponseBytesMax): ~1 GiB of RSS for 32 fetches of 30 MiB. Now at
+ *   most one reply is built past connectionWriteBufferBytesMax, so a stalled connection holds at
+ *   most about connectionWriteBufferBytesMax + fetchResponseBytesMax of replies, plus the
+ *   replies of requests already in progress (long-polls) when the stall began.
  * - Bytes that cannot be framed (length over the limit, shorter than a header) close the
  *   connection: the stream cannot be resynchronised. Everything else gets an error reply.
  */
@@ -54,10 +61,16 @@ export interface ConnectionEvents {
   onClose(connection: Connection): void;
 }
 
+const emptyFrame = Buffer.alloc(0);
+
 export class Connection {
   private readonly decoder = new FrameDecoder(requestFrameBytesMax, requestHeaderBytes);
   private inFlight = 0;
   private paused = false;
+  /** Frames read but not dispatched while the connection is overloaded, in arrival order. */
+  private waiting: Buffer[] = [];
+  private waitingHead = 0;
+  private draining = false;
   private closed = false;
   readonly remote: string;
 
@@ -81,7 +94,7 @@ export class Connection {
   private onData(chunk: Buffer): void {
     if (this.closed) return;
     try {
-      this.decoder.push(chunk, (frame) => this.onFrame(frame));
+      this.decoder.push(chunk, (frame) => this.accept(frame));
     } catch (error) {
       if (error instanceof DecodeError) {
         this.events.onProtocolError(this, error);
@@ -90,6 +103,39 @@ export class Connection {
         return;
       }
       throw error;
+    }
+  }
+
+  /** Dispatches now, or queues the frame behind earlier ones while the connection is overloaded. */
+  private accept(frame: Buffer): void {
+    if (this.waitingHead < this.waiting.length || this.overloaded) {
+      this.waiting.push(frame);
+      this.updateFlow();
+      return;
+    }
+    this.onFrame(frame);
+  }
+
+  private get overloaded(): boolean {
+    return this.inFlight >= connectionInFlightRequestsMax || this.socket.writableLength > connectionWriteBufferBytesMax;
+  }
+
+  /** Dispatches queued frames while the pressure allows; re-entrant calls (from finish) are no-ops. */
+  private drainWaiting(): void {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (!this.closed && this.waitingHead < this.waiting.length && !this.overloaded) {
+        const frame = this.waiting[this.waitingHead]!;
+        this.waiting[this.waitingHead++] = emptyFrame;
+        this.onFrame(frame);
+      }
+      if (this.waitingHead === this.waiting.length) {
+        this.waiting = [];
+        this.waitingHead = 0;
+      }
+    } finally {
+      this.draining = false;
     }
   }
 
@@ -136,10 +182,15 @@ export class Connection {
     socket.uncork();
   }
 
-  /** Stop reading while too much is in progress or queued for a slow reader; resume after. */
+  /**
+   * Stop reading while too much is in progress or queued for a slow reader, or while read frames
+   * wait to be dispatched; dispatch them and resume reading once the pressure is gone.
+   */
   private updateFlow(): void {
     if (this.closed) return;
-    const overloaded = this.inFlight >= connectionInFlightRequestsMax || this.socket.writableLength > connectionWriteBufferBytesMax;
+    if (!this.overloaded) this.drainWaiting();
+    if (this.closed) return;
+    const overloaded = this.overloaded || this.waitingHead < this.waiting.length;
     if (overloaded && !this.paused) {
       this.paused = true;
       this.socket.pause();
@@ -152,6 +203,8 @@ export class Connection {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.waiting = [];
+    this.waitingHead = 0;
     this.socket.destroy();
     this.events.onClose(this);
   }

@@ -43,14 +43,23 @@ export class PartitionManager {
     for (let index = 0; index < topic.partitions; index++) {
       const dir = partitionDir(this.dataDir, topic.name, index);
       fs.mkdirSync(dir, { recursive: true });
-      const log = PartitionLog.open(dir, topic.config, { recover, fileOps: this.fileOps, log: (message: string) => this.log('warn', `${topic.name}/${index}: ${message}`) });
-      const report = log.recovery;
-      if (report.droppedFromOffset !== null) {
-        this.log('warn', `${topic.name}/${index}: recovery truncated ${report.truncatedBytes} bytes from offset ${report.droppedFromOffset} (${report.reason}); ${report.segmentsDeleted} later segments deleted`);
-      }
-      partitions.push(new Partition(topic.name, index, log));
+      const log = this.openLog(topic.name, index, topic.config, recover);
+      // After an fsync failure the partition reopens its log with recovery (see partition.ts),
+      // with the topic's config as it is then.
+      const reopen = (): PartitionLog => this.openLog(topic.name, index, this.registry.get(topic.name)?.config ?? topic.config, true);
+      partitions.push(new Partition(topic.name, index, log, reopen, this.log));
     }
     this.partitions.set(topic.name, partitions);
+  }
+
+  private openLog(topic: string, index: number, config: TopicConfig, recover: boolean): PartitionLog {
+    const dir = partitionDir(this.dataDir, topic, index);
+    const log = PartitionLog.open(dir, config, { recover, fileOps: this.fileOps, log: (message: string) => this.log('warn', `${topic}/${index}: ${message}`) });
+    const report = log.recovery;
+    if (report.droppedFromOffset !== null) {
+      this.log('warn', `${topic}/${index}: recovery truncated ${report.truncatedBytes} bytes from offset ${report.droppedFromOffset} (${report.reason}); ${report.segmentsDeleted} later segments deleted`);
+    }
+    return log;
   }
 
   get(topic: string, partition: number): Partition | undefined {
@@ -85,7 +94,14 @@ export class PartitionManager {
     if (partitions === undefined) throw new RillError('UNKNOWN_TOPIC_OR_PARTITION', `topic "${name}" does not exist`);
     this.registry.remove(name);
     this.partitions.delete(name);
-    for (const partition of partitions) partition.log.close();
+    for (const partition of partitions) {
+      try {
+        partition.close();
+      } catch (error) {
+        // The files are deleted below anyway.
+        this.log('warn', `${name}/${partition.index}: close before delete failed: ${(error as Error).message}`);
+      }
+    }
     const from = path.join(topicsDir(this.dataDir), name);
     const aside = path.join(topicsDir(this.dataDir), `.deleted-${name}-${Date.now()}`);
     fs.renameSync(from, aside);
@@ -106,7 +122,7 @@ export class PartitionManager {
     let failures = 0;
     for (const partition of this.all()) {
       try {
-        partition.log.close();
+        partition.close();
       } catch (error) {
         failures++;
         this.log('error', `${partition.topic}/${partition.index}: close failed: ${(error as Error).message}`);

@@ -6,8 +6,37 @@
  * watermark is the log end, except that it stops at the first acks=all batch whose fsync has not
  * completed yet; acks 0/1 batches are visible once written to the OS. Offsets are a prefix, so a
  * pending durable batch also holds back whatever was appended after it until its fsync lands.
+ *
+ * After an fsync failure the log refuses appends and flushes (partition-log.ts: the kernel may
+ * have dropped the dirty pages, so a later fsync that succeeds proves nothing). The partition
+ * then reopens its log at once:
+ *
+ *   serving --fsync fails--> close old log (its error ignored) --> open with recover: true
+ *      ^                                                                |        |
+ *      +------------------------- reopened ----------------------------+        | open fails
+ *      +-- reopened <-- retry (at most every reopenRetryMs, on the next use) <-- offline
+ *
+ * What survives the reopen is what recovery validates: whole, CRC-valid batches with dense
+ * offsets, cut at the first torn or bad one; recovery then fsyncs all of it, so afterwards
+ * every stored offset is durable (flushedOffset == nextOffset) and visible. The requests that
+ * waited on the failed fsync were answered STORAGE_ERROR (retriable) and never acknowledged; if
+ * their bytes turned out intact they are kept, so a retry without idempotence stores the batch
+ * twice (at-least-once, as for any failed request whose outcome is unknown). A flush that was
+ * running on the old log when it was replaced also reports STORAGE_ERROR: an ack is only given
+ * for a successful fsync on a log that has not failed.
+ *
+ * While offline (the reopen itself failed, e.g. the disk is gone) `log` throws STORAGE_ERROR,
+ * so every request touching the partition gets that retriable error, and each use at most every
+ * reopenRetryMs tries the reopen again.
  */
+import { RillError } from '../lib/errors.js';
 import type { AppendBatch, PartitionLog } from '../storage/partition-log.js';
+
+/** Opens the partition's log again with recovery (recover: true); throws if it cannot. */
+export type LogReopener = () => PartitionLog;
+
+/** Reopen attempts of an offline partition are at least this far apart. */
+export const reopenRetryMs = 1000;
 
 export class Partition {
   /** Offsets below this are visible to consumers. */
@@ -16,9 +45,33 @@ export class Partition {
   private pendingDurable: { baseOffset: number; endOffset: number }[] = [];
   private pendingHead = 0;
   private readonly listeners = new Set<() => void>();
+  private current: PartitionLog;
+  /** Non-null while the log is closed and could not be reopened. */
+  private offline: RillError | null = null;
+  private lastReopenAttemptMs = Number.NEGATIVE_INFINITY;
+  /** Times the log was reopened after an fsync failure (for tests and metrics). */
+  reopenCount = 0;
 
-  constructor(readonly topic: string, readonly index: number, readonly log: PartitionLog) {
+  constructor(
+    readonly topic: string,
+    readonly index: number,
+    log: PartitionLog,
+    private readonly reopenLog: LogReopener | null = null,
+    private readonly report: (level: 'info' | 'warn' | 'error', message: string) => void = () => {},
+  ) {
+    this.current = log;
     this.visibleEnd = log.nextOffset;
+  }
+
+  /** The open log. Throws STORAGE_ERROR (retriable) while the partition is offline. */
+  get log(): PartitionLog {
+    if (this.offline !== null) this.retryReopen();
+    if (this.offline !== null) throw this.offline;
+    return this.current;
+  }
+
+  get isOffline(): boolean {
+    return this.offline !== null;
   }
 
   get highWatermark(): number {
@@ -30,22 +83,37 @@ export class Partition {
    * Throws DISK_FULL / STORAGE_ERROR with nothing appended.
    */
   append(batches: readonly AppendBatch[], durable: boolean): number {
-    const baseOffset = batches.length === 1 ? this.log.append(batches[0]!.batch, batches[0]!.recordsCount, batches[0]!.maxTimestampMs) : this.log.appendMany(batches);
-    if (durable) this.pendingDurable.push({ baseOffset, endOffset: this.log.nextOffset });
+    const log = this.log;
+    const baseOffset = batches.length === 1 ? log.append(batches[0]!.batch, batches[0]!.recordsCount, batches[0]!.maxTimestampMs) : log.appendMany(batches);
+    if (durable) this.pendingDurable.push({ baseOffset, endOffset: log.nextOffset });
     return baseOffset;
   }
 
   /** Recomputes the visible end after appends; wakes fetches waiting on this partition. */
   publish(): void {
-    const end = this.pendingHead < this.pendingDurable.length ? this.pendingDurable[this.pendingHead]!.baseOffset : this.log.nextOffset;
+    if (this.offline !== null) return;
+    const end = this.pendingHead < this.pendingDurable.length ? this.pendingDurable[this.pendingHead]!.baseOffset : this.current.nextOffset;
     if (end === this.visibleEnd) return;
     this.visibleEnd = end;
     for (const listener of this.listeners) listener();
   }
 
-  /** fsyncs (shared with concurrent callers) and then makes the durable batches visible. */
+  /**
+   * fsyncs (shared with concurrent callers) and then makes the durable batches visible. On an
+   * fsync failure, reopens the log (see the top of this file) and rethrows STORAGE_ERROR.
+   */
   async flush(): Promise<number> {
-    const flushedOffset = await this.log.flush();
+    const log = this.log;
+    let flushedOffset: number;
+    try {
+      flushedOffset = await log.flush();
+    } catch (error) {
+      this.reopenAfterFailure(log, error);
+      throw error instanceof RillError ? error : new RillError('STORAGE_ERROR', (error as Error).message);
+    }
+    if (log !== this.current || this.offline !== null) {
+      throw new RillError('STORAGE_ERROR', `${this.topic}/${this.index}: the log was reopened after an fsync failure before this flush completed; the data may or may not be stored`);
+    }
     this.releaseDurable(flushedOffset);
     return flushedOffset;
   }
@@ -62,11 +130,58 @@ export class Partition {
 
   /**
    * After a failed append the log may have rolled back; batches whose fsync failed stay
-   * invisible until a later flush succeeds (the log keeps their bytes; the producer was told to
-   * retry).
+   * invisible until a later flush succeeds or the log is reopened.
    */
   get hasPendingDurable(): boolean {
     return this.pendingHead < this.pendingDurable.length;
+  }
+
+  /** Called by every waiter of a failed flush; only the first one (on the failed log) reopens. */
+  private reopenAfterFailure(failed: PartitionLog, error: unknown): void {
+    if (failed !== this.current || this.offline !== null || this.reopenLog === null) return;
+    const lostEnd = failed.nextOffset;
+    this.report('error', `${this.topic}/${this.index}: fsync failed (${(error as Error).message}); reopening the log with recovery (log end was ${lostEnd}, last durable offset ${failed.flushedOffset})`);
+    try {
+      failed.close();
+    } catch {
+      // Expected: close() rethrows the fsync failure. The reopen below recovers from the files.
+    }
+    this.offline = new RillError('STORAGE_ERROR', `${this.topic}/${this.index} is offline after an fsync failure: ${(error as Error).message}`);
+    this.reopen();
+  }
+
+  private retryReopen(): void {
+    if (Date.now() - this.lastReopenAttemptMs < reopenRetryMs) return;
+    this.reopen();
+  }
+
+  private reopen(): void {
+    this.lastReopenAttemptMs = Date.now();
+    let log: PartitionLog;
+    try {
+      log = this.reopenLog!();
+    } catch (error) {
+      this.report('error', `${this.topic}/${this.index}: reopening the log failed (${(error as Error).message}); the partition answers STORAGE_ERROR and retries at most every ${reopenRetryMs} ms`);
+      return;
+    }
+    const visibleBefore = this.visibleEnd;
+    this.current = log;
+    this.offline = null;
+    this.reopenCount++;
+    this.pendingDurable = [];
+    this.pendingHead = 0;
+    if (log.nextOffset < visibleBefore) {
+      this.report('warn', `${this.topic}/${this.index}: offsets ${log.nextOffset}..${visibleBefore - 1} were visible (acks 0/1) but did not survive the reopen; they will be reused`);
+      this.visibleEnd = log.nextOffset;
+    }
+    this.report('info', `${this.topic}/${this.index}: log reopened after an fsync failure; log end ${log.nextOffset}, all of it durable`);
+    this.publish();
+  }
+
+  /** Closes the log for shutdown or deletion; throws STORAGE_ERROR if it did not close durably. */
+  close(): void {
+    if (this.offline !== null) throw this.offline;
+    this.current.close();
   }
 
   onAdvance(listener: () => void): void {

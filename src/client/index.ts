@@ -7,3 +7,15 @@ export { partitionForKey, murmur2 } from './partitioner.js';
 export { RillError, DecodeError, errorTable, type ErrorName } from '../lib/errors.js';
 export { defaultTopicConfig, type TopicConfig } from '../wire/control.js';
 export type { RecordHeader, RecordInput } from '../wire/record-batch.js';
+export {
+  Consumer,
+  type ConsumerOptions,
+  type RunOptions,
+  type EachBatchPayload,
+  type TopicPartition,
+  type TopicPartitionsSelector,
+  type OffsetToCommit,
+  type RebalanceEventName,
+  type RebalanceListener,
+  type ErrorListener,
+} from './consumer.js';

@@ -15,14 +15,41 @@
  * full, ...) is sent again, in order, with exponential backoff and jitter, until
  * deliveryTimeoutMs. Without idempotence a retried batch can be stored twice if only the reply
  * was lost.
+ *
+ * Idempotence (on by default, as in Kafka): the producer asks the broker for a producer id
+ * (InitProducerId) before its first batch, and numbers the records of each partition: a batch
+ * gets its baseSequence when it is sealed and keeps it (and its bytes) across retries, so the
+ * broker recognises a retry of a batch it already stored and answers with the original offsets.
+ * At most producerStateBatchesMax (5) requests are in flight, the number of batches per partition
+ * the broker remembers. It works with acks 'all' and acks 1; acks 0 gets no answer, so it cannot
+ * be idempotent. If idempotent is not given, it is on unless acks is 0 or maxInFlightRequests > 5
+ * (Kafka's rule); asking for it explicitly with either is an INVALID_ARGUMENT.
+ *
+ * Sequence errors, per partition:
+ * - OUT_OF_ORDER_SEQUENCE for a batch while an earlier batch of the partition is unsettled (it
+ *   failed and waits for its retry, or is in flight): retried like a retriable error — the
+ *   earlier batch goes first, then this one fits.
+ * - A gap the producer made itself: a batch given up (delivery timeout, non-retriable error) may
+ *   or may not be stored, and later sequences may no longer fit. The partition then resets:
+ *   sending stops for it, batches that may already be stored (sent, outcome unknown) are retried
+ *   under the old epoch until their outcome is known, and once nothing is in flight the producer
+ *   bumps its epoch for the partition and renumbers the waiting batches from 0 (the broker accepts
+ *   a higher epoch starting at 0 and fences the old epoch from then on). Past epoch 32767 the
+ *   partition takes a new producer id.
+ * - OUT_OF_ORDER_SEQUENCE (or UNKNOWN_PRODUCER_ID) for the oldest unsettled batch with no gap of
+ *   our own: the broker lost batches it had stored (e.g. acks 1 data lost in a power failure).
+ *   That batch is rejected with OUT_OF_ORDER_SEQUENCE so the application learns about the loss
+ *   (Kafka does the same), and the partition resets as above, so later batches still go out.
  */
 import { RillError } from '../lib/errors.js';
-import { batchBytesMax } from '../lib/limits.js';
+import { batchBytesMax, producerStateBatchesMax } from '../lib/limits.js';
 import { ApiKey } from '../wire/apis.js';
+import { crc32c } from '../wire/crc32c.js';
+import { decodeInitProducerIdResponse, encodeInitProducerIdRequest, producerEpochMax, sequenceAfter } from '../wire/producer-id.js';
 import { checkReply } from './connection.js';
 import { Cluster, type ClientOptions } from './cluster.js';
 import { partitionForKey } from './partitioner.js';
-import { BatchBuilder, type RecordInput, type RecordValue } from '../wire/record-batch.js';
+import { BatchBuilder, BatchField, type RecordInput, type RecordValue } from '../wire/record-batch.js';
 import { decodeProduceResponse, encodeProduceRequest } from '../wire/produce.js';
 import { responseHeaderBytes } from '../lib/limits.js';
 
@@ -35,8 +62,13 @@ export interface ProducerOptions extends ClientOptions {
   lingerMs?: number;
   /** Target batch size in bytes. Default 256 KiB; a single larger record gets its own batch up to the 1 MiB batch limit. */
   batchBytes?: number;
-  /** Produce requests outstanding per broker before batches wait. Default 5. */
+  /** Produce requests outstanding per broker before batches wait. Default 5; at most 5 when idempotent. */
   maxInFlightRequests?: number;
+  /**
+   * Retries never store a batch twice, and per-partition order holds across retries. Default:
+   * true unless acks is 0 or maxInFlightRequests > 5. See the top of this file.
+   */
+  idempotent?: boolean;
   /** Bytes of records waiting to be sent before send() waits for room. Default 64 MiB. */
   bufferBytesMax?: number;
   /** A record not acknowledged within this is rejected. Default 120 000 ms. */
@@ -61,7 +93,14 @@ export interface RecordMetadata {
 interface PendingBatch {
   topic: string;
   partition: number;
+  queue: PartitionQueue;
+  /** Order of creation within the partition (never wraps, unlike the wire sequence). */
+  ordinal: number;
+  /** baseSequence on the wire (idempotent), set when sealed; renumbered only by a reset. */
   sequence: number;
+  recordsCount: number;
+  /** Sent at least once and the broker has not said it was not stored. */
+  mayBeStored: boolean;
   builder: BatchBuilder;
   bytes: Buffer | null;
   resolves: ((metadata: RecordMetadata) => void)[];
@@ -75,10 +114,19 @@ interface PartitionQueue {
   topic: string;
   partition: number;
   open: PendingBatch | null;
-  /** Sealed batches waiting to be sent, in sequence order. */
+  /** Sealed batches waiting to be sent, in ordinal order. */
   ready: PendingBatch[];
+  nextOrdinal: number;
+  /** Idempotence: the id and epoch this partition's batches carry, and the next baseSequence. */
+  producerId: number;
+  epoch: number;
   nextSequence: number;
-  inFlight: number;
+  /** Batches sent and not yet answered (at most maxInFlightRequests). */
+  inFlight: PendingBatch[];
+  /** A reset (epoch bump and renumbering) is due once nothing that may be stored is unsettled. */
+  resetPending: boolean;
+  /** A new producer id is being fetched for the reset. */
+  resetting: boolean;
 }
 
 function acksValue(acks: AcksOption): number {
@@ -104,6 +152,13 @@ export class Producer {
   private readonly deliveryTimeoutMs: number;
   private readonly retryBackoffMs: number;
   private readonly retryBackoffMaxMs: number;
+  readonly idempotent: boolean;
+  /** Assigned by the broker before the first batch when idempotent; -1 otherwise. */
+  private producerId = -1;
+  private producerEpoch = -1;
+  private producerIdReady: boolean;
+  private initializing: Promise<void> | null = null;
+  private readonly resetQueues = new Set<PartitionQueue>();
   private readonly queues = new Map<string, PartitionQueue[]>();
   private readonly sticky = new Map<string, number>();
   private requestsInFlight = 0;
@@ -127,6 +182,12 @@ export class Producer {
     this.deliveryTimeoutMs = positiveInteger('deliveryTimeoutMs', options.deliveryTimeoutMs, 120_000, 1);
     this.retryBackoffMs = positiveInteger('retryBackoffMs', options.retryBackoffMs, 100, 1);
     this.retryBackoffMaxMs = positiveInteger('retryBackoffMaxMs', options.retryBackoffMaxMs, 1000, 1);
+    this.idempotent = options.idempotent ?? (this.acks !== 0 && this.maxInFlight <= producerStateBatchesMax);
+    if (this.idempotent && this.acks === 0) throw new RillError('INVALID_ARGUMENT', "idempotent needs acks 'all' or 1: with acks 0 the broker does not answer; set idempotent: false");
+    if (this.idempotent && this.maxInFlight > producerStateBatchesMax) {
+      throw new RillError('INVALID_ARGUMENT', `idempotent allows maxInFlightRequests 1..${producerStateBatchesMax} (the batches the broker remembers per producer), got ${this.maxInFlight}`);
+    }
+    this.producerIdReady = !this.idempotent;
   }
 
   /** Queues one record; resolves once the broker acknowledged it at the producer's acks level. */
@@ -135,7 +196,7 @@ export class Producer {
     // Counted from the moment of the call, so flush() also waits for records still looking up metadata.
     this.outstandingRecords++;
     const topic = this.cluster.cachedTopic(record.topic);
-    if (topic !== undefined && this.bufferedBytes < this.bufferBytesMax) {
+    if (topic !== undefined && this.bufferedBytes < this.bufferBytesMax && this.producerIdReady) {
       try {
         return this.enqueue(record, topic.partitions.length);
       } catch (error) {
@@ -152,6 +213,7 @@ export class Producer {
   private async sendSlow(record: ProducerRecord): Promise<RecordMetadata> {
     if (typeof record.topic !== 'string') throw new RillError('INVALID_ARGUMENT', 'record.topic must be a string');
     const topic = await this.cluster.topic(record.topic);
+    if (!this.producerIdReady) await this.initProducerId();
     while (this.bufferedBytes >= this.bufferBytesMax) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
     return this.enqueue(record, topic.partitions.length);
   }
@@ -200,7 +262,12 @@ export class Producer {
     let queues = this.queues.get(topic);
     if (queues === undefined || queues.length < partitionCount) {
       const grown = queues ?? [];
-      for (let p = grown.length; p < partitionCount; p++) grown.push({ topic, partition: p, open: null, ready: [], nextSequence: 0, inFlight: 0 });
+      for (let p = grown.length; p < partitionCount; p++) {
+        grown.push({
+          topic, partition: p, open: null, ready: [], nextOrdinal: 0, producerId: this.producerId, epoch: this.producerEpoch, nextSequence: 0,
+          inFlight: [], resetPending: false, resetting: false,
+        });
+      }
       this.queues.set(topic, grown);
       queues = grown;
     }
@@ -209,8 +276,8 @@ export class Producer {
 
   private openBatch(queue: PartitionQueue, nowMs: number): PendingBatch {
     const batch: PendingBatch = {
-      topic: queue.topic, partition: queue.partition, sequence: queue.nextSequence++, builder: new BatchBuilder(this.batchBytes),
-      bytes: null, resolves: [], rejects: [], createdMs: nowMs, attempts: 0, notBeforeMs: 0,
+      topic: queue.topic, partition: queue.partition, queue, ordinal: queue.nextOrdinal++, sequence: -1, recordsCount: 0, mayBeStored: false,
+      builder: new BatchBuilder(this.batchBytes), bytes: null, resolves: [], rejects: [], createdMs: nowMs, attempts: 0, notBeforeMs: 0,
     };
     queue.open = batch;
     return batch;
@@ -221,7 +288,14 @@ export class Producer {
     const batch = queue.open;
     if (batch === null) return;
     queue.open = null;
-    batch.bytes = batch.builder.finish();
+    batch.recordsCount = batch.builder.recordsCount;
+    if (this.idempotent) {
+      batch.sequence = queue.nextSequence;
+      queue.nextSequence = sequenceAfter(queue.nextSequence, batch.recordsCount);
+      batch.bytes = batch.builder.finish({ producerId: queue.producerId, producerEpoch: queue.epoch, baseSequence: batch.sequence });
+    } else {
+      batch.bytes = batch.builder.finish();
+    }
     this.bufferedBytes += batch.bytes.length;
     queue.ready.push(batch);
     // Keyless records move to another partition once their batch is closed.
@@ -263,6 +337,8 @@ export class Producer {
         if (queue.ready.length === 0 && queue.open !== null && sealOpen) this.seal(queue);
         const next = queue.ready[0];
         if (next === undefined) continue;
+        // While a reset is due only batches that may already be stored go out (old epoch), to learn their outcome.
+        if (queue.resetPending && !next.mayBeStored) continue;
         if (next.notBeforeMs > nowMs) {
           earliestRetryMs = Math.min(earliestRetryMs, next.notBeforeMs);
           continue;
@@ -287,6 +363,8 @@ export class Producer {
     const byTopic = new Map<string, { partition: number; batches: Buffer[] }[]>();
     for (const batch of batches) {
       batch.attempts++;
+      batch.mayBeStored = true;
+      batch.queue.inFlight.push(batch);
       let list = byTopic.get(batch.topic);
       if (list === undefined) byTopic.set(batch.topic, (list = []));
       list.push({ partition: batch.partition, batches: [batch.bytes!] });
@@ -303,6 +381,7 @@ export class Producer {
 
   private onReply(batches: PendingBatch[], frame: Buffer | null): void {
     this.requestsInFlight--;
+    for (const batch of batches) settleInFlight(batch);
     if (frame === null) {
       for (const batch of batches) this.complete(batch, -1);
       return this.afterRequest();
@@ -318,18 +397,112 @@ export class Producer {
       const result = topics.find((t) => t.name === batch.topic)?.partitions.find((p) => p.partition === batch.partition);
       if (result === undefined) this.failOrRetry(batch, new RillError('MALFORMED_RESPONSE', `no result for ${batch.topic}/${batch.partition}`));
       else if (result.errorCode === 0) this.complete(batch, result.baseOffset);
-      else this.failOrRetry(batch, RillError.fromCode(result.errorCode, result.errorMessage.replace(/^[A-Z_]+: /, '') || undefined));
+      else this.onPartitionError(batch, RillError.fromCode(result.errorCode, result.errorMessage.replace(/^[A-Z_]+: /, '') || undefined));
     }
     this.afterRequest();
   }
 
   private onRequestFailed(batches: PendingBatch[], error: RillError, countRequest = true): void {
-    if (countRequest) this.requestsInFlight--;
+    if (countRequest) {
+      this.requestsInFlight--;
+      for (const batch of batches) settleInFlight(batch);
+    }
     for (const batch of batches) this.failOrRetry(batch, error);
     this.afterRequest();
   }
 
+  /** The broker answered for this partition with an error: the batch was not stored, unless its fsync failed or timed out. */
+  private onPartitionError(batch: PendingBatch, error: RillError): void {
+    if (error.code !== 'STORAGE_ERROR' && error.code !== 'REQUEST_TIMED_OUT') batch.mayBeStored = false;
+    if (!this.idempotent || (error.code !== 'OUT_OF_ORDER_SEQUENCE' && error.code !== 'UNKNOWN_PRODUCER_ID')) return this.failOrRetry(batch, error);
+    const queue = batch.queue;
+    if (queue.resetPending || hasEarlierUnsettled(queue, batch)) return this.failOrRetry(batch, error, true);
+    this.requestReset(queue);
+    this.reject(batch, new RillError(error.code, `${batch.topic}/${batch.partition}: the broker does not have the batches this producer stored before sequence ${batch.sequence} (${error.message}); this batch was not stored, and the partition's sequences are reset`));
+  }
+
+  private requestReset(queue: PartitionQueue): void {
+    queue.resetPending = true;
+    this.resetQueues.add(queue);
+  }
+
+  /** Resets partitions whose reset is due and that have nothing unsettled that may be stored. */
+  private runResets(): void {
+    for (const queue of this.resetQueues) {
+      if (queue.resetting || queue.inFlight.length > 0 || queue.ready[0]?.mayBeStored === true) continue;
+      if (queue.epoch < producerEpochMax) {
+        this.renumber(queue, queue.producerId, queue.epoch + 1);
+        continue;
+      }
+      queue.resetting = true;
+      this.fetchProducerId().then(
+        ({ producerId, producerEpoch }) => {
+          queue.resetting = false;
+          this.renumber(queue, producerId, producerEpoch);
+          this.drain(false);
+        },
+        (error: unknown) => {
+          queue.resetting = false;
+          // Still due: the next reply tries again; what waits now cannot be numbered.
+          for (const batch of queue.ready.splice(0)) this.reject(batch, error instanceof RillError ? error : new RillError('CONNECTION_ERROR', String(error)));
+        },
+      );
+    }
+  }
+
+  /** Gives the waiting batches of a partition new sequences from 0 under (producerId, epoch). */
+  private renumber(queue: PartitionQueue, producerId: number, epoch: number): void {
+    queue.producerId = producerId;
+    queue.epoch = epoch;
+    let sequence = 0;
+    for (const batch of queue.ready) {
+      batch.sequence = sequence;
+      batch.mayBeStored = false;
+      restampProducer(batch.bytes!, producerId, epoch, sequence);
+      sequence = sequenceAfter(sequence, batch.recordsCount);
+    }
+    queue.nextSequence = sequence;
+    queue.resetPending = false;
+    this.resetQueues.delete(queue);
+  }
+
+  /** InitProducerId, retried with backoff while retriable, up to deliveryTimeoutMs. */
+  private async fetchProducerId(): Promise<{ producerId: number; producerEpoch: number }> {
+    const startedMs = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.cluster.anyConnection().call(ApiKey.InitProducerId, encodeInitProducerIdRequest(), decodeInitProducerIdResponse);
+      } catch (error) {
+        const rill = error instanceof RillError ? error : new RillError('CONNECTION_ERROR', String(error));
+        const delayMs = this.backoffMs(attempt);
+        if (!rill.retriable || this.closed || Date.now() - startedMs + delayMs >= this.deliveryTimeoutMs) throw rill;
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
+    }
+  }
+
+  /** The producer id every partition starts with; fetched once, shared by concurrent first sends. */
+  private initProducerId(): Promise<void> {
+    this.initializing ??= this.fetchProducerId().then(
+      ({ producerId, producerEpoch }) => {
+        this.producerId = producerId;
+        this.producerEpoch = producerEpoch;
+        this.producerIdReady = true;
+      },
+      (error: unknown) => {
+        this.initializing = null;
+        throw error;
+      },
+    );
+    return this.initializing;
+  }
+
+  private backoffMs(attempt: number): number {
+    return Math.min(this.retryBackoffMs * 2 ** (attempt - 1), this.retryBackoffMaxMs) * (0.8 + Math.random() * 0.4);
+  }
+
   private afterRequest(): void {
+    if (this.resetQueues.size > 0) this.runResets();
     this.notifyRoom();
     this.drain(this.lingerMs === 0);
     if (this.lingerMs > 0 && this.hasOpenBatches()) this.scheduleDrain();
@@ -347,23 +520,28 @@ export class Producer {
     this.settled(resolves.length);
   }
 
-  private failOrRetry(batch: PendingBatch, error: RillError): void {
+  private failOrRetry(batch: PendingBatch, error: RillError, retriable = error.retriable): void {
     const elapsedMs = Date.now() - batch.createdMs;
-    if (error.retriable && !this.closed && elapsedMs < this.deliveryTimeoutMs) {
-      const backoffMs = Math.min(this.retryBackoffMs * 2 ** (batch.attempts - 1), this.retryBackoffMaxMs);
-      batch.notBeforeMs = Date.now() + backoffMs * (0.8 + Math.random() * 0.4);
+    if (retriable && !this.closed && elapsedMs < this.deliveryTimeoutMs) {
+      batch.notBeforeMs = Date.now() + this.backoffMs(batch.attempts);
       if (error.code === 'UNKNOWN_TOPIC_OR_PARTITION') this.cluster.forget(batch.topic);
-      const queue = this.queues.get(batch.topic)![batch.partition]!;
-      // Keep per-partition order: the retried batch goes back before any later sequence.
-      const at = queue.ready.findIndex((b) => b.sequence > batch.sequence);
+      const queue = batch.queue;
+      // Keep per-partition order: the retried batch goes back before any later one.
+      const at = queue.ready.findIndex((b) => b.ordinal > batch.ordinal);
       queue.ready.splice(at < 0 ? queue.ready.length : at, 0, batch);
       return;
     }
-    this.bufferedBytes -= batch.bytes!.length;
-    const failure = elapsedMs >= this.deliveryTimeoutMs && error.retriable
+    const failure = elapsedMs >= this.deliveryTimeoutMs && retriable
       ? new RillError('REQUEST_TIMED_OUT', `not delivered within deliveryTimeoutMs ${this.deliveryTimeoutMs}: ${error.message}`, { cause: error })
       : error;
-    for (const reject of batch.rejects) reject(failure);
+    // Given up: later sequences of the partition may no longer fit (see the top of this file).
+    if (this.idempotent) this.requestReset(batch.queue);
+    this.reject(batch, failure);
+  }
+
+  private reject(batch: PendingBatch, error: Error): void {
+    this.bufferedBytes -= batch.bytes!.length;
+    for (const reject of batch.rejects) reject(error);
     this.settled(batch.rejects.length);
   }
 
@@ -394,4 +572,27 @@ export class Producer {
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     if (this.ownsCluster) this.cluster.close();
   }
+}
+
+function settleInFlight(batch: PendingBatch): void {
+  const inFlight = batch.queue.inFlight;
+  const at = inFlight.indexOf(batch);
+  if (at >= 0) inFlight.splice(at, 1);
+}
+
+/** Whether a batch created before this one is still waiting or in flight. */
+function hasEarlierUnsettled(queue: PartitionQueue, batch: PendingBatch): boolean {
+  if (queue.ready.length > 0 && queue.ready[0]!.ordinal < batch.ordinal) return true;
+  for (const other of queue.inFlight) if (other.ordinal < batch.ordinal) return true;
+  return false;
+}
+
+/** Rewrites a sealed batch's producer fields and its CRC (a reset renumbers waiting batches). */
+function restampProducer(bytes: Buffer, producerId: number, epoch: number, baseSequence: number): void {
+  const high = Math.floor(producerId / 0x1_0000_0000);
+  bytes.writeInt32BE(high, BatchField.producerId);
+  bytes.writeUInt32BE(producerId - high * 0x1_0000_0000, BatchField.producerId + 4);
+  bytes.writeInt16BE(epoch, BatchField.producerEpoch);
+  bytes.writeInt32BE(baseSequence, BatchField.baseSequence);
+  bytes.writeUInt32BE(crc32c(bytes.subarray(BatchField.attributes)), BatchField.crc);
 }

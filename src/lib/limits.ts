@@ -86,3 +86,22 @@ export const groupRecordBytesMax = 32 * 1024 * 1024;
 /** The group log is compacted when it is larger than this and than groupLogCompactRatio x its last snapshot. */
 export const groupLogCompactBytesMin = 1024 * 1024;
 export const groupLogCompactRatio = 4;
+
+// ---------------------------------------------------------------------------------------------
+// Idempotent producer (src/broker/producer-state.ts, src/client/producer.ts)
+// ---------------------------------------------------------------------------------------------
+
+/** Batches remembered per producer and partition for duplicate detection (Kafka's 5); also the most requests an idempotent producer may have in flight. */
+export const producerStateBatchesMax = 5;
+/** Producers whose state one partition keeps; past it the least recently active one is forgotten. */
+export const producersPerPartitionMax = 10_000;
+/** A producer silent for this long on a partition is forgotten there (Kafka's producer.id.expiration.ms). */
+export const producerIdExpirationMs = 24 * 3600 * 1000;
+/** A partition writes a producer-state snapshot after this many appended bytes (bounds the rebuild scan after a crash). */
+export const producerSnapshotIntervalBytes = 32 * 1024 * 1024;
+/** Without a usable snapshot, the rebuild scans at most the segments holding the log's last this-many bytes. */
+export const producerStateScanBytesMax = 256 * 1024 * 1024;
+/** Largest producer-state snapshot file read back. */
+export const producerSnapshotBytesMax = 64 * 1024 * 1024;
+/** Producer ids are reserved durably in blocks of this many (one fsync per block). */
+export const producerIdBlockSize = 1000;

@@ -135,6 +135,18 @@ export class PartitionLog {
     return this.segments.map((segment) => segment.baseOffset);
   }
 
+  /**
+   * Read-only, for state rebuilt from the tail of the log (idempotent-producer state): the base
+   * offset of the segment holding the byte `tailBytes` before the end (logStartOffset if the
+   * log is smaller). Reading from it covers at least the last `tailBytes` bytes.
+   */
+  tailStartOffset(tailBytes: number): number {
+    let remainingBytes = tailBytes;
+    let i = this.segments.length - 1;
+    while (i > 0 && remainingBytes > this.segments[i]!.sizeBytes) remainingBytes -= this.segments[i--]!.sizeBytes;
+    return this.segments[i]!.baseOffset;
+  }
+
   /** Takes effect for the next roll, retention and flush-policy decisions. */
   updateConfig(config: TopicConfig): void {
     this.config = config;

@@ -15,6 +15,7 @@ export const ApiKey = {
   ApiVersions: 18,
   CreateTopics: 19,
   DeleteTopics: 20,
+  InitProducerId: 22,
   ConsumerGroupHeartbeat: 68,
   ResetGroupOffsets: 1000,
 } as const;
@@ -34,6 +35,7 @@ export const apiVersionRanges: ReadonlyMap<number, readonly [number, number]> = 
   [ApiKey.ApiVersions, [0, 0]],
   [ApiKey.CreateTopics, [0, 0]],
   [ApiKey.DeleteTopics, [0, 0]],
+  [ApiKey.InitProducerId, [0, 0]],
   [ApiKey.FindCoordinator, [0, 0]],
   [ApiKey.ConsumerGroupHeartbeat, [0, 0]],
   [ApiKey.OffsetCommit, [0, 0]],

@@ -5,27 +5,53 @@
  *   acks all -> appended and fdatasync'ed before the reply; concurrent requests share fsyncs.
  * All batches of one partition entry are validated before any is appended, so a bad batch never
  * leaves its neighbours half-stored.
+ *
+ * Idempotent batches (producerId >= 0) go through the partition's producer state first
+ * (producer-state.ts): a duplicate is not appended and is answered with its original base offset
+ * (after a flush when acks is all, so the answer's durability is true of the original too); an
+ * out-of-order or stale-epoch batch gets OUT_OF_ORDER_SEQUENCE / INVALID_PRODUCER_EPOCH. An
+ * idempotent batch must be alone in its partition entry (the bundled producer sends one batch per
+ * partition per request), so "duplicate or not" is one answer per entry.
  */
 import { DecodeError, RillError, errorCodeOf } from '../../lib/errors.js';
 import { requestHeaderBytes } from '../../lib/limits.js';
 import { Durability } from '../../wire/apis.js';
 import { decodeProduceRequest, encodeProduceResponse, type ProducePartitionResponse, type ProduceTopicRequest } from '../../wire/produce.js';
 import { newBatchInfo, validateBatch } from '../../wire/record-batch.js';
-import { replyOf, type Reply, type RequestContext } from '../connection.js';
+import { msgpackReply, replyOf, type Reply, type RequestContext } from '../connection.js';
 import type { BrokerMetrics } from '../metrics.js';
 import type { Partition } from '../partition.js';
 import type { AppendBatch } from '../../storage/partition-log.js';
 import type { PartitionManager } from '../partition-manager.js';
+import { appendNew, type ProducerStates } from '../producer-state.js';
+import { decodeInitProducerIdRequest } from '../../wire/producer-id.js';
+import { decodeMsgpack } from '../../wire/msgpack.js';
 
 const info = newBatchInfo();
+
+/** Producer fields of the entry validated last (reused; meaningful when producerId >= 0). */
+const entryProducer = { producerId: -1, producerEpoch: -1, baseSequence: -1, recordsCount: 0, maxTimestampMs: 0 };
 
 function validateEntry(records: Buffer): AppendBatch[] {
   if (records.length === 0) throw new DecodeError('INVALID_BATCH', 'no record batch in the partition entry');
   const batches: AppendBatch[] = [];
+  let idempotent = false;
   for (let pos = 0; pos < records.length; pos += info.sizeBytes) {
     validateBatch(records, pos, records.length, info);
     batches.push({ batch: records.subarray(pos, pos + info.sizeBytes), recordsCount: info.recordsCount, maxTimestampMs: info.maxTimestamp });
+    if (info.producerId >= 0) idempotent = true;
   }
+  entryProducer.producerId = -1;
+  if (!idempotent) return batches;
+  if (batches.length > 1) throw new DecodeError('INVALID_BATCH', `an idempotent batch must be alone in its partition entry, found ${batches.length} batches`);
+  if (info.producerEpoch < 0 || info.baseSequence < 0) {
+    throw new DecodeError('INVALID_BATCH', `idempotent batch of producer ${info.producerId} has producerEpoch ${info.producerEpoch} and baseSequence ${info.baseSequence}; both must be >= 0`);
+  }
+  entryProducer.producerId = info.producerId;
+  entryProducer.producerEpoch = info.producerEpoch;
+  entryProducer.baseSequence = info.baseSequence;
+  entryProducer.recordsCount = info.recordsCount;
+  entryProducer.maxTimestampMs = info.maxTimestamp;
   return batches;
 }
 
@@ -33,7 +59,7 @@ function failure(partition: number, error: RillError): ProducePartitionResponse 
   return { partition, errorCode: error.errorCode, baseOffset: -1, logStartOffset: -1, durability: Durability.sent, errorMessage: error.message };
 }
 
-export function handleProduce(context: RequestContext, partitions: PartitionManager, metrics: BrokerMetrics): Reply | null | Promise<Reply | null> {
+export function handleProduce(context: RequestContext, partitions: PartitionManager, metrics: BrokerMetrics, producers: ProducerStates): Reply | null | Promise<Reply | null> {
   const request = decodeProduceRequest(context.frame, requestHeaderBytes);
   const durable = request.acks === -1;
   const results: ProduceTopicRequest<ProducePartitionResponse>[] = [];
@@ -47,7 +73,7 @@ export function handleProduce(context: RequestContext, partitions: PartitionMana
       if (partition === undefined) {
         result = failure(entry.partition, new RillError('UNKNOWN_TOPIC_OR_PARTITION', `${topic.name}/${entry.partition} does not exist`));
       } else {
-        result = appendEntry(partition, entry.records, durable, metrics);
+        result = appendEntry(partition, entry.records, durable, metrics, producers);
         if (durable && result.errorCode === 0) flushes.push(awaitFlush(partition, result));
         else if (result.errorCode === 0) partition.publish();
       }
@@ -61,7 +87,7 @@ export function handleProduce(context: RequestContext, partitions: PartitionMana
   return Promise.all(flushes).then(reply);
 }
 
-function appendEntry(partition: Partition, records: Buffer, durable: boolean, metrics: BrokerMetrics): ProducePartitionResponse {
+function appendEntry(partition: Partition, records: Buffer, durable: boolean, metrics: BrokerMetrics, producers: ProducerStates): ProducePartitionResponse {
   let batches: AppendBatch[];
   try {
     batches = validateEntry(records);
@@ -71,14 +97,42 @@ function appendEntry(partition: Partition, records: Buffer, durable: boolean, me
   }
   let baseOffset: number;
   try {
-    baseOffset = partition.append(batches, durable);
+    // Loaded for every partition written to, so snapshots keep the rebuild after a crash short.
+    const state = producers.stateOf(partition);
+    const { producerId, producerEpoch, baseSequence, recordsCount, maxTimestampMs } = entryProducer;
+    if (producerId >= 0) {
+      if (!producers.wasIssued(producerId)) throw new RillError('UNKNOWN_PRODUCER_ID', `producer id ${producerId} was never issued by this broker; call InitProducerId`);
+      const verdict = state.check(producerId, producerEpoch, baseSequence, recordsCount);
+      if (verdict !== appendNew) return success(partition, verdict);
+      baseOffset = partition.append(batches, durable);
+      state.record(producerId, producerEpoch, baseSequence, recordsCount, baseOffset, maxTimestampMs);
+    } else {
+      baseOffset = partition.append(batches, durable);
+    }
+    producers.afterAppend(partition, records.length);
   } catch (error) {
     if (error instanceof RillError) return failure(partition.index, error);
     throw error;
   }
   for (const batch of batches) metrics.recordsAppended += batch.recordsCount;
   metrics.bytesAppended += records.length;
+  return success(partition, baseOffset);
+}
+
+function success(partition: Partition, baseOffset: number): ProducePartitionResponse {
   return { partition: partition.index, errorCode: 0, baseOffset, logStartOffset: partition.log.logStartOffset, durability: Durability.written, errorMessage: '' };
+}
+
+/** InitProducerId: a new producer id (never handed out before, restarts included) at epoch 0. */
+export function handleInitProducerId(context: RequestContext, producers: ProducerStates): Reply {
+  decodeInitProducerIdRequest(decodeMsgpack(context.frame.subarray(requestHeaderBytes)));
+  let producerId: number;
+  try {
+    producerId = producers.allocateProducerId();
+  } catch (error) {
+    throw new RillError('STORAGE_ERROR', `could not reserve producer ids durably: ${(error as Error).message}`);
+  }
+  return msgpackReply({ producerId, producerEpoch: 0 });
 }
 
 async function awaitFlush(partition: Partition, result: ProducePartitionResponse): Promise<void> {
