@@ -108,7 +108,7 @@ export class Broker {
     switch (apiKey) {
       case ApiKey.Produce: return handleProduce(context, this.partitions, this.metrics, this.producers);
       case ApiKey.InitProducerId: return handleInitProducerId(context, this.producers);
-      case ApiKey.Fetch: return handleFetch(context, this.partitions, this.metrics);
+      case ApiKey.Fetch: return handleFetch(context, this.partitions, this.metrics, this.config.log);
       case ApiKey.ApiVersions: return handleApiVersions();
       case ApiKey.Metadata: return handleMetadata(context, this.partitions, this.self());
       case ApiKey.CreateTopics: return handleCreateTopics(context, this.partitions, () => this.onTopicsChanged());

@@ -19,7 +19,7 @@
  */
 import type net from 'node:net';
 import { DecodeError, RillError } from '../lib/errors.js';
-import { connectionInFlightRequestsMax, connectionWriteBufferBytesMax, requestFrameBytesMax, requestHeaderBytes } from '../lib/limits.js';
+import { connectionInFlightRequestsMax, connectionWriteBufferBytesMax, partialFrameIdleMsMax, requestFrameBytesMax, requestHeaderBytes } from '../lib/limits.js';
 import { FrameDecoder, decodeRequestHeader, encodeResponseHead, type RequestHeader } from '../wire/frame.js';
 import { encodeMsgpack } from '../wire/msgpack.js';
 
@@ -79,6 +79,11 @@ export class Connection {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.updateFlow());
+    socket.on('timeout', () => {
+      if (this.decoder.buffered === 0) return;
+      this.events.onProtocolError(this, new DecodeError('MALFORMED_REQUEST', `no byte of a started frame for ${partialFrameIdleMsMax} ms`));
+      this.close();
+    });
     socket.on('error', () => this.close());
     socket.on('close', () => this.close());
   }
@@ -95,6 +100,8 @@ export class Connection {
     if (this.closed) return;
     try {
       this.decoder.push(chunk, (frame) => this.accept(frame));
+      // A started frame must keep arriving: a peer trickling bytes (slowloris) is cut off.
+      this.socket.setTimeout(this.decoder.buffered > 0 ? partialFrameIdleMsMax : 0);
     } catch (error) {
       if (error instanceof DecodeError) {
         this.events.onProtocolError(this, error);

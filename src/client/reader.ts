@@ -90,7 +90,14 @@ export class PartitionReader implements AsyncIterable<Message> {
       // One fetch is always in flight while the application works through the previous one.
       let pending = positions.length > 0 ? this.fetch(positions) : null;
       while (pending !== null && !this.closed) {
-        const messages = this.decode(await pending, positions, stopAt);
+        let fetched: FetchedPartition[];
+        try {
+          fetched = await pending;
+        } catch (error) {
+          if (this.closed) return; // close() during iteration ends it; it is not an error
+          throw error;
+        }
+        const messages = this.decode(fetched, positions, stopAt);
         positions = unfinished();
         pending = positions.length > 0 && !this.closed ? this.fetch(positions) : null;
         if (messages.length > 0) yield messages;

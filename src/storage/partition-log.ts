@@ -277,6 +277,9 @@ export class PartitionLog {
     const oldestUnflushedAppendMs = this.oldestUnflushedAppendMs;
     this.oldestUnflushedAppendMs = Number.NaN;
     const run = async (): Promise<void> => {
+      // A round queued behind a failed one must not report anything flushed: the failed round
+      // took the dirty segments with it, and after a failed fsync nothing is known to be durable.
+      if (this.failure !== null) throw this.failure;
       try {
         const syncs = segments.map((segment) => this.fileOps.fdatasync(segment.fd));
         if (directoryDirty) syncs.push(this.fileOps.fsyncDir(this.dir));

@@ -11,18 +11,31 @@ import { replyOf, type Reply, type RequestContext } from '../connection.js';
 import type { BrokerMetrics } from '../metrics.js';
 import type { PartitionManager } from '../partition-manager.js';
 
+type Log = (level: 'info' | 'warn' | 'error', message: string) => void;
+
+/** A corrupt range is logged at most this often per partition: every reader retrying it must not flood the log. */
+const corruptionLogIntervalMs = 10_000;
+const corruptionLoggedAtMs = new Map<string, number>();
+
+function reportCorruption(partition: string, error: RillError, log: Log): void {
+  const nowMs = Date.now();
+  if (nowMs - (corruptionLoggedAtMs.get(partition) ?? -Infinity) < corruptionLogIntervalMs) return;
+  corruptionLoggedAtMs.set(partition, nowMs);
+  log('error', `${partition}: ${error.message}; this range is not served (see README, Guarantees)`);
+}
+
 interface Attempt {
   topics: FetchTopic<FetchPartitionResponse>[];
   bytes: number;
   errors: number;
 }
 
-export function handleFetch(context: RequestContext, partitions: PartitionManager, metrics: BrokerMetrics): Reply | Promise<Reply | null> {
+export function handleFetch(context: RequestContext, partitions: PartitionManager, metrics: BrokerMetrics, log: Log): Reply | Promise<Reply | null> {
   const request = decodeFetchRequest(context.frame, requestHeaderBytes);
-  const first = attempt(request, partitions, metrics);
+  const first = attempt(request, partitions, metrics, log);
   const waitMs = Math.min(request.maxWaitMs, fetchWaitMsMax);
   if (first.bytes >= request.minBytes || first.errors > 0 || waitMs === 0) return toReply(first);
-  return longPoll(request, partitions, metrics, waitMs, context);
+  return longPoll(request, partitions, metrics, waitMs, context, log);
 }
 
 function toReply(result: Attempt): Reply {
@@ -30,7 +43,7 @@ function toReply(result: Attempt): Reply {
   return replyOf(chunks);
 }
 
-function attempt(request: FetchRequest, partitions: PartitionManager, metrics: BrokerMetrics): Attempt {
+function attempt(request: FetchRequest, partitions: PartitionManager, metrics: BrokerMetrics, log: Log): Attempt {
   let remaining = Math.min(request.maxBytes, fetchResponseBytesMax);
   let bytes = 0;
   let errors = 0;
@@ -62,6 +75,7 @@ function attempt(request: FetchRequest, partitions: PartitionManager, metrics: B
         if (!(error instanceof RillError)) throw error;
         errors++;
         metrics.countError(error.code);
+        if (error.code === 'CORRUPT_LOG') reportCorruption(`${topic.name}/${p.partition}`, error, log);
         return { ...base, errorCode: error.errorCode, records: [] };
       }
     }),
@@ -69,7 +83,7 @@ function attempt(request: FetchRequest, partitions: PartitionManager, metrics: B
   return { topics, bytes, errors };
 }
 
-function longPoll(request: FetchRequest, partitions: PartitionManager, metrics: BrokerMetrics, waitMs: number, context: RequestContext): Promise<Reply | null> {
+function longPoll(request: FetchRequest, partitions: PartitionManager, metrics: BrokerMetrics, waitMs: number, context: RequestContext, log: Log): Promise<Reply | null> {
   return new Promise((resolve) => {
     const watched = request.topics.flatMap((topic) => topic.partitions.map((p) => partitions.get(topic.name, p.partition))).filter((p) => p !== undefined);
     let scheduled = false;
@@ -85,7 +99,7 @@ function longPoll(request: FetchRequest, partitions: PartitionManager, metrics: 
       scheduled = false;
       if (done) return;
       if (context.connection.isClosed) return finish(null);
-      const result = attempt(request, partitions, metrics);
+      const result = attempt(request, partitions, metrics, log);
       if (result.bytes >= request.minBytes || result.errors > 0) finish(toReply(result));
     };
     // Appends arrive in bursts: coalesce wake-ups into one read per turn of the event loop.
@@ -94,7 +108,7 @@ function longPoll(request: FetchRequest, partitions: PartitionManager, metrics: 
       scheduled = true;
       setImmediate(retry);
     };
-    const timer = setTimeout(() => finish(context.connection.isClosed ? null : toReply(attempt(request, partitions, metrics))), waitMs);
+    const timer = setTimeout(() => finish(context.connection.isClosed ? null : toReply(attempt(request, partitions, metrics, log))), waitMs);
     for (const partition of watched) partition.onAdvance(onAdvance);
   });
 }

@@ -1,0 +1,52 @@
+/** What a workload runner gets from run.ts, and what it hands back. */
+import type { BrokerProcess } from './broker-process.js';
+import type { Workload } from './workload.js';
+
+export interface RunContext {
+  quick: boolean;
+  /** --profile: brokers run under --cpu-prof and the bench profiles itself per workload. */
+  profiling: boolean;
+  /** Starts a broker for this workload (profiled when --profile is on). */
+  startBroker(options?: { dataDir?: string; label?: string }): Promise<BrokerProcess>;
+  /** Brackets the measured phase for the bench process's own CPU profile (no-op without --profile). */
+  clientProfile: { start(): Promise<void>; stop(label?: string): Promise<void> };
+}
+
+export type MetricValue = number | string | boolean | null | MetricValue[] | { [key: string]: MetricValue };
+
+export interface TargetCheck {
+  metric: string;
+  label: string;
+  value: number | null;
+  met: boolean | null;
+}
+
+export interface WorkloadResult {
+  name: string;
+  kind: string;
+  status: 'ok' | 'skipped' | 'failed';
+  reason?: string;
+  startedAt: string;
+  elapsedSeconds: number;
+  settings: Workload;
+  /** Flat figures the targets and the table read (recordsPerSecond, p99Ms, ...). */
+  metrics: Record<string, MetricValue>;
+  /** One line for the final table. */
+  summary: string;
+  targets: TargetCheck[];
+  peers: PeerResult[];
+}
+
+export interface PeerResult {
+  peer: string;
+  status: 'ok' | 'skipped' | 'failed';
+  reason?: string;
+  settings: Record<string, MetricValue>;
+  metrics: Record<string, MetricValue>;
+  summary: string;
+  /** Rill's figure divided by the peer's (records/s), or the peer's p99 divided by Rill's (latency). */
+  rillRatio: number | null;
+  ratioMeaning: string;
+}
+
+export type Outcome = { metrics: Record<string, MetricValue>; summary: string };

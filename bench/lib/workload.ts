@@ -1,0 +1,107 @@
+/**
+ * Workload files (bench/workloads/*.json), in the spirit of OpenMessaging Benchmark workload
+ * files: what to run (kind), its shape (topics, partitions, message size, producers, consumers,
+ * rate, duration or message count, acks) and the target it is checked against. A `quick` object
+ * overrides fields for `--quick`.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { repoRoot } from './broker-process.js';
+
+export type WorkloadKind = 'produce' | 'consume' | 'e2e-latency' | 'send-latency' | 'group' | 'recovery';
+export type Acks = 'all' | 1 | 0;
+
+/** A target from issue 5: `metric` of the result compared with `min` or `max`. */
+export interface Target {
+  metric: string;
+  min?: number;
+  max?: number;
+  /** As the issue states it, e.g. ">= 1,000,000 records/s". */
+  label: string;
+}
+
+export interface Workload {
+  name: string;
+  kind: WorkloadKind;
+  description: string;
+  topics: number;
+  partitions: number;
+  messageSize: number;
+  /** Producer instances, each with its own connection (produce, consume backlog fill). */
+  producers: number;
+  consumers: number;
+  acks: Acks;
+  /** Records per second across all producers; 0 = as fast as possible. */
+  producerRate: number;
+  durationSeconds: number;
+  /** Backlog size (consume) or number of records (send-latency cap); 0 = none. */
+  messages: number;
+  /** Bytes to write before the SIGKILL (recovery). */
+  bytesBeforeKill: number;
+  /** Most sends outstanding per producer before the load generator waits for acks. */
+  windowRecords: number;
+  producerOptions: { lingerMs?: number; batchBytes?: number; maxInFlightRequests?: number };
+  /** Seconds of warm-up whose figures are not counted. */
+  warmupSeconds: number;
+  /** Group workload: members and the session timeout they ask for. */
+  members: number;
+  sessionTimeoutMs: number;
+  /** Run the same workload against the peers with --peers. */
+  peers: boolean;
+  targets: Target[];
+  quick?: Partial<Omit<Workload, 'quick' | 'name' | 'kind'>>;
+}
+
+const defaults: Omit<Workload, 'name' | 'kind' | 'description'> = {
+  topics: 1,
+  partitions: 8,
+  messageSize: 100,
+  producers: 1,
+  consumers: 0,
+  acks: 1,
+  producerRate: 0,
+  durationSeconds: 10,
+  messages: 0,
+  bytesBeforeKill: 0,
+  windowRecords: 16_384,
+  producerOptions: {},
+  warmupSeconds: 0,
+  members: 3,
+  sessionTimeoutMs: 10_000,
+  peers: false,
+  targets: [],
+};
+
+export const workloadDir = path.join(repoRoot, 'bench/workloads');
+
+const kinds: WorkloadKind[] = ['produce', 'consume', 'e2e-latency', 'send-latency', 'group', 'recovery'];
+
+function validate(file: string, workload: Workload): Workload {
+  const fail = (why: string): never => {
+    throw new Error(`${file}: ${why}`);
+  };
+  if (!kinds.includes(workload.kind)) fail(`kind must be one of ${kinds.join(', ')}, got ${String(workload.kind)}`);
+  if (!(workload.acks === 'all' || workload.acks === 1 || workload.acks === 0)) fail(`acks must be "all", 1 or 0, got ${String(workload.acks)}`);
+  for (const key of ['partitions', 'messageSize', 'producers', 'windowRecords'] as const) {
+    if (!Number.isInteger(workload[key]) || workload[key] < 1) fail(`${key} must be an integer >= 1, got ${String(workload[key])}`);
+  }
+  if (workload.messageSize < 16) fail('messageSize must be >= 16 (latency workloads stamp a timestamp into the value)');
+  return workload;
+}
+
+/** Loads every workload file, sorted by the order field then name; applies `quick` overrides. */
+export function loadWorkloads(quick: boolean): Workload[] {
+  const files = fs.readdirSync(workloadDir).filter((f) => f.endsWith('.json')).sort();
+  return files.map((file) => {
+    const raw = JSON.parse(fs.readFileSync(path.join(workloadDir, file), 'utf8')) as Workload;
+    const merged: Workload = { ...defaults, ...raw, producerOptions: { ...defaults.producerOptions, ...raw.producerOptions } };
+    if (quick && raw.quick !== undefined) Object.assign(merged, raw.quick);
+    return validate(file, merged);
+  });
+}
+
+/** Milliseconds to microsecond-free display: 12.3456 -> "12.35". */
+export function roundTo(value: number, digits: number): number {
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
+}
