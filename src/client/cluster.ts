@@ -61,6 +61,7 @@ export class Cluster {
       if (topic.errorCode === 0) this.topics.set(topic.name, topic);
       else this.topics.delete(topic.name);
     }
+    this.lastTopic = undefined;
     return response;
   }
 
@@ -81,12 +82,20 @@ export class Cluster {
     return pending;
   }
 
+  /** The hot path asks for the same topic record after record: remember the last answer. */
+  private lastTopic: TopicMetadata | undefined;
+
   cachedTopic(name: string): TopicMetadata | undefined {
-    return this.topics.get(name);
+    const last = this.lastTopic;
+    if (last !== undefined && last.name === name) return last;
+    const topic = this.topics.get(name);
+    this.lastTopic = topic;
+    return topic;
   }
 
   forget(name: string): void {
     this.topics.delete(name);
+    this.lastTopic = undefined;
   }
 
   close(): void {
