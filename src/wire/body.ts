@@ -3,6 +3,7 @@
  * from untrusted bytes checks the remaining length first and throws DecodeError.
  */
 import { DecodeError, type ErrorName } from '../lib/errors.js';
+import { topicNameBytesMax } from '../lib/limits.js';
 
 export class BodyReader {
   pos: number;
@@ -80,6 +81,23 @@ export class BodyReader {
   expectEnd(what: string): void {
     if (this.pos !== this.end) throw new DecodeError(this.code, `${this.end - this.pos} unexpected bytes after ${what}`);
   }
+}
+
+/**
+ * The topic list shape shared by the binary bodies: topicCount u16, then per topic its name and
+ * partitionCount u16 followed by that many partition entries read by `readPartition`.
+ */
+export function readTopicList<P>(reader: BodyReader, readPartition: (reader: BodyReader) => P): { name: string; partitions: P[] }[] {
+  const topicCount = reader.u16('topic count');
+  const topics: { name: string; partitions: P[] }[] = [];
+  for (let t = 0; t < topicCount; t++) {
+    const name = reader.string('topic name', topicNameBytesMax);
+    const partitionCount = reader.u16('partition count');
+    const partitions: P[] = [];
+    for (let p = 0; p < partitionCount; p++) partitions.push(readPartition(reader));
+    topics.push({ name, partitions });
+  }
+  return topics;
 }
 
 export class BodyWriter {

@@ -10,7 +10,7 @@
  */
 import { requestPartitionsMax, requestTopicsMax, topicNameBytesMax } from '../lib/limits.js';
 import { DecodeError } from '../lib/errors.js';
-import { BodyReader, BodyWriter, stringBytes } from './body.js';
+import { BodyReader, BodyWriter, readTopicList, stringBytes } from './body.js';
 
 export interface FetchPartitionRequest {
   partition: number;
@@ -115,23 +115,13 @@ export interface FetchedPartition {
 
 export function decodeFetchResponse(body: Buffer, start: number, recordsBytesMax: number): FetchTopic<FetchedPartition>[] {
   const reader = new BodyReader(body, start, body.length, 'MALFORMED_RESPONSE');
-  const topicCount = reader.u16('topic count');
-  const topics: FetchTopic<FetchedPartition>[] = [];
-  for (let t = 0; t < topicCount; t++) {
-    const name = reader.string('topic name', topicNameBytesMax);
-    const partitionCount = reader.u16('partition count');
-    const partitions: FetchedPartition[] = [];
-    for (let p = 0; p < partitionCount; p++) {
-      partitions.push({
-        partition: reader.u32('partition'),
-        errorCode: reader.i16('errorCode'),
-        highWatermark: reader.i64('highWatermark'),
-        logStartOffset: reader.i64('logStartOffset'),
-        records: reader.bytes('records', recordsBytesMax),
-      });
-    }
-    topics.push({ name, partitions });
-  }
+  const topics = readTopicList(reader, (r): FetchedPartition => ({
+    partition: r.u32('partition'),
+    errorCode: r.i16('errorCode'),
+    highWatermark: r.i64('highWatermark'),
+    logStartOffset: r.i64('logStartOffset'),
+    records: r.bytes('records', recordsBytesMax),
+  }));
   reader.expectEnd('fetch response');
   return topics;
 }

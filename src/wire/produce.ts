@@ -12,7 +12,7 @@
  */
 import { DecodeError } from '../lib/errors.js';
 import { requestFrameBytesMax, requestPartitionsMax, requestTopicsMax, topicNameBytesMax, bodyStringBytesMax, requestHeaderBytes } from '../lib/limits.js';
-import { BodyReader, BodyWriter, stringBytes } from './body.js';
+import { BodyReader, BodyWriter, readTopicList, stringBytes } from './body.js';
 
 export interface ProducePartitionRequest {
   partition: number;
@@ -110,24 +110,14 @@ export function encodeProduceResponse(topics: ProduceTopicRequest<ProducePartiti
 
 export function decodeProduceResponse(body: Buffer, start: number): ProduceTopicRequest<ProducePartitionResponse>[] {
   const reader = new BodyReader(body, start, body.length, 'MALFORMED_RESPONSE');
-  const topicCount = reader.u16('topic count');
-  const topics: ProduceTopicRequest<ProducePartitionResponse>[] = [];
-  for (let t = 0; t < topicCount; t++) {
-    const name = reader.string('topic name', topicNameBytesMax);
-    const partitionCount = reader.u16('partition count');
-    const partitions: ProducePartitionResponse[] = [];
-    for (let p = 0; p < partitionCount; p++) {
-      partitions.push({
-        partition: reader.u32('partition'),
-        errorCode: reader.i16('errorCode'),
-        baseOffset: reader.i64('baseOffset'),
-        logStartOffset: reader.i64('logStartOffset'),
-        durability: reader.u8('durability'),
-        errorMessage: reader.string('errorMessage', bodyStringBytesMax),
-      });
-    }
-    topics.push({ name, partitions });
-  }
+  const topics = readTopicList(reader, (r): ProducePartitionResponse => ({
+    partition: r.u32('partition'),
+    errorCode: r.i16('errorCode'),
+    baseOffset: r.i64('baseOffset'),
+    logStartOffset: r.i64('logStartOffset'),
+    durability: r.u8('durability'),
+    errorMessage: r.string('errorMessage', bodyStringBytesMax),
+  }));
   reader.expectEnd('produce response');
   return topics;
 }

@@ -224,15 +224,8 @@ export interface ConsumedRecord {
   headers: RecordHeader[];
 }
 
-export interface DecodedBatchHeader {
+export interface DecodedBatchHeader extends BatchInfo {
   baseOffset: number;
-  sizeBytes: number;
-  recordsCount: number;
-  baseTimestamp: number;
-  maxTimestamp: number;
-  producerId: number;
-  producerEpoch: number;
-  baseSequence: number;
 }
 
 const emptyHeaders: RecordHeader[] = Object.freeze([]) as unknown as RecordHeader[];
