@@ -74,11 +74,21 @@ export function newBatchInfo(): BatchInfo {
   return { sizeBytes: 0, recordsCount: 0, baseTimestamp: 0, maxTimestamp: 0, producerId: -1, producerEpoch: -1, baseSequence: -1 };
 }
 
+// Big-endian reads by hand: a DataView per call would allocate on every batch of the hot path.
+function int32At(buf: Uint8Array, pos: number): number {
+  return (buf[pos]! << 24) | (buf[pos + 1]! << 16) | (buf[pos + 2]! << 8) | buf[pos + 3]!;
+}
+
+function uint32At(buf: Uint8Array, pos: number): number {
+  return int32At(buf, pos) >>> 0;
+}
+
+function int16At(buf: Uint8Array, pos: number): number {
+  return (((buf[pos]! << 8) | buf[pos + 1]!) << 16) >> 16;
+}
+
 function readInt64AsNumber(buf: Uint8Array, pos: number): number {
-  const view = dataView(buf);
-  const high = view.getInt32(pos);
-  const low = view.getUint32(pos + 4);
-  return high * 0x1_0000_0000 + low;
+  return int32At(buf, pos) * 0x1_0000_0000 + uint32At(buf, pos + 4);
 }
 
 function writeInt64FromNumber(buf: Uint8Array, pos: number, value: number): void {
@@ -95,8 +105,7 @@ function dataView(buf: Uint8Array): DataView {
 /** Size of the batch starting at `pos` as its header claims, or -1 if fewer than 12 bytes remain. */
 export function readBatchSize(buf: Uint8Array, pos: number, end = buf.length): number {
   if (end - pos < batchLogOverheadBytes) return -1;
-  const view = dataView(buf);
-  return view.getInt32(pos + BatchField.batchLength) + batchLogOverheadBytes;
+  return int32At(buf, pos + BatchField.batchLength) + batchLogOverheadBytes;
 }
 
 export function readBaseOffset(buf: Uint8Array, pos: number): number {
@@ -104,7 +113,7 @@ export function readBaseOffset(buf: Uint8Array, pos: number): number {
 }
 
 export function readLastOffsetDelta(buf: Uint8Array, pos: number): number {
-  return dataView(buf).getInt32(pos + BatchField.lastOffsetDelta);
+  return int32At(buf, pos + BatchField.lastOffsetDelta);
 }
 
 export function readMaxTimestamp(buf: Uint8Array, pos: number): number {
@@ -123,14 +132,13 @@ export function stampBaseOffset(buf: Uint8Array, pos: number, baseOffset: number
 export function checkBatchFrame(buf: Uint8Array, pos: number, end: number, sizeMaxBytes = batchBytesMax): number {
   const available = end - pos;
   if (available < batchHeaderBytes) throw new DecodeError('INVALID_BATCH', `batch needs at least ${batchHeaderBytes} bytes, ${available} remain`);
-  const view = dataView(buf);
-  const sizeBytes = view.getInt32(pos + BatchField.batchLength) + batchLogOverheadBytes;
+  const sizeBytes = int32At(buf, pos + BatchField.batchLength) + batchLogOverheadBytes;
   if (sizeBytes < batchHeaderBytes) throw new DecodeError('INVALID_BATCH', `batchLength ${sizeBytes - batchLogOverheadBytes} is below the header size`);
   if (sizeBytes > sizeMaxBytes) throw new DecodeError('BATCH_TOO_LARGE', `batch of ${sizeBytes} bytes exceeds the limit of ${sizeMaxBytes}`);
   if (sizeBytes > available) throw new DecodeError('INVALID_BATCH', `batch claims ${sizeBytes} bytes, ${available} remain`);
   const magic = buf[pos + BatchField.magic];
   if (magic !== batchMagic) throw new DecodeError('INVALID_BATCH', `magic ${magic} is not ${batchMagic}`);
-  const storedCrc = view.getUint32(pos + BatchField.crc);
+  const storedCrc = uint32At(buf, pos + BatchField.crc);
   const actualCrc = crc32c(buf.subarray(pos + BatchField.attributes, pos + sizeBytes));
   if (storedCrc !== actualCrc) throw new DecodeError('CORRUPT_BATCH', `CRC-32C mismatch: stored ${hex32(storedCrc)}, computed ${hex32(actualCrc)}`);
   return sizeBytes;
@@ -147,13 +155,12 @@ function hex32(value: number): string {
  */
 export function validateBatch(buf: Uint8Array, pos: number, end: number, info: BatchInfo, sizeMaxBytes = batchBytesMax): void {
   const sizeBytes = checkBatchFrame(buf, pos, end, sizeMaxBytes);
-  const view = dataView(buf);
-  const attributes = view.getInt16(pos + BatchField.attributes);
+  const attributes = int16At(buf, pos + BatchField.attributes);
   if ((attributes & compressionMask) !== 0) throw new DecodeError('UNSUPPORTED_COMPRESSION', `compression codec ${attributes & compressionMask} is not supported`);
   if ((attributes & unsupportedAttributeMask) !== 0) throw new DecodeError('INVALID_BATCH', 'transactional and control batches are not supported');
-  const recordsCount = view.getInt32(pos + BatchField.recordsCount);
+  const recordsCount = int32At(buf, pos + BatchField.recordsCount);
   if (recordsCount < 1 || recordsCount > batchRecordsMax) throw new DecodeError('INVALID_BATCH', `recordsCount ${recordsCount} is outside 1..${batchRecordsMax}`);
-  const lastOffsetDelta = view.getInt32(pos + BatchField.lastOffsetDelta);
+  const lastOffsetDelta = int32At(buf, pos + BatchField.lastOffsetDelta);
   if (lastOffsetDelta !== recordsCount - 1) throw new DecodeError('INVALID_BATCH', `lastOffsetDelta ${lastOffsetDelta} does not match recordsCount ${recordsCount}`);
   const baseTimestamp = readInt64AsNumber(buf, pos + BatchField.baseTimestamp);
   const maxTimestamp = readInt64AsNumber(buf, pos + BatchField.maxTimestamp);
@@ -164,8 +171,8 @@ export function validateBatch(buf: Uint8Array, pos: number, end: number, info: B
   info.baseTimestamp = baseTimestamp;
   info.maxTimestamp = maxTimestamp;
   info.producerId = readInt64AsNumber(buf, pos + BatchField.producerId);
-  info.producerEpoch = view.getInt16(pos + BatchField.producerEpoch);
-  info.baseSequence = view.getInt32(pos + BatchField.baseSequence);
+  info.producerEpoch = int16At(buf, pos + BatchField.producerEpoch);
+  info.baseSequence = int32At(buf, pos + BatchField.baseSequence);
 }
 
 const walkCursor: Cursor = { pos: 0 };
