@@ -170,6 +170,7 @@ export class PartitionLog {
     const positionBytes = segment.sizeBytes;
     segment.write([batch], batch.length);
     segment.noteBatch(positionBytes, batch.length, baseOffset, baseOffset + recordsCount - 1, maxTimestampMs);
+    segment.markVerified(positionBytes, batch.length); // the broker validated it before appending
     this.noteAppended(segment);
     return baseOffset;
   }
@@ -201,6 +202,7 @@ export class PartitionLog {
     for (const entry of batches) {
       const batchBase = segment.nextOffset;
       segment.noteBatch(positionBytes, entry.batch.length, batchBase, batchBase + entry.recordsCount - 1, entry.maxTimestampMs);
+      segment.markVerified(positionBytes, entry.batch.length);
       positionBytes += entry.batch.length;
     }
     this.noteAppended(segment);

@@ -226,6 +226,7 @@ function scanSegment(context: LoadContext, segment: Segment): string | null {
       return false;
     }
     segment.noteBatch(header.positionBytes, header.sizeBytes, header.baseOffset, header.lastOffset, header.maxTimestampMs);
+    segment.markVerified(header.positionBytes, header.sizeBytes); // scanBatches checked its CRC
     return true;
   });
   context.report.scannedSegments++;

@@ -9,7 +9,9 @@
  * Memory per call is bounded by indexIntervalBytes + maxBytes + batchBytesMax.
  *
  * Disk bytes are untrusted: every header on the way is checked (checkHeader) and every batch
- * served has its CRC-32C checked. A bad batch is never served: if it is the first one, the read
+ * served has had its CRC-32C checked in this process — when it was validated before append,
+ * scanned at recovery, or here on its first read (Segment.verifiedBytes), so a batch costs one
+ * CRC per broker run, not one per fetch. A bad batch is never served: if it is the first one, the read
  * throws CORRUPT_LOG naming its offsets; if a later one, the read stops before it, so the next
  * read (starting there) throws. Readers of other ranges are unaffected (Kafka-like).
  */
@@ -98,11 +100,14 @@ function collectBatches(segment: Segment, window: Window, firstAt: number, first
   let at = firstAt;
   let nextFetchOffset = first.baseOffset;
   for (;;) {
-    const crcProblem = crcProblemOf(buf, at, header.sizeBytes);
+    const positionBytes = window.startBytes + at;
+    const verified = positionBytes + header.sizeBytes <= segment.verifiedBytes;
+    const crcProblem = verified ? null : crcProblemOf(buf, at, header.sizeBytes);
     if (crcProblem !== null) {
       if (batches.length === 0) throw corruptLog(segment, `batch at offsets ${header.baseOffset}..${header.lastOffset} failed validation (${crcProblem})`);
       break;
     }
+    if (!verified) segment.markVerified(positionBytes, header.sizeBytes);
     batches.push(buf.subarray(at, at + header.sizeBytes));
     at += header.sizeBytes;
     nextFetchOffset = header.lastOffset + 1;

@@ -29,6 +29,12 @@ export class Segment {
   sizeBytes: number;
   /** Bytes known to be on stable storage. */
   flushedBytes = 0;
+  /**
+   * Bytes from the segment start whose batches passed their CRC check in this process (validated
+   * before append, scanned at recovery, or checked when first read). Reads check the CRC only
+   * beyond this, so each batch is checked once per broker run, not on every fetch.
+   */
+  verifiedBytes = 0;
   /** Offset after the last batch (== baseOffset when empty). */
   nextOffset: number;
   /** Largest batch maxTimestamp; NaN until known (sealed segments opened without a scan compute it lazily). */
@@ -133,11 +139,17 @@ export class Segment {
     if (!Number.isNaN(this.maxTimestampMs) && maxTimestampMs > this.maxTimestampMs) this.maxTimestampMs = maxTimestampMs;
   }
 
+  /** Records that the batch at positionBytes passed its CRC check; advances only contiguously. */
+  markVerified(positionBytes: number, sizeBytes: number): void {
+    if (positionBytes === this.verifiedBytes) this.verifiedBytes = positionBytes + sizeBytes;
+  }
+
   /** Starts a fresh index (before a walk that re-books every batch). */
   resetIndex(): void {
     this.index = new OffsetIndex();
     this.bytesSinceIndexEntry = 0;
     this.sizeBytes = 0;
+    this.verifiedBytes = 0;
     this.nextOffset = this.baseOffset;
     this.maxTimestampMs = -1;
     this.indexDirty = true;
@@ -253,6 +265,7 @@ export class Segment {
     this.sizeBytes = positionBytes;
     this.nextOffset = nextOffset;
     this.flushedBytes = Math.min(this.flushedBytes, positionBytes);
+    this.verifiedBytes = Math.min(this.verifiedBytes, positionBytes);
     this.index.truncateToPosition(positionBytes);
     this.settleIndexSpacing();
     this.indexDirty = true;
