@@ -11,7 +11,7 @@
  *           errorMessage (u16 length + UTF-8, empty when none)
  */
 import { DecodeError } from '../lib/errors.js';
-import { requestFrameBytesMax, requestPartitionsMax, requestTopicsMax, topicNameBytesMax, bodyStringBytesMax, requestHeaderBytes } from '../lib/limits.js';
+import { requestFrameBytesMax, requestPartitionsMax, requestTopicsMax, topicNameBytesMax, bodyStringBytesMax } from '../lib/limits.js';
 import { BodyReader, BodyWriter, readTopicList, stringBytes } from './body.js';
 
 export interface ProducePartitionRequest {
@@ -120,9 +120,4 @@ export function decodeProduceResponse(body: Buffer, start: number): ProduceTopic
   }));
   reader.expectEnd('produce response');
   return topics;
-}
-
-/** Frame bytes a produce request of `bodyBytes` takes, to check against the limit before sending. */
-export function produceFrameBytes(bodyBytes: number): number {
-  return requestHeaderBytes + bodyBytes;
 }
