@@ -50,7 +50,9 @@ export class Broker {
     const log = this.config.log;
     const startedMs = Date.now();
     const { clean } = this.partitions.open();
-    log('info', `data directory ${this.config.dataDir}: ${this.partitions.registry.size} topics, ${clean ? 'clean shutdown, no recovery needed' : 'no clean-shutdown marker, logs recovered from their recovery points'} (${Date.now() - startedMs} ms)`);
+    const topics = this.partitions.registry.size;
+    const recovery = clean ? 'clean shutdown, no recovery needed' : topics === 0 ? 'nothing to recover' : 'no clean-shutdown marker, logs recovered from their recovery points';
+    log('info', `data directory ${this.config.dataDir}: ${topics} topics, ${recovery} (${Date.now() - startedMs} ms)`);
     log('info', `CRC-32C implementation: ${crc32cImplementation}`);
     this.groups = await GroupHost.open(this.config.dataDir, this.partitions, log, { heartbeatIntervalMs: groupHeartbeatIntervalMs });
     this.groups.start();
