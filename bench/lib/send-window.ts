@@ -62,9 +62,10 @@ export class SendWindow {
 
 /**
  * Runs one generator: calls `send` (which must call window.done or window.fail later) while
- * `keepGoing()` holds, respecting the window; then waits for every outstanding send.
+ * `keepGoing()` holds, respecting the window; then waits for every outstanding send, unless
+ * `abandonAtEnd` (the caller stops measuring when sending stops).
  */
-export async function pump(window: SendWindow, send: () => void, keepGoing: () => boolean): Promise<void> {
+export async function pump(window: SendWindow, send: () => void, keepGoing: () => boolean, abandonAtEnd = false): Promise<void> {
   while (keepGoing()) {
     if (window.full) {
       await window.waitForRoom();
@@ -75,5 +76,40 @@ export async function pump(window: SendWindow, send: () => void, keepGoing: () =
     // Yield now and then even with room left, so acks and timers run.
     if ((window.outstanding & 1023) === 0) await new Promise<void>((resolve) => setImmediate(resolve));
   }
-  await window.drain();
+  if (!abandonAtEnd) await window.drain();
+}
+
+export interface TimedProduceFigures {
+  records: number;
+  seconds: number;
+  recordsPerSecond: number;
+}
+
+/**
+ * The peers' produce loop: each window pumps `send(i, window)` (client i) for `durationMs`, with
+ * progress every second; throws the first send error.
+ */
+export async function timedProduce(
+  windows: readonly SendWindow[],
+  durationMs: number,
+  onProgress: (acked: number) => void,
+  send: (client: number, window: SendWindow) => void,
+): Promise<TimedProduceFigures> {
+  const acked = (): number => windows.reduce((sum, w) => sum + w.acked, 0);
+  const progress = setInterval(() => onProgress(acked()), 1000);
+  const startMs = performance.now();
+  const endMs = startMs + durationMs;
+  let sent = 0;
+  try {
+    await Promise.all(windows.map((window, i) => pump(window, () => {
+      sent++;
+      send(i, window);
+    }, () => (sent & 255) !== 0 || performance.now() < endMs)));
+  } finally {
+    clearInterval(progress);
+  }
+  const seconds = (performance.now() - startMs) / 1000;
+  const failed = windows.find((w) => w.firstError !== null);
+  if (failed !== undefined) throw failed.firstError!;
+  return { records: acked(), seconds, recordsPerSecond: acked() / seconds };
 }

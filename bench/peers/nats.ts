@@ -10,7 +10,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { LatencyHistogram } from '../lib/histogram.js';
 import { PayloadPool, stampOf } from '../lib/payload.js';
-import { pump, SendWindow } from '../lib/send-window.js';
+import { SendWindow, timedProduce } from '../lib/send-window.js';
 import { measureLatency, type Peer, type PeerSession } from './peer.js';
 
 const host = process.env.BENCH_NATS_HOST ?? '127.0.0.1';
@@ -39,22 +39,10 @@ class NatsSession implements PeerSession {
     const payloads = new PayloadPool(options.messageSize);
     const clients = await Promise.all(Array.from({ length: options.producers }, async () => jetstream(await this.connection())));
     const windows = clients.map(() => new SendWindow(options.windowRecords));
-    const acked = (): number => windows.reduce((s, w) => s + w.acked, 0);
-    const progress = setInterval(() => options.onProgress(acked()), 1000);
-    const startMs = performance.now();
-    const endMs = startMs + options.durationMs;
     let next = 0;
-    await Promise.all(clients.map((js, i) => {
-      const window = windows[i]!;
-      return pump(window, () => {
-        js.publish(subjects[next++ % subjects.length]!, payloads.take()).then(() => window.done(), (e: unknown) => window.fail(e));
-      }, () => (next & 255) !== 0 || performance.now() < endMs);
-    }));
-    clearInterval(progress);
-    const seconds = (performance.now() - startMs) / 1000;
-    const failed = windows.find((w) => w.firstError !== null);
-    if (failed !== undefined) throw failed.firstError!;
-    return { records: acked(), seconds, recordsPerSecond: acked() / seconds };
+    return timedProduce(windows, options.durationMs, options.onProgress, (i, window) => {
+      clients[i]!.publish(subjects[next++ % subjects.length]!, payloads.take()).then(() => window.done(), (e: unknown) => window.fail(e));
+    });
   }
 
   async consume(options: Parameters<PeerSession['consume']>[0]): Ret<'consume'> {

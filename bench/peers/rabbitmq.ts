@@ -10,7 +10,7 @@ import net from 'node:net';
 import { connect, Offset, type Client, type Publisher } from 'rabbitmq-stream-js-client';
 import { LatencyHistogram } from '../lib/histogram.js';
 import { PayloadPool, stampOf } from '../lib/payload.js';
-import { pump, SendWindow } from '../lib/send-window.js';
+import { SendWindow, timedProduce } from '../lib/send-window.js';
 import { measureLatency, type Peer, type PeerSession } from './peer.js';
 
 const host = process.env.BENCH_RABBITMQ_HOST ?? '127.0.0.1';
@@ -54,22 +54,11 @@ class RabbitSession implements PeerSession {
       windows.push(window);
       publisherSets.push(publishers);
     }
-    const acked = (): number => windows.reduce((s, w) => s + w.acked, 0);
-    const progress = setInterval(() => options.onProgress(acked()), 1000);
-    const startMs = performance.now();
-    const endMs = startMs + options.durationMs;
     let next = 0;
-    await Promise.all(publisherSets.map((publishers, i) => {
-      const window = windows[i]!;
-      return pump(window, () => {
-        publishers[next++ % publishers.length]!.send(payloads.take()).catch((e: unknown) => window.fail(e));
-      }, () => (next & 255) !== 0 || performance.now() < endMs);
-    }));
-    clearInterval(progress);
-    const seconds = (performance.now() - startMs) / 1000;
-    const failed = windows.find((w) => w.firstError !== null);
-    if (failed !== undefined) throw failed.firstError!;
-    return { records: acked(), seconds, recordsPerSecond: acked() / seconds };
+    return timedProduce(windows, options.durationMs, options.onProgress, (i, window) => {
+      const publishers = publisherSets[i]!;
+      publishers[next++ % publishers.length]!.send(payloads.take()).catch((e: unknown) => window.fail(e));
+    });
   }
 
   async consume(options: Parameters<PeerSession['consume']>[0]): Ret<'consume'> {

@@ -8,7 +8,7 @@
 import { Redis } from 'ioredis';
 import { LatencyHistogram } from '../lib/histogram.js';
 import { PayloadPool, stampOf } from '../lib/payload.js';
-import { pump, SendWindow } from '../lib/send-window.js';
+import { SendWindow, timedProduce } from '../lib/send-window.js';
 import { measureLatency, type Peer, type PeerSession } from './peer.js';
 
 const host = process.env.BENCH_REDIS_HOST ?? '127.0.0.1';
@@ -49,22 +49,10 @@ class RedisSession implements PeerSession {
     const connections = Array.from({ length: options.producers }, () => this.connection(true));
     await Promise.all(connections.map((c) => c.ping()));
     const windows = connections.map(() => new SendWindow(options.windowRecords));
-    const acked = (): number => windows.reduce((s, w) => s + w.acked, 0);
-    const progress = setInterval(() => options.onProgress(acked()), 1000);
-    const startMs = performance.now();
-    const endMs = startMs + options.durationMs;
     let next = 0;
-    await Promise.all(connections.map((redis, i) => {
-      const window = windows[i]!;
-      return pump(window, () => {
-        redis.xadd(this.keys[next++ % this.keys.length]!, '*', 'v', payloads.take()).then(() => window.done(), (e: unknown) => window.fail(e));
-      }, () => (next & 255) !== 0 || performance.now() < endMs);
-    }));
-    clearInterval(progress);
-    const seconds = (performance.now() - startMs) / 1000;
-    const failed = windows.find((w) => w.firstError !== null);
-    if (failed !== undefined) throw failed.firstError!;
-    return { records: acked(), seconds, recordsPerSecond: acked() / seconds };
+    return timedProduce(windows, options.durationMs, options.onProgress, (i, window) => {
+      connections[i]!.xadd(this.keys[next++ % this.keys.length]!, '*', 'v', payloads.take()).then(() => window.done(), (e: unknown) => window.fail(e));
+    });
   }
 
   async consume(options: Parameters<PeerSession['consume']>[0]): Ret<'consume'> {

@@ -83,8 +83,7 @@ export async function produceLoad(load: ProduceLoad, warmupMs: number, onWarm?: 
       issued++;
       producer.send({ topic: load.topic, value: payloads.take() }).then(() => window.done(), (error: unknown) => window.fail(error));
     };
-    if (load.abandonAtEnd) return pumpUntilStopped(window, send, keepGoing);
-    return pump(window, send, keepGoing);
+    return pump(window, send, keepGoing, load.abandonAtEnd);
   });
   await Promise.all(runs);
   const lastAckMs = performance.now();
@@ -94,19 +93,6 @@ export async function produceLoad(load: ProduceLoad, warmupMs: number, onWarm?: 
   const failed = windows.reduce((sum, w) => sum + w.failed, 0);
   const firstError = windows.find((w) => w.firstError !== null)?.firstError?.message ?? null;
   return { acked: acked(), failed, firstError, measuredRecords: acked() - warmAcked, measuredSeconds: (lastAckMs - warmAtMs) / 1000, totalSeconds: (lastAckMs - startMs) / 1000, producers };
-}
-
-/** Like pump, but returns as soon as sending stops, without waiting for outstanding acks. */
-async function pumpUntilStopped(window: SendWindow, send: () => void, keepGoing: () => boolean): Promise<void> {
-  while (keepGoing()) {
-    if (window.full) {
-      await window.waitForRoom();
-      continue;
-    }
-    window.issued();
-    send();
-    if ((window.outstanding & 1023) === 0) await new Promise<void>((resolve) => setImmediate(resolve));
-  }
 }
 
 export async function closeAll(producers: Producer[]): Promise<void> {
