@@ -5,11 +5,11 @@
  */
 import net from 'node:net';
 import { RillError, type DecodeError } from '../lib/errors.js';
-import { connectionsMax } from '../lib/limits.js';
+import { connectionsMax, partialFramesBytesMax } from '../lib/limits.js';
 import { ApiKey, apiNameByKey, apiVersionRanges } from '../wire/apis.js';
 import { crc32cImplementation } from '../wire/crc32c.js';
 import { brokerConfig, type BrokerConfig } from './config.js';
-import { Connection, type Dispatch, type ConnectionEvents, type RequestContext } from './connection.js';
+import { Connection, FrameMemoryBudget, type Dispatch, type ConnectionEvents, type RequestContext } from './connection.js';
 import { BrokerMetrics } from './metrics.js';
 import { PartitionManager } from './partition-manager.js';
 import { GroupHost } from './group-host.js';
@@ -32,6 +32,7 @@ export class Broker {
   private server: net.Server | null = null;
   private groups: GroupHost | null = null;
   private readonly connections = new Set<Connection>();
+  private readonly frameBudget = new FrameMemoryBudget(partialFramesBytesMax);
   private housekeeping: NodeJS.Timeout | null = null;
   private stopping: Promise<void> | null = null;
   private boundPort = 0;
@@ -80,7 +81,7 @@ export class Broker {
     }
     this.metrics.connectionsAccepted++;
     this.metrics.connectionsOpen++;
-    this.connections.add(new Connection(socket, this.dispatch, this.connectionEvents));
+    this.connections.add(new Connection(socket, this.dispatch, this.connectionEvents, this.frameBudget));
   }
 
   private readonly connectionEvents: ConnectionEvents = {

@@ -63,6 +63,45 @@ export interface ConnectionEvents {
 
 const emptyFrame = Buffer.alloc(0);
 
+/**
+ * Bytes of partly received request frames across all connections (the idea of Kafka's
+ * queued.max.request.bytes). Each connection may buffer up to one frame (requestFrameBytesMax);
+ * many connections each holding most of a large frame could otherwise exhaust memory. Past the
+ * limit, a connection that holds a partial frame stops being read until the total falls to half
+ * the limit; a peer that then goes silent is cut off by the partial-frame idle timeout.
+ */
+export class FrameMemoryBudget {
+  private usedBytes = 0;
+  private readonly waiting = new Set<Connection>();
+
+  constructor(readonly limitBytes: number) {}
+
+  get bufferedBytes(): number {
+    return this.usedBytes;
+  }
+
+  get overLimit(): boolean {
+    return this.usedBytes > this.limitBytes;
+  }
+
+  adjust(deltaBytes: number): void {
+    this.usedBytes += deltaBytes;
+    if (deltaBytes < 0 && this.waiting.size > 0 && this.usedBytes <= this.limitBytes / 2) {
+      const resumed = [...this.waiting];
+      this.waiting.clear();
+      for (const connection of resumed) connection.budgetAvailable();
+    }
+  }
+
+  wait(connection: Connection): void {
+    this.waiting.add(connection);
+  }
+
+  forget(connection: Connection): void {
+    this.waiting.delete(connection);
+  }
+}
+
 export class Connection {
   private readonly decoder = new FrameDecoder(requestFrameBytesMax, requestHeaderBytes);
   private inFlight = 0;
@@ -72,9 +111,13 @@ export class Connection {
   private waitingHead = 0;
   private draining = false;
   private closed = false;
+  /** decoder.buffered as last reported to the budget. */
+  private budgetedBytes = 0;
+  /** Reading stopped because the broker-wide frame budget is spent. */
+  private waitingForBudget = false;
   readonly remote: string;
 
-  constructor(readonly socket: net.Socket, private readonly dispatch: Dispatch, private readonly events: ConnectionEvents) {
+  constructor(readonly socket: net.Socket, private readonly dispatch: Dispatch, private readonly events: ConnectionEvents, private readonly budget: FrameMemoryBudget) {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -100,8 +143,16 @@ export class Connection {
     if (this.closed) return;
     try {
       this.decoder.push(chunk, (frame) => this.accept(frame));
+      const buffered = this.decoder.buffered;
       // A started frame must keep arriving: a peer trickling bytes (slowloris) is cut off.
-      this.socket.setTimeout(this.decoder.buffered > 0 ? partialFrameIdleMsMax : 0);
+      this.socket.setTimeout(buffered > 0 ? partialFrameIdleMsMax : 0);
+      this.budget.adjust(buffered - this.budgetedBytes);
+      this.budgetedBytes = buffered;
+      if (buffered > 0 && this.budget.overLimit && !this.waitingForBudget) {
+        this.waitingForBudget = true;
+        this.budget.wait(this);
+        this.updateFlow();
+      }
     } catch (error) {
       if (error instanceof DecodeError) {
         this.events.onProtocolError(this, error);
@@ -197,7 +248,7 @@ export class Connection {
     if (this.closed) return;
     if (!this.overloaded) this.drainWaiting();
     if (this.closed) return;
-    const overloaded = this.overloaded || this.waitingHead < this.waiting.length;
+    const overloaded = this.overloaded || this.waitingHead < this.waiting.length || this.waitingForBudget;
     if (overloaded && !this.paused) {
       this.paused = true;
       this.socket.pause();
@@ -207,11 +258,20 @@ export class Connection {
     }
   }
 
+  /** Called by the budget once enough frame memory is free again. */
+  budgetAvailable(): void {
+    this.waitingForBudget = false;
+    this.updateFlow();
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.waiting = [];
     this.waitingHead = 0;
+    this.budget.forget(this);
+    this.budget.adjust(-this.budgetedBytes);
+    this.budgetedBytes = 0;
     this.socket.destroy();
     this.events.onClose(this);
   }

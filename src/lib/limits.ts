@@ -33,6 +33,8 @@ export const requestPartitionsMax = 10_000;
 export const connectionInFlightRequestsMax = 64;
 /** Bytes queued for a slow reader before the broker stops reading its requests. */
 export const connectionWriteBufferBytesMax = 8 * 1024 * 1024;
+/** Bytes of partly received request frames across all connections before the broker stops reading those connections. */
+export const partialFramesBytesMax = 256 * 1024 * 1024;
 /** A connection that started a frame and sends nothing more of it for this long is closed. */
 export const partialFrameIdleMsMax = 30_000;
 /** Connections the broker accepts at once. */
