@@ -9,6 +9,7 @@ import { fetchResponseBytesMax, fetchWaitMsMax, requestHeaderBytes } from '../..
 import { decodeFetchRequest, encodeFetchResponse, type FetchPartitionResponse, type FetchRequest, type FetchTopic } from '../../wire/fetch.js';
 import { replyOf, type Reply, type RequestContext } from '../connection.js';
 import type { BrokerMetrics } from '../metrics.js';
+import type { Partition } from '../partition.js';
 import type { PartitionManager } from '../partition-manager.js';
 
 type Log = (level: 'info' | 'warn' | 'error', message: string) => void;
@@ -32,10 +33,10 @@ interface Attempt {
 
 export function handleFetch(context: RequestContext, partitions: PartitionManager, metrics: BrokerMetrics, log: Log): Reply | Promise<Reply | null> {
   const request = decodeFetchRequest(context.frame, requestHeaderBytes);
-  const first = attempt(request, partitions, metrics, log);
   const waitMs = Math.min(request.maxWaitMs, fetchWaitMsMax);
+  const first = attempt(request, partitions, metrics, log, context, waitMs === 0);
   if (first.bytes >= request.minBytes || first.errors > 0 || waitMs === 0) return toReply(first);
-  return longPoll(request, partitions, metrics, waitMs, context, log);
+  return longPoll(request, partitions, metrics, waitMs, context, log, first.bytes);
 }
 
 function toReply(result: Attempt): Reply {
@@ -43,8 +44,24 @@ function toReply(result: Attempt): Reply {
   return replyOf(chunks);
 }
 
-function attempt(request: FetchRequest, partitions: PartitionManager, metrics: BrokerMetrics, log: Log): Attempt {
-  let remaining = Math.min(request.maxBytes, fetchResponseBytesMax);
+/**
+ * Reply bytes this fetch may add: what it asked for, at most fetchResponseBytesMax, minus what
+ * its connection still has queued for the client. Many pipelined fetches woken together on a
+ * client that does not read would otherwise each read up to the maximum into memory; this way a
+ * connection holds at most about one maximal reply (plus the backlog at which it stops being read).
+ */
+function replyBudget(request: FetchRequest, context: RequestContext): number {
+  return Math.min(request.maxBytes, fetchResponseBytesMax - context.connection.socket.writableLength);
+}
+
+/**
+ * Reads what the fetch may return now. Unless it is the `final` attempt (the reply goes out
+ * whatever it holds), a budget below minBytes reads nothing: such a reply could not satisfy the
+ * fetch, and reading it on every append would only burn the disk.
+ */
+function attempt(request: FetchRequest, partitions: PartitionManager, metrics: BrokerMetrics, log: Log, context: RequestContext, final: boolean): Attempt {
+  let remaining = replyBudget(request, context);
+  if (!final && remaining < request.minBytes) remaining = 0;
   let bytes = 0;
   let errors = 0;
   const topics = request.topics.map((topic) => ({
@@ -83,9 +100,29 @@ function attempt(request: FetchRequest, partitions: PartitionManager, metrics: B
   return { topics, bytes, errors };
 }
 
-function longPoll(request: FetchRequest, partitions: PartitionManager, metrics: BrokerMetrics, waitMs: number, context: RequestContext, log: Log): Promise<Reply | null> {
+/** Bytes the watched partitions' logs hold now (a cheap measure of what has been appended). */
+function logBytes(watched: readonly Partition[]): number {
+  let total = 0;
+  for (const partition of watched) {
+    try {
+      total += partition.log.sizeBytes;
+    } catch {
+      // An offline partition adds nothing; the next read reports its error.
+    }
+  }
+  return total;
+}
+
+/**
+ * Waits for appends. A wake-up reads only once the bytes appended since the last read could
+ * reach minBytes, so a fetch with a large minBytes does not re-read the growing tail on every
+ * append.
+ */
+function longPoll(request: FetchRequest, partitions: PartitionManager, metrics: BrokerMetrics, waitMs: number, context: RequestContext, log: Log, bytesSeen: number): Promise<Reply | null> {
   return new Promise((resolve) => {
     const watched = request.topics.flatMap((topic) => topic.partitions.map((p) => partitions.get(topic.name, p.partition))).filter((p) => p !== undefined);
+    let seenBytes = bytesSeen;
+    let logBytesAtLastRead = logBytes(watched);
     let scheduled = false;
     let done = false;
     const finish = (reply: Reply | null): void => {
@@ -99,8 +136,12 @@ function longPoll(request: FetchRequest, partitions: PartitionManager, metrics: 
       scheduled = false;
       if (done) return;
       if (context.connection.isClosed) return finish(null);
-      const result = attempt(request, partitions, metrics, log);
-      if (result.bytes >= request.minBytes || result.errors > 0) finish(toReply(result));
+      const logBytesNow = logBytes(watched);
+      if (seenBytes + (logBytesNow - logBytesAtLastRead) < request.minBytes) return;
+      const result = attempt(request, partitions, metrics, log, context, false);
+      if (result.bytes >= request.minBytes || result.errors > 0) return finish(toReply(result));
+      seenBytes = result.bytes;
+      logBytesAtLastRead = logBytesNow;
     };
     // Appends arrive in bursts: coalesce wake-ups into one read per turn of the event loop.
     const onAdvance = (): void => {
@@ -108,7 +149,7 @@ function longPoll(request: FetchRequest, partitions: PartitionManager, metrics: 
       scheduled = true;
       setImmediate(retry);
     };
-    const timer = setTimeout(() => finish(context.connection.isClosed ? null : toReply(attempt(request, partitions, metrics, log))), waitMs);
+    const timer = setTimeout(() => finish(context.connection.isClosed ? null : toReply(attempt(request, partitions, metrics, log, context, true))), waitMs);
     for (const partition of watched) partition.onAdvance(onAdvance);
   });
 }
