@@ -48,6 +48,7 @@ import { crc32c } from '../wire/crc32c.js';
 import { decodeInitProducerIdResponse, encodeInitProducerIdRequest, producerEpochMax, sequenceAfter } from '../wire/producer-id.js';
 import { checkReply } from './connection.js';
 import { Cluster, type ClientOptions } from './cluster.js';
+import type { TopicMetadata } from '../wire/control.js';
 import { partitionForKey } from './partitioner.js';
 import { BatchBuilder, BatchField, type RecordInput, type RecordValue } from '../wire/record-batch.js';
 import { decodeProduceResponse, encodeProduceRequest } from '../wire/produce.js';
@@ -212,7 +213,7 @@ export class Producer {
 
   private async sendSlow(record: ProducerRecord): Promise<RecordMetadata> {
     if (typeof record.topic !== 'string') throw new RillError('INVALID_ARGUMENT', 'record.topic must be a string');
-    const topic = await this.cluster.topic(record.topic);
+    const topic = await this.metadataFor(record.topic);
     if (!this.producerIdReady) await this.initProducerId();
     while (this.bufferedBytes >= this.bufferBytesMax) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
     return this.enqueue(record, topic.partitions.length);
@@ -495,6 +496,22 @@ export class Producer {
       },
     );
     return this.initializing;
+  }
+
+  /**
+   * Topic metadata, retried with backoff while the error is retriable (the broker is restarting
+   * or not up yet) for up to deliveryTimeoutMs; an unknown topic fails at once.
+   */
+  private async metadataFor(topic: string): Promise<TopicMetadata> {
+    const deadlineMs = Date.now() + this.deliveryTimeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.cluster.topic(topic);
+      } catch (error) {
+        if (!(error instanceof RillError) || !error.retriable || this.closed || Date.now() >= deadlineMs) throw error;
+        await new Promise((resolve) => setTimeout(resolve, this.backoffMs(attempt)));
+      }
+    }
   }
 
   private backoffMs(attempt: number): number {
