@@ -130,6 +130,8 @@ interface PartitionQueue {
   resetting: boolean;
 }
 
+const ignore = (): void => undefined;
+
 function acksValue(acks: AcksOption): number {
   if (acks === 'all' || acks === -1) return -1;
   if (acks === 1 || acks === 0) return acks;
@@ -163,6 +165,9 @@ export class Producer {
   private readonly queues = new Map<string, PartitionQueue[]>();
   private readonly sticky = new Map<string, number>();
   private requestsInFlight = 0;
+  /** Sends waiting in sendSlow's queue, and the end of that queue. */
+  private slowPending = 0;
+  private slowTail: Promise<void> = Promise.resolve();
   private bufferedBytes = 0;
   private outstandingRecords = 0;
   private drainScheduled = false;
@@ -197,7 +202,7 @@ export class Producer {
     // Counted from the moment of the call, so flush() also waits for records still looking up metadata.
     this.outstandingRecords++;
     const topic = this.cluster.cachedTopic(record.topic);
-    if (topic !== undefined && this.bufferedBytes < this.bufferBytesMax && this.producerIdReady) {
+    if (topic !== undefined && this.bufferedBytes < this.bufferBytesMax && this.producerIdReady && this.slowPending === 0) {
       try {
         return this.enqueue(record, topic.partitions.length);
       } catch (error) {
@@ -205,18 +210,32 @@ export class Producer {
         return Promise.reject(error);
       }
     }
-    return this.sendSlow(record).catch((error: unknown) => {
-      this.settled(1);
-      throw error;
-    });
+    return this.sendSlow(record);
   }
 
-  private async sendSlow(record: ProducerRecord): Promise<RecordMetadata> {
-    if (typeof record.topic !== 'string') throw new RillError('INVALID_ARGUMENT', 'record.topic must be a string');
-    const topic = await this.metadataFor(record.topic);
-    if (!this.producerIdReady) await this.initProducerId();
-    while (this.bufferedBytes >= this.bufferBytesMax) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
-    return this.enqueue(record, topic.partitions.length);
+  /**
+   * Records that must wait (for metadata, the producer id, or buffer room) go through one queue:
+   * each is enqueued only after the one sent before it, and no later send takes the fast path
+   * while any waits, so records keep the order of the send() calls.
+   */
+  private sendSlow(record: ProducerRecord): Promise<RecordMetadata> {
+    this.slowPending++;
+    const step = this.slowTail.then(async () => {
+      try {
+        if (typeof record.topic !== 'string') throw new RillError('INVALID_ARGUMENT', 'record.topic must be a string');
+        const topic = await this.metadataFor(record.topic);
+        if (!this.producerIdReady) await this.initProducerId();
+        while (this.bufferedBytes >= this.bufferBytesMax) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+        return { delivery: this.enqueue(record, topic.partitions.length) };
+      } catch (error) {
+        this.settled(1); // never enqueued: no batch will settle it
+        throw error;
+      } finally {
+        this.slowPending--;
+      }
+    });
+    this.slowTail = step.then(ignore, ignore);
+    return step.then((enqueued) => enqueued.delivery);
   }
 
   /** Appends the record to its partition's open batch; throws for records that can never be sent. */
