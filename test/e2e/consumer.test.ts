@@ -7,8 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Admin, Cluster, Consumer, Producer, type ConsumerOptions, type Message } from '../../src/client/index.js';
 import { ApiKey } from '../../src/wire/apis.js';
-import { decodeDescribeGroupsResponse, decodeOffsetFetchResponse } from '../../src/wire/groups.js';
-import { startBroker, type BrokerProcess } from '../helpers/broker-process.js';
+import { decodeDescribeGroupsResponse } from '../../src/wire/groups.js';
+import { committedOffsets, startBroker, type BrokerProcess } from '../helpers/broker-process.js';
 import { startMember, waitUntil } from '../helpers/member-process.js';
 
 let broker: BrokerProcess;
@@ -35,16 +35,6 @@ async function produce(topic: string, partitions: number, count: number, from = 
   const producer = new Producer({ bootstrap: broker.bootstrap });
   await Promise.all(Array.from({ length: count }, (_, i) => producer.send({ topic, partition: (from + i) % partitions, key: `k${from + i}`, value: `v${from + i}` })));
   await producer.close();
-}
-
-async function committedOffsets(groupId: string): Promise<Map<number, bigint>> {
-  const cluster = new Cluster({ bootstrap: broker.bootstrap });
-  try {
-    const offsets = await cluster.anyConnection().call(ApiKey.OffsetFetch, { groupId, topics: null }, decodeOffsetFetchResponse);
-    return new Map(offsets.map((o) => [o.partition, o.offset]));
-  } finally {
-    cluster.close();
-  }
 }
 
 function consumer(groupId: string, options: Partial<ConsumerOptions> = {}): Consumer {
@@ -133,7 +123,7 @@ describe('Consumer (group member) end to end', () => {
     await a.run({ eachMessage: async (m) => void first.push(m.offset) });
     await waitUntil(() => first.length === 100, 10_000, '100 records');
     await a.close();
-    expect((await committedOffsets('resume')).get(0)).toBe(100n);
+    expect((await committedOffsets(broker.bootstrap, 'resume')).get(0)).toBe(100n);
     await produce(topic, 1, 50, 100);
     const second: bigint[] = [];
     const b = consumer('resume');
@@ -143,7 +133,7 @@ describe('Consumer (group member) end to end', () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(second).toEqual(Array.from({ length: 50 }, (_, i) => BigInt(100 + i)));
     await b.close();
-    expect((await committedOffsets('resume')).get(0)).toBe(150n);
+    expect((await committedOffsets(broker.bootstrap, 'resume')).get(0)).toBe(150n);
   });
 
   it('seek, pause and resume', async () => {
@@ -169,7 +159,7 @@ describe('Consumer (group member) end to end', () => {
     await waitUntil(() => seen.length === 35, 10_000, 'partition 1 again from 15');
     expect(seen.slice(30).map((m) => Number(m.offset))).toEqual([15, 16, 17, 18, 19]);
     await c.close();
-    expect(await committedOffsets('seek-pause')).toEqual(new Map([[0, 20n], [1, 20n]]));
+    expect(await committedOffsets(broker.bootstrap, 'seek-pause')).toEqual(new Map([[0, 20n], [1, 20n]]));
   });
 
   it('fromBeginning starts at the earliest offset, the default at the latest', async () => {
@@ -215,7 +205,7 @@ describe('Consumer (group member) end to end', () => {
     cluster.close();
     expect(group!.members.map((m) => m.memberId)).toEqual([c.memberId]);
     await c.close();
-    expect((await committedOffsets('slow-handler')).get(0)).toBe(3n);
+    expect((await committedOffsets(broker.bootstrap, 'slow-handler')).get(0)).toBe(3n);
   });
 
   it('auto-commit never commits a record whose handler has not completed (member SIGKILLed mid-handler)', async () => {
@@ -228,9 +218,9 @@ describe('Consumer (group member) end to end', () => {
       await new Promise((resolve) => setTimeout(resolve, 1000));
       const processed = member.events.filter((e) => e.e === 'rec').map((e) => e.o);
       expect(processed).toEqual(Array.from({ length: 30 }, (_, i) => i));
-      expect((await committedOffsets('crash-mid-handler')).get(0)).toBe(30n);
+      expect((await committedOffsets(broker.bootstrap, 'crash-mid-handler')).get(0)).toBe(30n);
       await member.kill();
-      expect((await committedOffsets('crash-mid-handler')).get(0)).toBe(30n);
+      expect((await committedOffsets(broker.bootstrap, 'crash-mid-handler')).get(0)).toBe(30n);
     } finally {
       await member.kill();
     }
@@ -255,7 +245,7 @@ describe('Consumer (group member) end to end', () => {
       if (seen.length === 20) break; // break closes the consumer; the 20th is not counted processed
     }
     expect(new Set(seen).size).toBe(20);
-    const committed = await committedOffsets('iterator');
+    const committed = await committedOffsets(broker.bootstrap, 'iterator');
     expect((committed.get(0) ?? 0n) + (committed.get(1) ?? 0n)).toBe(19n);
   });
 
@@ -274,7 +264,7 @@ describe('Consumer (group member) end to end', () => {
     await waitUntil(() => (byPartition.get(0)?.length ?? 0) + (byPartition.get(1)?.length ?? 0) === 100, 10_000, '100 records in batches');
     for (const partition of [0, 1]) expect(byPartition.get(partition)).toEqual(Array.from({ length: 50 }, (_, i) => BigInt(i)));
     await c.close();
-    expect(await committedOffsets('each-batch')).toEqual(new Map([[0, 50n], [1, 50n]]));
+    expect(await committedOffsets(broker.bootstrap, 'each-batch')).toEqual(new Map([[0, 50n], [1, 50n]]));
   });
 
   it('a handler that throws is retried from the same record; its offset is never committed past it', async () => {
@@ -295,7 +285,7 @@ describe('Consumer (group member) end to end', () => {
     expect(attempts).toEqual([0n, 1n, 2n, 3n, 4n, 4n, 4n, 5n, 6n, 7n, 8n, 9n]);
     expect(errors.filter((e) => e.message.includes('poison')).length).toBe(2);
     await c.close();
-    expect((await committedOffsets('handler-retry')).get(0)).toBe(10n);
+    expect((await committedOffsets(broker.bootstrap, 'handler-retry')).get(0)).toBe(10n);
   });
 
   it('no heartbeat for the session timeout (broker frozen): partitions are lost, then rejoined from committed offsets', async () => {

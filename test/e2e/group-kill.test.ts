@@ -11,10 +11,8 @@
  * machine (tests never fail on timing alone).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Admin, Cluster, Producer } from '../../src/client/index.js';
-import { ApiKey } from '../../src/wire/apis.js';
-import { decodeOffsetFetchResponse } from '../../src/wire/groups.js';
-import { startBroker, type BrokerProcess } from '../helpers/broker-process.js';
+import { Admin, Producer } from '../../src/client/index.js';
+import { committedOffsets, startBroker, type BrokerProcess } from '../helpers/broker-process.js';
 import { startMember, waitUntil, type MemberEvent, type MemberProcess } from '../helpers/member-process.js';
 
 const topic = 'group-kill';
@@ -32,16 +30,6 @@ function startGroupMember(name: string): MemberProcess {
   const member = startMember(name, { bootstrap: broker.bootstrap, groupId, topics: [topic], sessionTimeoutMs, fromBeginning: true, handlerDelayMs: 1 });
   members.push(member);
   return member;
-}
-
-async function committedOffsets(): Promise<Map<number, bigint>> {
-  const cluster = new Cluster({ bootstrap: broker.bootstrap });
-  try {
-    const offsets = await cluster.anyConnection().call(ApiKey.OffsetFetch, { groupId, topics: null }, decodeOffsetFetchResponse);
-    return new Map(offsets.map((o) => [o.partition, o.offset]));
-  } finally {
-    cluster.close();
-  }
 }
 
 const records = (member: MemberProcess, since = 0): MemberEvent[] => member.events.filter((e) => e.e === 'rec' && e.t >= since);
@@ -160,18 +148,18 @@ describe('group of 3 member processes on 12 partitions: SIGKILL, graceful close,
 
   it('a broker restart (SIGKILL) mid-stream loses no committed offset, and consumption resumes', async () => {
     await new Promise((resolve) => setTimeout(resolve, 1200)); // an auto-commit of c's new partitions
-    const before = await committedOffsets();
+    const before = await committedOffsets(broker.bootstrap, groupId);
     expect(before.size).toBe(partitionCount);
     await broker.kill();
     const restartedAtMs = Date.now();
     broker = await startBroker({ dataDir: broker.dataDir, port: broker.port });
-    const after = await committedOffsets();
+    const after = await committedOffsets(broker.bootstrap, groupId);
     for (const [partition, offset] of before) expect(after.get(partition)! >= offset).toBe(true);
     console.log(`[group-kill] broker restarted in ${Date.now() - restartedAtMs} ms; committed offsets kept (${[...before.values()].reduce((s, o) => s + o, 0n)} before, ${[...after.values()].reduce((s, o) => s + o, 0n)} after)`);
     await waitUntil(() => records(c, restartedAtMs).length > 200, 20_000, 'consumption after the restart');
     // The committed offsets only move forward while it consumes.
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    const later = await committedOffsets();
+    const later = await committedOffsets(broker.bootstrap, groupId);
     for (const [partition, offset] of after) expect(later.get(partition)! >= offset).toBe(true);
   });
 

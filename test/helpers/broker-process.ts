@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Admin } from '../../src/client/admin.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const cliPath = path.join(repoRoot, 'dist/src/cli/main.js');
@@ -85,4 +86,14 @@ export function runCli(args: string[], input?: string | Buffer, timeoutMs = 120_
     child.stdin.on('error', () => undefined);
     child.stdin.end(input ?? '');
   });
+}
+
+/** A group's committed offsets by partition (-1n where none), through Admin. */
+export async function committedOffsets(bootstrap: string, groupId: string): Promise<Map<number, bigint>> {
+  const admin = new Admin({ bootstrap });
+  try {
+    return new Map((await admin.fetchGroupOffsets(groupId)).map((o) => [o.partition, o.offset]));
+  } finally {
+    admin.close();
+  }
 }

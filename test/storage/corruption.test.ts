@@ -10,11 +10,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RillError } from '../../src/lib/errors.js';
 import { encodeCheckpoint } from '../../src/storage/checkpoint.js';
 import { FaultInjectingFileOps } from '../../src/storage/fault-file-ops.js';
 import { batchHeaderBytes, readBaseOffset } from '../../src/wire/record-batch.js';
-import { type Appended, appendBatch, makeBatch, openLog, readAll, removeTempDirs, segmentFiles, tempDir, testConfig } from './helpers.js';
+import { type Appended, appendBatch, makeBatch, openLog, readAll, removeTempDirs, segmentFiles, tempDir, testConfig, caughtRillError } from './helpers.js';
 
 afterEach(removeTempDirs);
 
@@ -38,16 +37,6 @@ function positionInFirstSegment(appended: Appended[], index: number): number {
   return appended.slice(0, index).reduce((sum, entry) => sum + entry.bytes.length, 0);
 }
 
-function readError(fn: () => unknown): RillError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(RillError);
-    return err as RillError;
-  }
-  throw new Error('expected an error');
-}
-
 describe('mid-log corruption below the recovery point', () => {
   it('is not scanned at open, and is detected by CRC when read: CORRUPT_LOG with the offsets, never served', () => {
     const dir = tempDir();
@@ -64,7 +53,7 @@ describe('mid-log corruption below the recovery point', () => {
 
     const bad = appended[victim]!;
     for (let offset = bad.baseOffset; offset <= bad.lastOffset; offset++) {
-      const error = readError(() => log.read(offset, 1 << 20));
+      const error = caughtRillError(() => log.read(offset, 1 << 20));
       expect(error.code).toBe('CORRUPT_LOG');
       expect(error.message).toContain(`${bad.baseOffset}..${bad.lastOffset}`);
     }
@@ -86,8 +75,8 @@ describe('mid-log corruption below the recovery point', () => {
     const victim = 2;
     flipByte(firstSegment, positionInFirstSegment(appended, victim) + 9); // inside batchLength
     const log = openLog(dir, config, { recover: false });
-    expect(readError(() => log.read(appended[victim]!.baseOffset, 1000)).code).toBe('CORRUPT_LOG');
-    expect(readError(() => log.read(appended[victim + 1]!.baseOffset, 1000)).code).toBe('CORRUPT_LOG');
+    expect(caughtRillError(() => log.read(appended[victim]!.baseOffset, 1000)).code).toBe('CORRUPT_LOG');
+    expect(caughtRillError(() => log.read(appended[victim + 1]!.baseOffset, 1000)).code).toBe('CORRUPT_LOG');
     // Far enough on, the sparse index starts the walk after the damage.
     const later = appended[20]!;
     expect(log.read(later.baseOffset, 1).batches[0]!.equals(later.bytes)).toBe(true);

@@ -2,21 +2,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RillError } from '../../src/lib/errors.js';
 import { FaultInjectingFileOps } from '../../src/storage/fault-file-ops.js';
-import { type Appended, appendBatch, makeBatch, openLog, readAll, removeTempDirs, segmentFiles, tempDir, testConfig } from './helpers.js';
+import { type Appended, appendBatch, makeBatch, openLog, readAll, removeTempDirs, segmentFiles, tempDir, testConfig, caughtRillError } from './helpers.js';
 
 afterEach(removeTempDirs);
-
-function caught(fn: () => unknown): RillError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(RillError);
-    return err as RillError;
-  }
-  throw new Error('expected an error');
-}
 
 function totalLogBytes(dir: string): number {
   return segmentFiles(dir, '.log').reduce((sum, name) => sum + fs.statSync(path.join(dir, name)).size, 0);
@@ -34,7 +23,7 @@ describe('a full disk', () => {
 
     fileOps.fillDisk(100); // each write gets 100 bytes onto the disk, then ENOSPC
     for (let attempt = 0; attempt < 5; attempt++) {
-      const error = caught(() => log.append(makeBatch(3, 200, 1000, 99), 3, 1002));
+      const error = caughtRillError(() => log.append(makeBatch(3, 200, 1000, 99), 3, 1002));
       expect(error.code).toBe('DISK_FULL');
       expect(error.retriable).toBe(true);
     }
@@ -59,7 +48,7 @@ describe('a full disk', () => {
     appendBatch(log, makeBatch(3, 250));
     appendBatch(log, makeBatch(3, 250));
     fileOps.inject('writev', 'ENOSPC', { partialBytes: 30 });
-    expect(caught(() => log.append(makeBatch(3, 250), 3, 1002)).code).toBe('DISK_FULL');
+    expect(caughtRillError(() => log.append(makeBatch(3, 250), 3, 1002)).code).toBe('DISK_FULL');
     const after = appendBatch(log, makeBatch(3, 250));
     expect(after.baseOffset).toBe(6);
     log.close();
@@ -75,7 +64,7 @@ describe('a full disk', () => {
     appendBatch(log, makeBatch(1, 10));
     fileOps.inject('writev', 'EIO', { partialBytes: 70 });
     const batches = [makeBatch(2, 50), makeBatch(2, 50)].map((batch) => ({ batch, recordsCount: 2, maxTimestampMs: 1001 }));
-    expect(caught(() => log.appendMany(batches)).code).toBe('STORAGE_ERROR');
+    expect(caughtRillError(() => log.appendMany(batches)).code).toBe('STORAGE_ERROR');
     expect(log.nextOffset).toBe(1);
     expect(log.appendMany(batches)).toBe(1);
     expect(readAll(log).length).toBe(3);
@@ -97,10 +86,10 @@ describe('fsync failures', () => {
     await expect(log.flush()).rejects.toMatchObject({ code: 'STORAGE_ERROR' });
     expect(log.flushedOffset).toBe(flushedBefore);
     await expect(log.flush()).rejects.toMatchObject({ code: 'STORAGE_ERROR' });
-    expect(caught(() => log.append(makeBatch(1, 10), 1, 1000)).code).toBe('STORAGE_ERROR');
+    expect(caughtRillError(() => log.append(makeBatch(1, 10), 1, 1000)).code).toBe('STORAGE_ERROR');
     expect(log.read(0, 1000).batches.length).toBe(2);
     expect(logged.some((message) => message.includes('refuses appends'))).toBe(true);
-    expect(caught(() => log.close()).code).toBe('STORAGE_ERROR');
+    expect(caughtRillError(() => log.close()).code).toBe('STORAGE_ERROR');
 
     const reopened = openLog(dir, testConfig(), { recover: true });
     expect(reopened.nextOffset).toBe(4);

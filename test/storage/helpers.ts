@@ -1,5 +1,7 @@
 /** Shared helpers for the storage tests: temp directories, batches, configs. */
 import fs from 'node:fs';
+import { expect } from 'vitest';
+import { RillError } from '../../src/lib/errors.js';
 import os from 'node:os';
 import path from 'node:path';
 import type { TopicConfig } from '../../src/wire/control.js';
@@ -66,4 +68,15 @@ export function readAll(log: PartitionLog, offset = log.logStartOffset, maxBytes
 
 export function segmentFiles(dir: string, suffix: string): string[] {
   return fs.readdirSync(dir).filter((name) => name.endsWith(suffix)).sort();
+}
+
+/** Runs `fn`, which must throw a RillError; returns it. */
+export function caughtRillError(fn: () => unknown): RillError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(RillError);
+    return err as RillError;
+  }
+  throw new Error('expected an error');
 }
