@@ -1,4 +1,5 @@
 /** Broker settings, with units in their names and the defaults a user gets from `rill broker`. */
+import type { Log } from '../lib/log.js';
 import path from 'node:path';
 import os from 'node:os';
 import { RillError } from '../lib/errors.js';
@@ -13,6 +14,8 @@ export interface BrokerConfig {
   port: number;
   /** Host name clients are told to connect to (Metadata); defaults to `host`. */
   advertisedHost?: string | undefined;
+  /** The HTTP listener (/metrics, /healthz, /readyz, the console); null: none. */
+  http: { host: string; port: number } | null;
   nodeId: number;
   /** How often retention and time-based flushes run. */
   housekeepingIntervalMs: number;
@@ -21,7 +24,7 @@ export interface BrokerConfig {
   /** The file layer under every partition log; tests inject faults (ENOSPC, EIO) through it. */
   fileOps?: FileOps | undefined;
   /** Logs go here; the CLI prints them to stderr. */
-  log: (level: 'info' | 'warn' | 'error', message: string) => void;
+  log: Log;
 }
 
 export function defaultDataDir(): string {
@@ -36,6 +39,7 @@ export function brokerConfig(overrides: Partial<BrokerConfig> = {}): BrokerConfi
     nodeId: 0,
     housekeepingIntervalMs: 1000,
     shutdownGraceMs: 5000,
+    http: null,
     log: (level, message) => process.stderr.write(`${new Date().toISOString()} ${level.toUpperCase()} ${message}${os.EOL}`),
     ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)),
   };

@@ -21,7 +21,7 @@ import type { PartitionManager } from './partition-manager.js';
 /** How often silent members are looked for. Removal is this punctual. */
 export const groupTickIntervalMs = 100;
 
-type Log = (level: 'info' | 'warn' | 'error', message: string) => void;
+import type { Log } from '../lib/log.js';
 
 function body(context: RequestContext): unknown {
   return decodeMsgpack(context.frame.subarray(requestHeaderBytes));

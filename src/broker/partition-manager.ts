@@ -3,6 +3,7 @@
  * Opening a data directory decides recovery: a clean-shutdown marker means every log was closed
  * properly and is trusted; without it, each log is CRC-scanned from its recovery point.
  */
+import type { Log } from '../lib/log.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { RillError } from '../lib/errors.js';
@@ -18,7 +19,7 @@ export class PartitionManager {
   readonly registry: TopicRegistry;
   private readonly partitions = new Map<string, Partition[]>();
 
-  constructor(private readonly dataDir: string, private readonly log: (level: 'info' | 'warn' | 'error', message: string) => void, private readonly fileOps?: FileOps) {
+  constructor(private readonly dataDir: string, private readonly log: Log, private readonly fileOps?: FileOps) {
     this.registry = new TopicRegistry(dataDir, (message) => log('warn', message));
   }
 

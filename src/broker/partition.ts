@@ -29,6 +29,7 @@
  * so every request touching the partition gets that retriable error, and each use at most every
  * reopenRetryMs tries the reopen again.
  */
+import type { Log } from '../lib/log.js';
 import { RillError } from '../lib/errors.js';
 import type { AppendBatch, PartitionLog } from '../storage/partition-log.js';
 
@@ -57,7 +58,7 @@ export class Partition {
     readonly index: number,
     log: PartitionLog,
     private readonly reopenLog: LogReopener | null = null,
-    private readonly report: (level: 'info' | 'warn' | 'error', message: string) => void = () => {},
+    private readonly report: Log = () => {},
   ) {
     this.current = log;
     this.visibleEnd = log.nextOffset;

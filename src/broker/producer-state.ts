@@ -42,6 +42,7 @@
  * was written to the OS before a SIGKILL is in the log, so a batch acknowledged before a crash and
  * retried after it is recognised as a duplicate.
  */
+import type { Log } from '../lib/log.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DecodeError, RillError } from '../lib/errors.js';
@@ -274,7 +275,7 @@ class ProducerIdAllocator {
   private nextId = -1;
   private reservedEnd = -1;
 
-  constructor(private readonly dataDir: string, private readonly log: (level: 'info' | 'warn' | 'error', message: string) => void) {}
+  constructor(private readonly dataDir: string, private readonly log: Log) {}
 
   private get file(): string {
     return path.join(this.dataDir, 'producer-ids');
@@ -354,7 +355,7 @@ export class ProducerStates {
   private readonly ids: ProducerIdAllocator;
   private readonly byPartition = new WeakMap<Partition, LoadedState>();
 
-  constructor(dataDir: string, private readonly log: (level: 'info' | 'warn' | 'error', message: string) => void) {
+  constructor(dataDir: string, private readonly log: Log) {
     this.ids = new ProducerIdAllocator(dataDir, log);
   }
 

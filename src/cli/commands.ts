@@ -14,8 +14,10 @@ import { LineWriter, printJson } from './output.js';
 const bootstrapOf = (args: ParsedArgs): string => stringOption(args, 'bootstrap') ?? '127.0.0.1:9092';
 
 export async function brokerCommand(args: ParsedArgs): Promise<number> {
-  checkKnown(args, ['data-dir', 'port', 'host']);
+  checkKnown(args, ['data-dir', 'port', 'host', 'http']);
+  const http = stringOption(args, 'http');
   const broker = new Broker(brokerConfig({
+    http: http === undefined ? null : { host: http.slice(0, http.lastIndexOf(':')), port: Number(http.slice(http.lastIndexOf(':') + 1)) },
     dataDir: stringOption(args, 'data-dir') ?? defaultDataDir(),
     port: intOption(args, 'port', 0, 65535) ?? 9092,
     host: stringOption(args, 'host') ?? '127.0.0.1',

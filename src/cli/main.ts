@@ -22,7 +22,7 @@ const usage = `usage: rill <command> [options]
 Every client command takes --bootstrap HOST:PORT (default 127.0.0.1:9092).
 `;
 
-const valued = new Set(['data-dir', 'port', 'host', 'bootstrap', 'partitions', 'key-separator', 'acks', 'partition', 'offset', 'group', 'topic', 'to-offset']);
+const valued = new Set(['http', 'data-dir', 'port', 'host', 'bootstrap', 'partitions', 'key-separator', 'acks', 'partition', 'offset', 'group', 'topic', 'to-offset']);
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;

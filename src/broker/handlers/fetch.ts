@@ -12,7 +12,7 @@ import type { BrokerMetrics } from '../metrics.js';
 import type { Partition } from '../partition.js';
 import type { PartitionManager } from '../partition-manager.js';
 
-type Log = (level: 'info' | 'warn' | 'error', message: string) => void;
+import type { Log } from '../../lib/log.js';
 
 /** A corrupt range is logged at most this often per partition: every reader retrying it must not flood the log. */
 const corruptionLogIntervalMs = 10_000;
