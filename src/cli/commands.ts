@@ -1,7 +1,6 @@
 /** The `rill` subcommands. Each returns the process exit code. */
 import readline from 'node:readline';
-import { Broker } from '../broker/broker.js';
-import { brokerConfig, defaultDataDir } from '../broker/config.js';
+import { brokerCommand } from './broker-command.js';
 import { Admin } from '../client/admin.js';
 import { Producer, type AcksOption } from '../client/producer.js';
 import { PartitionReader, type Message, type StartOffset } from '../client/reader.js';
@@ -13,34 +12,9 @@ import { LineWriter, printJson } from './output.js';
 
 const bootstrapOf = (args: ParsedArgs): string => stringOption(args, 'bootstrap') ?? '127.0.0.1:9092';
 
-export async function brokerCommand(args: ParsedArgs): Promise<number> {
+export async function brokerCommandFromArgs(args: ParsedArgs): Promise<number> {
   checkKnown(args, ['data-dir', 'port', 'host', 'http']);
-  const http = stringOption(args, 'http');
-  const broker = new Broker(brokerConfig({
-    http: http === undefined ? null : { host: http.slice(0, http.lastIndexOf(':')), port: Number(http.slice(http.lastIndexOf(':') + 1)) },
-    dataDir: stringOption(args, 'data-dir') ?? defaultDataDir(),
-    port: intOption(args, 'port', 0, 65535) ?? 9092,
-    host: stringOption(args, 'host') ?? '127.0.0.1',
-  }));
-  await broker.start();
-  // The line tests and scripts wait for: the port actually bound (useful with --port 0).
-  process.stdout.write(`rill broker ready on ${broker.config.host}:${broker.port}\n`);
-  return new Promise<number>((resolve) => {
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (++signals > 1) {
-        process.stderr.write(`second ${signal}: exiting without a clean shutdown\n`);
-        process.exit(130);
-      }
-      broker.config.log('info', `${signal} received, shutting down`);
-      broker.stop().then(() => resolve(0), (error: unknown) => {
-        broker.config.log('error', `shutdown failed: ${(error as Error).message}`);
-        resolve(1);
-      });
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
+  return brokerCommand({ dataDir: stringOption(args, 'data-dir'), port: stringOption(args, 'port'), host: stringOption(args, 'host'), http: stringOption(args, 'http') });
 }
 
 function parseConfigs(values: string[]): Partial<TopicConfig> {

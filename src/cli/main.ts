@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** `rill`: the broker, topic administration, and console producer/consumer. */
 import { parseArgs, UsageError } from './args.js';
-import { brokerCommand, consumeCommand, describeError, groupsCommand, produceCommand, topicsCommand } from './commands.js';
+import { brokerCommandFromArgs, consumeCommand, describeError, groupsCommand, produceCommand, topicsCommand } from './commands.js';
 
 const usage = `usage: rill <command> [options]
 
@@ -36,7 +36,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const args = parseArgs(filtered, valued);
   switch (command) {
-    case 'broker': return brokerCommand(args);
+    case 'broker': return brokerCommandFromArgs(args);
     case 'topics': return topicsCommand(args, configs);
     case 'produce': return produceCommand(args);
     case 'consume': return consumeCommand(args);
