@@ -8,7 +8,9 @@ import { RillError, type DecodeError } from '../lib/errors.js';
 import { connectionsMax, partialFramesBytesMax } from '../lib/limits.js';
 import { ApiKey, apiNameByKey, apiVersionRanges } from '../wire/apis.js';
 import { crc32cImplementation } from '../wire/crc32c.js';
-import { brokerConfig, type BrokerConfig } from './config.js';
+import { brokerConfig, type BrokerConfig, type ListenerConfig } from './config.js';
+import { DataDirLock } from './data-dir-lock.js';
+import { SettingsError } from './settings.js';
 import { Connection, FrameMemoryBudget, type Dispatch, type ConnectionEvents, type RequestContext } from './connection.js';
 import { BrokerMetrics } from './metrics.js';
 import { PartitionManager } from './partition-manager.js';
@@ -24,18 +26,32 @@ import { handleApiVersions, handleCreateTopics, handleDeleteTopics, handleListOf
  */
 export const groupHeartbeatIntervalMs = 500;
 
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '';
+}
+
+interface BoundListener {
+  config: ListenerConfig;
+  server: net.Server;
+  /** The port actually bound (differs from config.port when that is 0). */
+  port: number;
+}
+
 export class Broker {
   readonly config: BrokerConfig;
   readonly metrics = new BrokerMetrics();
   readonly partitions: PartitionManager;
   readonly producers: ProducerStates;
-  private server: net.Server | null = null;
+  private readonly listeners: BoundListener[] = [];
+  /** Sockets accepted while the data directory was still being opened; served once ready. */
+  private readonly early = new Map<net.Socket, BoundListener>();
+  private lock: DataDirLock | null = null;
+  private isReady = false;
   private groups: GroupHost | null = null;
   private readonly connections = new Set<Connection>();
   private readonly frameBudget = new FrameMemoryBudget(partialFramesBytesMax);
   private housekeeping: NodeJS.Timeout | null = null;
   private stopping: Promise<void> | null = null;
-  private boundPort = 0;
 
   constructor(config: Partial<BrokerConfig> = {}) {
     this.config = brokerConfig(config);
@@ -43,45 +59,131 @@ export class Broker {
     this.producers = new ProducerStates(this.config.dataDir, this.config.log);
   }
 
+  /** The bound port of the first listener (useful with port 0). */
   get port(): number {
-    return this.boundPort;
+    return this.listeners[0]?.port ?? 0;
   }
 
+  /** Every listener with the address it actually bound. */
+  get boundListeners(): readonly { name: string; host: string; port: number }[] {
+    return this.listeners.map(({ config, port }) => ({ name: config.name, host: config.host, port }));
+  }
+
+  /** True once the data directory is open and every listener serves; false again while stopping. */
+  get ready(): boolean {
+    return this.isReady && this.stopping === null;
+  }
+
+  /**
+   * Starts in the order that keeps a failed start harmless: take the data directory's lock
+   * (nothing else there is read or written before), bind every listener (a port in use fails
+   * here, and the lock is released), then open and recover the logs and the groups, and only then
+   * serve the connections that arrived meanwhile. A SettingsError means the operator's
+   * configuration is at fault (lock held, directory unwritable, port in use): nothing in the data
+   * directory was changed.
+   */
   async start(): Promise<void> {
+    const log = this.config.log;
+    for (const listener of this.config.listeners!) {
+      if (isWildcard(listener.host) && listener.advertisedHost === undefined) {
+        log('warn', `listener ${listener.name} listens on every interface (${listener.host}) without an advertised address: each client is told the address it connected to; set --advertise HOST:PORT if clients go through NAT or a proxy`, { listener: listener.name });
+      }
+    }
+    this.lock = DataDirLock.acquire(this.config.dataDir);
+    if (this.lock.tookOverFrom !== null) {
+      const stale = this.lock.tookOverFrom;
+      log('warn', `took over the lock of ${this.config.dataDir} left by pid ${stale.pid} (started ${stale.startedAt}), which is no longer running`, { dataDir: this.config.dataDir, stalePid: stale.pid });
+    }
+    try {
+      for (const listener of this.config.listeners!) this.listeners.push(await this.bind(listener));
+      this.logEffectiveConfig();
+      await this.open();
+    } catch (error) {
+      await this.abandonStart();
+      throw error;
+    }
+    for (const { config, port } of this.listeners) log('info', `rill broker listening on ${config.host}:${port} (listener ${config.name})`, { listener: config.name, host: config.host, port });
+  }
+
+  /** Once the start can no longer fail on the operator's settings: what this broker runs with. */
+  private logEffectiveConfig(): void {
+    const entries = this.config.effectiveConfig;
+    if (entries === undefined) return;
+    const shown = Object.fromEntries(entries.map((e) => [e.name, e.source === 'default' ? e.value : `${e.value} (${e.source})`]));
+    const file = this.config.configFile;
+    this.config.log('info', `starting rill broker${file ? ` with config file ${file}` : ''}`, { config: shown });
+  }
+
+  /** Opens (and if needed recovers) the logs and the groups, then serves who is waiting. */
+  private async open(): Promise<void> {
     const log = this.config.log;
     const startedMs = Date.now();
     const { clean } = this.partitions.open();
     const topics = this.partitions.registry.size;
     const recovery = clean ? 'clean shutdown, no recovery needed' : topics === 0 ? 'nothing to recover' : 'no clean-shutdown marker, logs recovered from their recovery points';
-    log('info', `data directory ${this.config.dataDir}: ${topics} topics, ${recovery} (${Date.now() - startedMs} ms)`);
-    log('info', `CRC-32C implementation: ${crc32cImplementation}`);
+    log('info', `data directory ${this.config.dataDir}: ${topics} topics, ${recovery} (${Date.now() - startedMs} ms)`, { dataDir: this.config.dataDir, topics, clean, recoveryMs: Date.now() - startedMs });
+    log('info', `CRC-32C implementation: ${crc32cImplementation}`, { crc32c: crc32cImplementation });
     this.groups = await GroupHost.open(this.config.dataDir, this.partitions, log, { heartbeatIntervalMs: groupHeartbeatIntervalMs });
     this.groups.start();
-    const server = net.createServer((socket) => this.accept(socket));
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.config.port, this.config.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    server.on('error', (error) => log('error', `server error: ${error.message}`));
-    this.boundPort = (server.address() as net.AddressInfo).port;
     this.housekeeping = setInterval(() => this.runHousekeeping(), this.config.housekeepingIntervalMs);
     this.housekeeping.unref();
-    log('info', `rill broker listening on ${this.config.host}:${this.boundPort}`);
+    this.isReady = true;
+    for (const [socket, listener] of this.early) this.serve(socket, listener);
+    this.early.clear();
   }
 
-  private accept(socket: net.Socket): void {
-    if (this.stopping !== null || this.connections.size >= connectionsMax) {
+  /** Undoes a start that failed after binding: no listener, no lock, no timer left behind. */
+  private async abandonStart(): Promise<void> {
+    if (this.housekeeping !== null) clearInterval(this.housekeeping);
+    for (const socket of this.early.keys()) socket.destroy();
+    this.early.clear();
+    await Promise.all(this.listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    this.listeners.length = 0;
+    await this.groups?.close().catch(() => undefined);
+    this.lock?.release();
+  }
+
+  /** Binds one listener; a port in use or not allowed is the operator's to fix (SettingsError). */
+  private async bind(config: ListenerConfig): Promise<BoundListener> {
+    const server = net.createServer({ pauseOnConnect: true });
+    const bound: BoundListener = { config, server, port: 0 };
+    server.on('connection', (socket) => this.accept(socket, bound));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (error: NodeJS.ErrnoException) => {
+        const address = `${config.host}:${config.port}`;
+        if (error.code === 'EADDRINUSE') reject(new SettingsError(`listener ${config.name}: ${address} is already in use by another process; choose another port (--port, --listen or listeners.${config.name}.listen)`));
+        else if (error.code === 'EACCES') reject(new SettingsError(`listener ${config.name}: not allowed to listen on ${address} (ports below 1024 need privileges); choose another port`));
+        else if (error.code === 'EADDRNOTAVAIL' || error.code === 'ENOTFOUND') reject(new SettingsError(`listener ${config.name}: ${config.host} is not an address of this machine; choose another host (--host, --listen or listeners.${config.name}.listen)`));
+        else reject(error);
+      });
+      server.listen(config.port, config.host, () => resolve());
+    });
+    server.on('error', (error) => this.config.log('error', `listener ${config.name}: ${error.message}`, { listener: config.name }));
+    bound.port = (server.address() as net.AddressInfo).port;
+    return bound;
+  }
+
+  private accept(socket: net.Socket, listener: BoundListener): void {
+    if (this.stopping !== null || this.connections.size + this.early.size >= connectionsMax) {
       this.metrics.connectionsRefused++;
       socket.destroy();
       return;
     }
+    if (!this.isReady) {
+      this.early.set(socket, listener);
+      socket.once('close', () => this.early.delete(socket));
+      socket.on('error', () => socket.destroy());
+      return;
+    }
+    this.serve(socket, listener);
+  }
+
+  private serve(socket: net.Socket, listener: BoundListener): void {
+    if (socket.destroyed) return;
     this.metrics.connectionsAccepted++;
     this.metrics.connectionsOpen++;
-    this.connections.add(new Connection(socket, this.dispatch, this.connectionEvents, this.frameBudget));
+    this.connections.add(new Connection(socket, this.dispatch, this.connectionEvents, this.frameBudget, listener.config.name));
+    socket.resume();
   }
 
   private readonly connectionEvents: ConnectionEvents = {
@@ -113,11 +215,11 @@ export class Broker {
       case ApiKey.InitProducerId: return handleInitProducerId(context, this.producers);
       case ApiKey.Fetch: return handleFetch(context, this.partitions, this.metrics, this.config.log);
       case ApiKey.ApiVersions: return handleApiVersions();
-      case ApiKey.Metadata: return handleMetadata(context, this.partitions, this.self());
+      case ApiKey.Metadata: return handleMetadata(context, this.partitions, this.self(context));
       case ApiKey.CreateTopics: return handleCreateTopics(context, this.partitions, () => this.onTopicsChanged());
       case ApiKey.DeleteTopics: return handleDeleteTopics(context, this.partitions, () => this.onTopicsChanged());
       case ApiKey.ListOffsets: return handleListOffsets(context, this.partitions);
-      case ApiKey.FindCoordinator: return this.groupHost().handleFindCoordinator(context, this.self());
+      case ApiKey.FindCoordinator: return this.groupHost().handleFindCoordinator(context, this.self(context));
       case ApiKey.ConsumerGroupHeartbeat: return this.groupHost().handleHeartbeat(context);
       case ApiKey.OffsetCommit: return this.groupHost().handleOffsetCommit(context);
       case ApiKey.OffsetFetch: return this.groupHost().handleOffsetFetch(context);
@@ -128,8 +230,14 @@ export class Broker {
     }
   };
 
-  private self(): { nodeId: number; host: string; port: number } {
-    return { nodeId: this.config.nodeId, host: this.config.advertisedHost ?? this.config.host, port: this.boundPort };
+  /** This broker as clients of the listener a request came in on should reach it. */
+  private self(context: RequestContext): { nodeId: number; host: string; port: number } {
+    const listener = this.listeners.find((l) => l.config.name === context.connection.listenerName) ?? this.listeners[0]!;
+    const { config, port } = listener;
+    // Listening on every interface and told nothing: the address this client reached us at is
+    // one it can reach again (advertising 0.0.0.0 would send it nowhere).
+    const host = config.advertisedHost ?? (isWildcard(config.host) ? context.connection.socket.localAddress ?? config.host : config.host);
+    return { nodeId: this.config.nodeId, host, port: config.advertisedPort ?? port };
   }
 
   private groupHost(): GroupHost {
@@ -169,7 +277,8 @@ export class Broker {
   private async doStop(): Promise<void> {
     const log = this.config.log;
     if (this.housekeeping !== null) clearInterval(this.housekeeping);
-    const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    const closed = Promise.all(this.listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    for (const socket of this.early.keys()) socket.destroy();
     const deadlineMs = Date.now() + this.config.shutdownGraceMs;
     while (Date.now() < deadlineMs && [...this.connections].some((c) => c.requestsInFlight > 0)) {
       await new Promise((resolve) => setTimeout(resolve, 10));
@@ -179,6 +288,7 @@ export class Broker {
     await this.groups?.close();
     this.producers.snapshotAll(this.partitions.all());
     this.partitions.closeClean();
+    this.lock?.release();
     log('info', 'rill broker stopped cleanly');
   }
 }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import os from 'node:os';
 import { RillError } from '../lib/errors.js';
 import type { FileOps } from '../storage/file-ops.js';
+import type { EffectiveSetting } from './settings.js';
 
 export interface BrokerConfig {
   /** Where topics, segments and group state live. */
@@ -14,6 +15,18 @@ export interface BrokerConfig {
   port: number;
   /** Host name clients are told to connect to (Metadata); defaults to `host`. */
   advertisedHost?: string | undefined;
+  /** Port clients are told to connect to; defaults to the bound port. */
+  advertisedPort?: number | undefined;
+  /**
+   * Named listeners, each serving Rill's protocol on its own address and advertising its own
+   * address in Metadata. Default: one listener called `rill` from host, port, advertisedHost
+   * and advertisedPort above.
+   */
+  listeners?: ListenerConfig[] | undefined;
+  /** The resolved settings with their sources (from the CLI), for logs and DescribeConfigs. */
+  effectiveConfig?: EffectiveSetting[] | undefined;
+  /** The config file the settings were read from, if any (logged at start). */
+  configFile?: string | null | undefined;
   /** The HTTP listener (/metrics, /healthz, /readyz, the console); null: none. */
   http: { host: string; port: number } | null;
   nodeId: number;
@@ -25,6 +38,14 @@ export interface BrokerConfig {
   fileOps?: FileOps | undefined;
   /** Logs go here; the CLI prints them to stderr. */
   log: Log;
+}
+
+export interface ListenerConfig {
+  name: string;
+  host: string;
+  port: number;
+  advertisedHost?: string | undefined;
+  advertisedPort?: number | undefined;
 }
 
 export function defaultDataDir(): string {
@@ -40,11 +61,17 @@ export function brokerConfig(overrides: Partial<BrokerConfig> = {}): BrokerConfi
     housekeepingIntervalMs: 1000,
     shutdownGraceMs: 5000,
     http: null,
-    log: (level, message) => process.stderr.write(`${new Date().toISOString()} ${level.toUpperCase()} ${message}${os.EOL}`),
+    log: (level, message, fields) => {
+      if (level !== 'debug') process.stderr.write(`${new Date().toISOString()} ${level.toUpperCase()} ${message}${fields === undefined ? '' : ` ${JSON.stringify(fields)}`}${os.EOL}`);
+    },
     ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)),
   };
-  if (!Number.isInteger(config.port) || config.port < 0 || config.port > 65535) {
-    throw new RillError('INVALID_CONFIG', `port ${config.port} is not an integer in 0..65535`);
+  config.listeners ??= [{ name: 'rill', host: config.host, port: config.port, advertisedHost: config.advertisedHost, advertisedPort: config.advertisedPort }];
+  if (config.listeners.length === 0) throw new RillError('INVALID_CONFIG', 'the broker needs at least one listener');
+  for (const listener of config.listeners) {
+    if (!Number.isInteger(listener.port) || listener.port < 0 || listener.port > 65535) {
+      throw new RillError('INVALID_CONFIG', `listener ${listener.name}: port ${listener.port} is not an integer in 0..65535`);
+    }
   }
   return config;
 }

@@ -117,7 +117,7 @@ export class Connection {
   private waitingForBudget = false;
   readonly remote: string;
 
-  constructor(readonly socket: net.Socket, private readonly dispatch: Dispatch, private readonly events: ConnectionEvents, private readonly budget: FrameMemoryBudget) {
+  constructor(readonly socket: net.Socket, private readonly dispatch: Dispatch, private readonly events: ConnectionEvents, private readonly budget: FrameMemoryBudget, readonly listenerName = 'rill') {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));

@@ -1,46 +1,70 @@
 /**
  * `rill broker`: resolves the configuration (flags > RILL_* environment > config file >
- * defaults), runs a broker in the foreground, and shuts it down cleanly on SIGTERM/SIGINT.
- * The argument parser hands over the flags as the strings the user typed; validation happens
- * here, in one place for flags, environment and file alike.
+ * defaults, see src/broker/settings.ts), runs a broker in the foreground, and shuts it down
+ * cleanly on SIGTERM/SIGINT. The argument parser hands over the flags as the strings the user
+ * typed; validation happens in the settings resolver, in one place for flags, environment and
+ * file alike. A configuration problem (bad file, unknown key, port in use, data directory locked
+ * or unwritable) is one line on stderr and exit status 2, with nothing in the data directory
+ * changed.
  */
+import pino from 'pino';
+import pretty from 'pino-pretty';
 import { Broker } from '../broker/broker.js';
-import { brokerConfig, defaultDataDir } from '../broker/config.js';
-import { UsageError } from './args.js';
+import { brokerConfig } from '../broker/config.js';
+import { resolveSettings, SettingsError, type BrokerSettings, type SettingFlags } from '../broker/settings.js';
+import type { Log } from '../lib/log.js';
 
-/** The broker's command-line flags, unparsed. */
-export interface BrokerFlags {
-  config?: string | undefined;
-  dataDir?: string | undefined;
-  port?: string | undefined;
-  host?: string | undefined;
-  listen?: string | undefined;
-  advertise?: string | undefined;
-  http?: string | undefined;
-  nodeId?: string | undefined;
-  logLevel?: string | undefined;
-  logFormat?: string | undefined;
-}
+/** The broker's command-line flags, unparsed (undefined: not given). */
+export type BrokerFlags = SettingFlags;
 
-function hostPort(value: string, flag: string): { host: string; port: number } {
-  const at = value.lastIndexOf(':');
-  const port = Number(value.slice(at + 1));
-  if (at < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--${flag} must be HOST:PORT, got "${value}"`);
-  return { host: value.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port };
+/** pino on stderr: JSON for machines, or readable lines for a person at a terminal. */
+export function brokerLogger(settings: Pick<BrokerSettings, 'logLevel' | 'logFormat'>): { log: Log; flush: () => void } {
+  const prettyOutput = settings.logFormat === 'pretty' || (settings.logFormat === 'auto' && process.stderr.isTTY === true);
+  const destination = prettyOutput
+    ? pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true })
+    : pino.destination({ dest: 2, sync: true });
+  const logger = pino({ level: settings.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+  const log: Log = (level, message, fields) => {
+    if (fields === undefined) logger[level](message);
+    else logger[level](fields, message);
+  };
+  return { log, flush: () => logger.flush() };
 }
 
 export async function brokerCommand(flags: BrokerFlags): Promise<number> {
-  const port = flags.port === undefined ? 9092 : Number(flags.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be an integer in 0..65535, got "${flags.port}"`);
+  let resolved;
+  try {
+    resolved = resolveSettings(flags);
+  } catch (error) {
+    if (error instanceof SettingsError) return configurationFailure(error);
+    throw error;
+  }
+  const { settings, effective } = resolved;
+  const { log, flush } = brokerLogger(settings);
+  for (const warning of resolved.warnings) log('warn', warning);
+  const rill = settings.listeners[0]!;
   const broker = new Broker(brokerConfig({
-    dataDir: flags.dataDir ?? defaultDataDir(),
-    port,
-    host: flags.host ?? '127.0.0.1',
-    http: flags.http === undefined ? null : hostPort(flags.http, 'http'),
+    dataDir: settings.dataDir,
+    nodeId: settings.nodeId,
+    host: rill.host,
+    port: rill.port,
+    listeners: settings.listeners.map((l) => ({ name: l.name, host: l.host, port: l.port, advertisedHost: l.advertise?.host, advertisedPort: l.advertise?.port })),
+    http: settings.http,
+    shutdownGraceMs: settings.shutdownGraceMs,
+    housekeepingIntervalMs: settings.housekeepingIntervalMs,
+    effectiveConfig: effective,
+    configFile: resolved.file,
+    log,
   }));
-  await broker.start();
-  // The line tests and scripts wait for: the port actually bound (useful with --port 0).
-  process.stdout.write(`rill broker ready on ${broker.config.host}:${broker.port}\n`);
+  try {
+    await broker.start();
+  } catch (error) {
+    flush();
+    if (error instanceof SettingsError) return configurationFailure(error);
+    throw error;
+  }
+  // The line tests and scripts wait for: the address actually bound (useful with --port 0).
+  process.stdout.write(`rill broker ready on ${rill.host}:${broker.port}\n`);
   return new Promise<number>((resolve) => {
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals): void => {
@@ -48,13 +72,22 @@ export async function brokerCommand(flags: BrokerFlags): Promise<number> {
         process.stderr.write(`second ${signal}: exiting without a clean shutdown\n`);
         process.exit(130);
       }
-      broker.config.log('info', `${signal} received, shutting down`);
-      broker.stop().then(() => resolve(0), (error: unknown) => {
-        broker.config.log('error', `shutdown failed: ${(error as Error).message}`);
+      log('info', `${signal} received, shutting down`);
+      broker.stop().then(() => {
+        flush();
+        resolve(0);
+      }, (error: unknown) => {
+        log('error', `shutdown failed: ${(error as Error).message}`);
+        flush();
         resolve(1);
       });
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
+}
+
+function configurationFailure(error: SettingsError): number {
+  process.stderr.write(`rill broker: ${error.message}\n`);
+  return 2;
 }

@@ -12,9 +12,10 @@ import { LineWriter, printJson } from './output.js';
 
 const bootstrapOf = (args: ParsedArgs): string => stringOption(args, 'bootstrap') ?? '127.0.0.1:9092';
 
-export async function brokerCommandFromArgs(args: ParsedArgs): Promise<number> {
-  checkKnown(args, ['data-dir', 'port', 'host', 'http']);
-  return brokerCommand({ dataDir: stringOption(args, 'data-dir'), port: stringOption(args, 'port'), host: stringOption(args, 'host'), http: stringOption(args, 'http') });
+export async function brokerCommandFromArgs(args: ParsedArgs, configFile: string | undefined): Promise<number> {
+  checkKnown(args, ['data-dir', 'port', 'host', 'http', 'listen', 'advertise', 'node-id', 'log-level', 'log-format']);
+  const s = (name: string): string | undefined => stringOption(args, name);
+  return brokerCommand({ config: configFile, dataDir: s('data-dir'), port: s('port'), host: s('host'), http: s('http'), listen: s('listen'), advertise: s('advertise'), nodeId: s('node-id'), logLevel: s('log-level'), logFormat: s('log-format') });
 }
 
 function parseConfigs(values: string[]): Partial<TopicConfig> {

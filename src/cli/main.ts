@@ -22,7 +22,7 @@ const usage = `usage: rill <command> [options]
 Every client command takes --bootstrap HOST:PORT (default 127.0.0.1:9092).
 `;
 
-const valued = new Set(['http', 'data-dir', 'port', 'host', 'bootstrap', 'partitions', 'key-separator', 'acks', 'partition', 'offset', 'group', 'topic', 'to-offset']);
+const valued = new Set(['http', 'listen', 'advertise', 'node-id', 'log-level', 'log-format', 'data-dir', 'port', 'host', 'bootstrap', 'partitions', 'key-separator', 'acks', 'partition', 'offset', 'group', 'topic', 'to-offset']);
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -36,7 +36,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const args = parseArgs(filtered, valued);
   switch (command) {
-    case 'broker': return brokerCommandFromArgs(args);
+    case 'broker': return brokerCommandFromArgs(args, configs.at(-1));
     case 'topics': return topicsCommand(args, configs);
     case 'produce': return produceCommand(args);
     case 'consume': return consumeCommand(args);

@@ -28,9 +28,9 @@ export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `rill-${prefix}-`));
 }
 
-export async function startBroker(options: { dataDir?: string; port?: number; timeoutMs?: number } = {}): Promise<BrokerProcess> {
+export async function startBroker(options: { dataDir?: string; /** null: no --port flag (the test gives --listen or a config file). */ port?: number | null; timeoutMs?: number; args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<BrokerProcess> {
   const dataDir = options.dataDir ?? tempDir('broker');
-  const child = spawn(process.execPath, [cliPath, 'broker', '--data-dir', dataDir, '--port', String(options.port ?? 0)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [cliPath, 'broker', '--data-dir', dataDir, ...(options.port === null ? [] : ['--port', String(options.port ?? 0)]), ...(options.args ?? [])], { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -68,9 +68,9 @@ export async function startBroker(options: { dataDir?: string; port?: number; ti
 }
 
 /** Runs the CLI to completion with optional stdin; returns exit code and output. */
-export function runCli(args: string[], input?: string | Buffer, timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(args: string[], input?: string | Buffer, timeoutMs = 120_000, env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cliPath, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env });
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     child.stdout.on('data', (c: Buffer) => stdout.push(c));

@@ -1,0 +1,362 @@
+/**
+ * The broker's settings as an operator sets them: one table of keys, each with its type, default,
+ * environment variable and flag, resolved with the precedence
+ *
+ *     flags  >  RILL_* environment  >  config file (YAML)  >  defaults
+ *
+ * The table below is the single source: the resolver reads it, the README's config table is
+ * generated from it (a test keeps the two equal), and the effective configuration the broker
+ * logs at start and answers to DescribeConfigs comes from it, with secrets masked.
+ *
+ * Listeners are named: `listeners.<name>.listen` / `.advertise`. The listener called `rill` is
+ * the one `--listen`, `--advertise`, `--host` and `--port` (and RILL_LISTEN / RILL_ADVERTISE)
+ * change; more listeners (a TLS one, a Kafka one) are more names under `listeners`.
+ *
+ * Nothing here touches the disk or the network except reading the config file: a bad file, an
+ * unknown key or a bad value is a SettingsError naming the file, key and what to do, raised
+ * before the data directory is touched.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseDocument } from 'yaml';
+import { didYouMean } from '../lib/closest.js';
+import { logLevels, type LogLevel } from '../lib/log.js';
+
+/** Where a setting's value came from. */
+export type SettingSource = 'default' | 'file' | 'env' | 'flag';
+
+/** A problem with the configuration the operator gave: reported in one line, exit status 2. */
+export class SettingsError extends Error {
+  override name = 'SettingsError';
+}
+
+export type LogFormat = 'json' | 'pretty' | 'auto';
+
+export interface ListenerSettings {
+  name: string;
+  host: string;
+  port: number;
+  /** What Metadata tells clients to connect to; null: the listen address. */
+  advertise: { host: string; port: number } | null;
+}
+
+export interface BrokerSettings {
+  dataDir: string;
+  nodeId: number;
+  listeners: ListenerSettings[];
+  /** null: no HTTP listener. */
+  http: { host: string; port: number } | null;
+  /** True when the HTTP address was given by the operator (not the default). */
+  httpExplicit: boolean;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+  shutdownGraceMs: number;
+  housekeepingIntervalMs: number;
+}
+
+/** One resolved setting, as the broker logs it and DescribeConfigs returns it. */
+export interface EffectiveSetting {
+  name: string;
+  value: string | number | null;
+  source: SettingSource;
+  secret: boolean;
+}
+
+type Kind = 'path' | 'address' | 'address-or-off' | 'int' | 'level' | 'format';
+
+interface SettingSpec {
+  /** Dotted key in the config file; `listeners.rill.*` stands for every named listener. */
+  key: string;
+  kind: Kind;
+  /** Default as the operator would write it. */
+  default: string | number;
+  env: string | null;
+  flag: string | null;
+  /** Integer bounds for kind 'int'. */
+  min?: number;
+  max?: number;
+  secret?: boolean;
+  description: string;
+}
+
+export const defaultListenerName = 'rill';
+export const defaultPort = 9092;
+export const defaultHttpPort = 9644;
+
+export const settingSpecs: readonly SettingSpec[] = [
+  { key: 'dataDir', kind: 'path', default: './rill-data', env: 'RILL_DATA_DIR', flag: '--data-dir', description: 'Topics, segments, group state and the lock file. One broker per directory.' },
+  { key: 'nodeId', kind: 'int', default: 0, min: 0, max: 0x7fffffff, env: 'RILL_NODE_ID', flag: '--node-id', description: 'This broker\'s id in Metadata.' },
+  { key: 'listeners.rill.listen', kind: 'address', default: `127.0.0.1:${defaultPort}`, env: 'RILL_LISTEN', flag: '--listen', description: 'Rill-protocol listener, on by default. `--host` and `--port` change one half. Port 0 picks a free one (printed at start).' },
+  { key: 'listeners.rill.advertise', kind: 'address', default: '', env: 'RILL_ADVERTISE', flag: '--advertise', description: 'Address Metadata gives clients for this listener; default: the listen address. Set it when listening on 0.0.0.0.' },
+  { key: 'http.listen', kind: 'address-or-off', default: `127.0.0.1:${defaultHttpPort}`, env: 'RILL_HTTP', flag: '--http', description: 'HTTP listener: /metrics, /healthz, /readyz and the console at /. On by default, loopback only; `off` disables it. Port 0 when the Rill listener has port 0.' },
+  { key: 'log.level', kind: 'level', default: 'info', env: 'RILL_LOG_LEVEL', flag: '--log-level', description: '`debug`, `info`, `warn` or `error`.' },
+  { key: 'log.format', kind: 'format', default: 'auto', env: 'RILL_LOG_FORMAT', flag: '--log-format', description: '`json`, `pretty` or `auto` (pretty when stderr is a terminal, JSON otherwise). Logs go to stderr.' },
+  { key: 'shutdownGraceMs', kind: 'int', default: 5000, min: 0, max: 600_000, env: 'RILL_SHUTDOWN_GRACE_MS', flag: null, description: 'Longest a graceful stop waits for in-flight requests.' },
+  { key: 'housekeepingIntervalMs', kind: 'int', default: 1000, min: 10, max: 3_600_000, env: 'RILL_HOUSEKEEPING_INTERVAL_MS', flag: null, description: 'How often retention and time-based flushes run.' },
+];
+
+/** Keys a listener may have under `listeners.<name>`. */
+const listenerKeys = ['listen', 'advertise'] as const;
+
+/** The environment variable naming a config file (the `--config` flag wins over it). */
+export const configFileEnv = 'RILL_CONFIG';
+
+const specByKey = new Map(settingSpecs.map((spec) => [spec.key, spec]));
+const knownFileKeys = settingSpecs.map((spec) => spec.key.replace(`listeners.${defaultListenerName}.`, 'listeners.NAME.'));
+const listenerNamePattern = /^[a-zA-Z][a-zA-Z0-9_-]{0,31}$/;
+const configFileBytesMax = 1024 * 1024;
+
+/** Flag values as typed on the command line (undefined: not given). */
+export interface SettingFlags {
+  config?: string | undefined;
+  dataDir?: string | undefined;
+  nodeId?: string | undefined;
+  host?: string | undefined;
+  port?: string | undefined;
+  listen?: string | undefined;
+  advertise?: string | undefined;
+  http?: string | undefined;
+  logLevel?: string | undefined;
+  logFormat?: string | undefined;
+}
+
+const flagFieldBySpec: Record<string, keyof SettingFlags> = {
+  '--data-dir': 'dataDir',
+  '--node-id': 'nodeId',
+  '--listen': 'listen',
+  '--advertise': 'advertise',
+  '--http': 'http',
+  '--log-level': 'logLevel',
+  '--log-format': 'logFormat',
+};
+
+export interface ResolvedSettings {
+  settings: BrokerSettings;
+  effective: EffectiveSetting[];
+  /** The config file read, if any. */
+  file: string | null;
+  /** Things worth a warning that are not errors (unknown RILL_* variables). */
+  warnings: string[];
+}
+
+/** Resolves flags, environment, file and defaults into validated settings. */
+export function resolveSettings(flags: SettingFlags, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): ResolvedSettings {
+  const warnings: string[] = [];
+  const filePath = flags.config ?? nonEmpty(env[configFileEnv]);
+  const fileValues = filePath === undefined ? new Map<string, unknown>() : readConfigFile(path.resolve(cwd, filePath));
+  const where = (source: SettingSource, spec: SettingSpec, key: string): string => {
+    if (source === 'flag') return `flag ${spec.flag}`;
+    if (source === 'env') return `environment variable ${spec.env}`;
+    if (source === 'file') return `${filePath}: key ${key}`;
+    return `default of ${key}`;
+  };
+
+  // Raw values per key (listener keys per listener name), with their source.
+  const raw = new Map<string, { value: unknown; source: SettingSource }>();
+  for (const spec of settingSpecs) {
+    if (spec.key.startsWith('listeners.')) continue;
+    raw.set(spec.key, { value: spec.default, source: 'default' });
+  }
+  const listenerNames = new Set<string>();
+  for (const [key, value] of fileValues) {
+    const listener = /^listeners\.([^.]+)\.(.+)$/.exec(key);
+    if (listener !== null) listenerNames.add(listener[1]!);
+    raw.set(key, { value, source: 'file' });
+  }
+  const targetsDefault = flags.host !== undefined || flags.port !== undefined || flags.listen !== undefined || flags.advertise !== undefined
+    || nonEmpty(env.RILL_LISTEN) !== undefined || nonEmpty(env.RILL_ADVERTISE) !== undefined;
+  if (listenerNames.size === 0 || targetsDefault) listenerNames.add(defaultListenerName);
+  for (const spec of settingSpecs) {
+    const envValue = spec.env === null ? undefined : nonEmpty(env[spec.env]);
+    if (envValue !== undefined) raw.set(spec.key, { value: envValue, source: 'env' });
+    const field = spec.flag === null ? undefined : flagFieldBySpec[spec.flag];
+    const flagValue = field === undefined ? undefined : flags[field];
+    if (flagValue !== undefined) raw.set(spec.key, { value: flagValue, source: 'flag' });
+  }
+  const knownEnv = new Set([configFileEnv, ...settingSpecs.flatMap((s) => (s.env === null ? [] : [s.env]))]);
+  for (const name of Object.keys(env)) {
+    if (name.startsWith('RILL_') && !knownEnv.has(name)) warnings.push(`ignoring unknown environment variable ${name}${didYouMean(name, knownEnv)}`);
+  }
+
+  const value = (key: string): { value: unknown; source: SettingSource; spec: SettingSpec } => {
+    const spec = specByKey.get(key.replace(/^listeners\.[^.]+\./, `listeners.${defaultListenerName}.`))!;
+    const found = raw.get(key);
+    return found === undefined ? { value: '', source: 'default', spec } : { ...found, spec };
+  };
+  const parse = <T>(key: string, parser: (v: unknown, spec: SettingSpec) => T): { parsed: T; source: SettingSource } => {
+    const { value: v, source, spec } = value(key);
+    try {
+      return { parsed: parser(v, spec), source };
+    } catch (error) {
+      throw new SettingsError(`${where(source, spec, key)}: ${(error as Error).message}`);
+    }
+  };
+
+  const effective: EffectiveSetting[] = [];
+  const record = (name: string, source: SettingSource, shown: string | number | null, spec: SettingSpec): void => {
+    effective.push({ name, value: spec.secret === true && shown !== null ? '******' : shown, source, secret: spec.secret === true });
+  };
+
+  const dataDir = parse('dataDir', (v) => path.resolve(cwd, asString(v, 'a directory path')));
+  record('dataDir', dataDir.source, dataDir.parsed, specByKey.get('dataDir')!);
+  const nodeId = parse('nodeId', asInt);
+  record('nodeId', nodeId.source, nodeId.parsed, specByKey.get('nodeId')!);
+
+  const listeners: ListenerSettings[] = [];
+  for (const name of [...listenerNames].sort((a, b) => (a === defaultListenerName ? -1 : b === defaultListenerName ? 1 : a.localeCompare(b)))) {
+    if (!listenerNamePattern.test(name)) throw new SettingsError(`${filePath}: listener name "${name}" must start with a letter and hold only letters, digits, '_' and '-' (at most 32)`);
+    const listenKey = `listeners.${name}.listen`;
+    if (name !== defaultListenerName && raw.get(listenKey) === undefined) throw new SettingsError(`${filePath}: listener "${name}" needs ${listenKey}: HOST:PORT`);
+    const listen = parse(listenKey, (v) => parseAddress(v === '' ? `127.0.0.1:${defaultPort}` : v));
+    let { host, port } = listen.parsed;
+    let source = listen.source;
+    if (name === defaultListenerName) {
+      if ((flags.host !== undefined || flags.port !== undefined) && flags.listen !== undefined) throw new SettingsError('give --listen HOST:PORT, or --host and --port, not both');
+      if (flags.host !== undefined) {
+        if (flags.host.trim() === '') throw new SettingsError('flag --host: expected a host name or IP address');
+        host = flags.host;
+        source = 'flag';
+      }
+      if (flags.port !== undefined) {
+        port = parsePort(flags.port, '--port');
+        source = 'flag';
+      }
+    }
+    record(listenKey, source, `${host}:${port}`, specByKey.get('listeners.rill.listen')!);
+    const advertiseKey = `listeners.${name}.advertise`;
+    const advertise = parse(advertiseKey, (v) => (v === '' || v === null ? null : parseAddress(v)));
+    if (advertise.parsed !== null && (advertise.parsed.host === '0.0.0.0' || advertise.parsed.host === '::')) {
+      throw new SettingsError(`${where(advertise.source, specByKey.get('listeners.rill.advertise')!, advertiseKey)}: ${advertise.parsed.host} is not an address a client can connect to; advertise this machine's host name or IP`);
+    }
+    record(advertiseKey, advertise.source, advertise.parsed === null ? null : `${advertise.parsed.host}:${advertise.parsed.port}`, specByKey.get('listeners.rill.advertise')!);
+    listeners.push({ name, host, port, advertise: advertise.parsed });
+  }
+
+  const http = parse('http.listen', (v) => (v === 'off' || v === false ? null : parseAddress(v)));
+  let httpAddress = http.parsed;
+  // A broker asked to pick a free Rill port (port 0, as tests and scripts do) picks a free HTTP
+  // port too, unless told otherwise: several such brokers then run side by side.
+  if (http.source === 'default' && httpAddress !== null && listeners[0]!.port === 0) httpAddress = { ...httpAddress, port: 0 };
+  record('http.listen', http.source, httpAddress === null ? 'off' : `${httpAddress.host}:${httpAddress.port}`, specByKey.get('http.listen')!);
+
+  const level = parse('log.level', (v) => oneOf(v, logLevels));
+  record('log.level', level.source, level.parsed, specByKey.get('log.level')!);
+  const format = parse('log.format', (v) => oneOf(v, ['json', 'pretty', 'auto'] as const));
+  record('log.format', format.source, format.parsed, specByKey.get('log.format')!);
+  const grace = parse('shutdownGraceMs', asInt);
+  record('shutdownGraceMs', grace.source, grace.parsed, specByKey.get('shutdownGraceMs')!);
+  const housekeeping = parse('housekeepingIntervalMs', asInt);
+  record('housekeepingIntervalMs', housekeeping.source, housekeeping.parsed, specByKey.get('housekeepingIntervalMs')!);
+
+  return {
+    settings: {
+      dataDir: dataDir.parsed,
+      nodeId: nodeId.parsed,
+      listeners,
+      http: httpAddress,
+      httpExplicit: http.source !== 'default',
+      logLevel: level.parsed,
+      logFormat: format.parsed,
+      shutdownGraceMs: grace.parsed,
+      housekeepingIntervalMs: housekeeping.parsed,
+    },
+    effective,
+    file: filePath === undefined ? null : path.resolve(cwd, filePath),
+    warnings,
+  };
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/**
+ * Reads and validates the YAML file into dotted keys. Every key must be known; an unknown one
+ * names the closest known key.
+ */
+export function readConfigFile(file: string): Map<string, unknown> {
+  let text: string;
+  try {
+    const stat = fs.statSync(file);
+    if (!stat.isFile()) throw new SettingsError(`config file ${file} is not a regular file`);
+    if (stat.size > configFileBytesMax) throw new SettingsError(`config file ${file} is ${stat.size} bytes; at most ${configFileBytesMax} are read`);
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    if (error instanceof SettingsError) throw error;
+    throw new SettingsError(`cannot read config file ${file}: ${(error as Error).message}`);
+  }
+  const document = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  if (document.errors.length > 0) {
+    const first = document.errors[0]!;
+    const line = first.linePos?.[0];
+    throw new SettingsError(`config file ${file}${line === undefined ? '' : ` line ${line.line} column ${line.col}`} is not valid YAML: ${first.message.split('\n')[0]}`);
+  }
+  const root: unknown = document.toJS();
+  if (root === null || root === undefined) return new Map();
+  const values = new Map<string, unknown>();
+  flatten(root, '', values, file);
+  for (const key of values.keys()) {
+    const generic = key.replace(/^listeners\.[^.]+\./, 'listeners.NAME.');
+    if (!knownFileKeys.includes(generic)) {
+      const listener = /^listeners\.[^.]+\.(.+)$/.exec(key);
+      const hint = listener !== null ? didYouMean(listener[1]!, listenerKeys) : didYouMean(key, knownFileKeys);
+      throw new SettingsError(`config file ${file}: unknown key "${key}"${hint}; the keys are listed in the README's configuration table`);
+    }
+  }
+  return values;
+}
+
+function flatten(value: unknown, prefix: string, into: Map<string, unknown>, file: string): void {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const entries = Object.entries(value as Record<string, unknown>);
+    if (entries.length === 0 && prefix !== '') throw new SettingsError(`config file ${file}: "${prefix}" is empty`);
+    for (const [key, child] of entries) flatten(child, prefix === '' ? key : `${prefix}.${key}`, into, file);
+    return;
+  }
+  if (prefix === '') throw new SettingsError(`config file ${file}: expected a mapping of keys at the top level`);
+  if (Array.isArray(value)) throw new SettingsError(`config file ${file}: key "${prefix}" takes a single value, not a list`);
+  into.set(prefix, value);
+}
+
+function asString(value: unknown, what: string): string {
+  if (typeof value !== 'string' || value.trim() === '') throw new Error(`expected ${what}, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+function asInt(value: unknown, spec: SettingSpec): number {
+  const n = typeof value === 'number' ? value : typeof value === 'string' && /^-?\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < (spec.min ?? 0) || n > (spec.max ?? Number.MAX_SAFE_INTEGER)) {
+    throw new Error(`expected an integer in ${spec.min ?? 0}..${spec.max ?? Number.MAX_SAFE_INTEGER}, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+function oneOf<T extends string>(value: unknown, choices: readonly T[]): T {
+  if (typeof value === 'string' && (choices as readonly string[]).includes(value)) return value as T;
+  throw new Error(`expected one of ${choices.join(', ')}, got ${JSON.stringify(value)}${typeof value === 'string' ? didYouMean(value, choices) : ''}`);
+}
+
+function parsePort(value: string, what: string): number {
+  const port = /^\d{1,5}$/.test(value.trim()) ? Number(value) : Number.NaN;
+  if (!Number.isInteger(port) || port > 65535) throw new SettingsError(`${what} must be an integer in 0..65535, got "${value}"`);
+  return port;
+}
+
+/** HOST:PORT, with [v6]:PORT for IPv6. */
+export function parseAddress(value: unknown): { host: string; port: number } {
+  const text = typeof value === 'number' ? `:${value}` : typeof value === 'string' ? value.trim() : '';
+  const match = /^(\[[^\]]+\]|[^:\s]*):(\d{1,5})$/.exec(text);
+  const port = match === null ? Number.NaN : Number(match[2]);
+  if (match === null || match[1] === '' || port > 65535) throw new Error(`expected HOST:PORT (e.g. 127.0.0.1:9092), got ${JSON.stringify(value)}`);
+  return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+/** The README's configuration table, generated from settingSpecs. */
+export function settingsTableMarkdown(): string {
+  const rows = settingSpecs.map((spec) => {
+    const key = spec.key.replace(`listeners.${defaultListenerName}.`, 'listeners.NAME.');
+    const shown = spec.default === '' ? '–' : `\`${spec.default}\``;
+    return `| \`${key}\` | ${shown} | ${spec.env === null ? '–' : `\`${spec.env}\``} | ${spec.flag === null ? '–' : `\`${spec.flag}\``} | ${spec.description} |`;
+  });
+  return ['| key | default | environment | flag | what it does |', '|---|---|---|---|---|', ...rows].join('\n');
+}

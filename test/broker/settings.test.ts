@@ -1,0 +1,128 @@
+/** The broker's settings: precedence, validation, the config file, and the README table. */
+import fs from 'node:fs';
+import path from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { readConfigFile, resolveSettings, SettingsError, settingsTableMarkdown } from '../../src/broker/settings.js';
+import { repoRoot, tempDir } from '../helpers/broker-process.js';
+
+function configFile(text: string): string {
+  const file = path.join(tempDir('settings'), 'rill.yaml');
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+function errorOf(action: () => unknown): SettingsError {
+  try {
+    action();
+  } catch (error) {
+    expect(error).toBeInstanceOf(SettingsError);
+    return error as SettingsError;
+  }
+  throw new Error('expected a SettingsError');
+}
+
+describe('broker settings', () => {
+  it('uses the defaults a user of `rill broker` gets', () => {
+    const { settings, effective } = resolveSettings({}, {}, '/srv');
+    expect(settings).toMatchObject({
+      dataDir: '/srv/rill-data',
+      nodeId: 0,
+      listeners: [{ name: 'rill', host: '127.0.0.1', port: 9092, advertise: null }],
+      http: { host: '127.0.0.1', port: 9644 },
+      httpExplicit: false,
+      logLevel: 'info',
+      logFormat: 'auto',
+    });
+    expect(effective.every((e) => e.source === 'default')).toBe(true);
+  });
+
+  it('applies flags over environment over file over defaults, and reports each source', () => {
+    const file = configFile([
+      'dataDir: /from/file',
+      'nodeId: 3',
+      'listeners:',
+      '  rill:',
+      '    listen: 0.0.0.0:9100',
+      '    advertise: broker-a.internal:9100',
+      'log:',
+      '  level: warn',
+      'shutdownGraceMs: 2500',
+    ].join('\n'));
+    const env = { RILL_NODE_ID: '4', RILL_LOG_LEVEL: 'debug', RILL_DATA_DIR: '/from/env' };
+    const { settings, effective } = resolveSettings({ config: file, dataDir: '/from/flag', port: '9200' }, env, '/');
+    expect(settings.dataDir).toBe('/from/flag');
+    expect(settings.nodeId).toBe(4);
+    expect(settings.logLevel).toBe('debug');
+    expect(settings.shutdownGraceMs).toBe(2500);
+    expect(settings.listeners).toEqual([{ name: 'rill', host: '0.0.0.0', port: 9200, advertise: { host: 'broker-a.internal', port: 9100 } }]);
+    const source = Object.fromEntries(effective.map((e) => [e.name, e.source]));
+    expect(source).toMatchObject({ dataDir: 'flag', nodeId: 'env', 'log.level': 'env', shutdownGraceMs: 'file', 'listeners.rill.listen': 'flag', 'listeners.rill.advertise': 'file', 'log.format': 'default' });
+  });
+
+  it('reads the config file named by RILL_CONFIG when no --config is given', () => {
+    const file = configFile('nodeId: 7\n');
+    expect(resolveSettings({}, { RILL_CONFIG: file }).settings.nodeId).toBe(7);
+  });
+
+  it('takes several named listeners from the file, the rill one first', () => {
+    const file = configFile('listeners:\n  internal:\n    listen: 10.0.0.5:9093\n  rill:\n    listen: 127.0.0.1:9092\n');
+    const { settings } = resolveSettings({ config: file }, {});
+    expect(settings.listeners.map((l) => `${l.name}=${l.host}:${l.port}`)).toEqual(['rill=127.0.0.1:9092', 'internal=10.0.0.5:9093']);
+  });
+
+  it('picks a free HTTP port when the Rill port is 0, unless the HTTP address was given', () => {
+    expect(resolveSettings({ port: '0' }, {}).settings.http).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(resolveSettings({ port: '0', http: '127.0.0.1:9700' }, {}).settings.http).toEqual({ host: '127.0.0.1', port: 9700 });
+    expect(resolveSettings({ http: 'off' }, {}).settings.http).toBeNull();
+  });
+
+  it('names the closest valid key for an unknown one', () => {
+    expect(errorOf(() => resolveSettings({ config: configFile('dataDr: /x\n') }, {})).message).toMatch(/unknown key "dataDr".*did you mean "dataDir"/);
+    expect(errorOf(() => resolveSettings({ config: configFile('listeners:\n  rill:\n    adverstise: a:1\n') }, {})).message).toMatch(/did you mean "advertise"/);
+    expect(errorOf(() => resolveSettings({ config: configFile('log:\n  levle: info\n') }, {})).message).toMatch(/did you mean "log.level"/);
+  });
+
+  it('rejects bad values naming where they came from', () => {
+    expect(errorOf(() => resolveSettings({ port: '70000' }, {})).message).toMatch(/--port must be an integer in 0..65535/);
+    expect(errorOf(() => resolveSettings({ logLevel: 'verbose' }, {})).message).toMatch(/flag --log-level: expected one of debug, info, warn, error/);
+    expect(errorOf(() => resolveSettings({}, { RILL_NODE_ID: 'x' })).message).toMatch(/environment variable RILL_NODE_ID: expected an integer/);
+    expect(errorOf(() => resolveSettings({ config: configFile('shutdownGraceMs: -5\n') }, {})).message).toMatch(/rill\.yaml: key shutdownGraceMs: expected an integer/);
+    expect(errorOf(() => resolveSettings({ advertise: '0.0.0.0:9092' }, {})).message).toMatch(/not an address a client can connect to/);
+    expect(errorOf(() => resolveSettings({ listen: '127.0.0.1:1', port: '2' }, {})).message).toMatch(/not both/);
+  });
+
+  it('reports a malformed file with its name and line', () => {
+    const file = configFile('dataDir: /x\nlisteners:\n  rill:\n    listen: [unclosed\n');
+    expect(errorOf(() => resolveSettings({ config: file }, {})).message).toMatch(/rill\.yaml line \d+ column \d+ is not valid YAML/);
+    expect(errorOf(() => resolveSettings({ config: '/nonexistent/rill.yaml' }, {})).message).toMatch(/cannot read config file \/nonexistent\/rill\.yaml/);
+  });
+
+  it('warns about RILL_* variables it does not know', () => {
+    expect(resolveSettings({}, { RILL_DATA_DIRS: '/x' }).warnings[0]).toMatch(/RILL_DATA_DIRS.*did you mean "RILL_DATA_DIR"/);
+  });
+
+  it('throws only SettingsError for any file content (property)', () => {
+    const dir = tempDir('settings-fuzz');
+    const file = path.join(dir, 'rill.yaml');
+    const line = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.tuple(fc.constantFrom('dataDir', 'nodeId', 'listeners', '  rill', '    listen', 'http', '  listen', 'log', '  level', 'shutdownGraceMs', 'x'), fc.string({ maxLength: 20 })).map(([k, v]) => `${k}: ${v}`),
+    );
+    fc.assert(fc.property(fc.array(line, { maxLength: 8 }), (lines) => {
+      fs.writeFileSync(file, lines.join('\n'));
+      try {
+        readConfigFile(file);
+        resolveSettings({ config: file }, {});
+      } catch (error) {
+        if (!(error instanceof SettingsError)) throw error;
+      }
+    }), { numRuns: 300 });
+  });
+
+  it('is documented by the table in the README, generated from the code', () => {
+    const readme = fs.readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
+    const table = settingsTableMarkdown();
+    expect(readme.includes(table), `README.md must contain this table, generated from src/broker/settings.ts:\n\n${table}\n`).toBe(true);
+  });
+});
