@@ -291,7 +291,13 @@ export function readConfigFile(file: string): Map<string, unknown> {
     const line = first.linePos?.[0];
     throw new SettingsError(`config file ${file}${line === undefined ? '' : ` line ${line.line} column ${line.col}`} is not valid YAML: ${first.message.split('\n')[0]}`);
   }
-  const root: unknown = document.toJS();
+  let root: unknown;
+  try {
+    // maxAliasCount bounds alias expansion ("billion laughs").
+    root = document.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    throw new SettingsError(`config file ${file} is not valid YAML: ${(error as Error).message}`);
+  }
   if (root === null || root === undefined) return new Map();
   const values = new Map<string, unknown>();
   flatten(root, '', values, file);
