@@ -7,7 +7,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Admin, PartitionReader, Producer, RillError } from '../../src/client/index.js';
+import { Admin, Cluster, PartitionReader, Producer, RillError } from '../../src/client/index.js';
+import { errorCodeOf } from '../../src/lib/errors.js';
+import { ApiKey } from '../../src/wire/apis.js';
+import { decodeDescribeConfigsResponse } from '../../src/wire/admin-ops.js';
 import { Broker } from '../../src/broker/broker.js';
 import { startBroker, tempDir, type BrokerProcess } from '../helpers/broker-process.js';
 
@@ -268,6 +271,15 @@ describe('describe broker config', () => {
       expect(entries.map((e) => e.name)).toEqual(['dataDir', 'host', 'port', 'nodeId', 'housekeepingIntervalMs', 'shutdownGraceMs']);
       expect(entries.every((e) => e.source === 'default' && !e.secret)).toBe(true);
       expect(entries.find((e) => e.name === 'dataDir')!.value).toBe(dataDir);
+      // A topic resource: its config, 'topic' where it differs from the default.
+      await admin.createTopics([{ topic: 'described', partitions: 1, config: { 'retention.ms': 60_000 } }]);
+      const cluster = new Cluster({ bootstrap: `127.0.0.1:${broker.port}` });
+      const request = { resources: [{ type: 'topic', name: 'described' }, { type: 'topic', name: 'missing' }] };
+      const [found, missing] = await cluster.anyConnection().call(ApiKey.DescribeConfigs, request, decodeDescribeConfigsResponse);
+      cluster.close();
+      expect(found!.entries.find((e) => e.name === 'retentionMs')).toEqual({ name: 'retentionMs', value: 60_000, source: 'topic', secret: false });
+      expect(found!.entries.find((e) => e.name === 'segmentBytes')!.source).toBe('default');
+      expect(missing!.errorCode).toBe(errorCodeOf('UNKNOWN_TOPIC_OR_PARTITION'));
     } finally {
       admin.close();
       await broker.stop();
