@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Admin, Cluster, PartitionReader, Producer, RillError } from '../../src/client/index.js';
+import { Admin, Cluster, Consumer, PartitionReader, Producer, RillError } from '../../src/client/index.js';
 import { errorCodeOf } from '../../src/lib/errors.js';
 import { ApiKey } from '../../src/wire/apis.js';
 import { decodeDescribeConfigsResponse } from '../../src/wire/admin-ops.js';
@@ -178,6 +178,20 @@ describe('add partitions', () => {
     await admin.createTopics([{ topic, partitions: 1 }]);
     const producer = new Producer({ bootstrap: broker.bootstrap, acks: 'all', lingerMs: 0, metadataMaxAgeMs: 50 });
     expect((await producer.send({ topic, key: 'before', value: 'x' })).partition).toBe(0);
+    // A group member subscribed before the change: the group rebalances and it is given the new
+    // partitions (resolved when it has consumed from all four).
+    const consumer = new Consumer({ bootstrap: broker.bootstrap, groupId: 'growing-readers', fromBeginning: true, maxWaitMs: 100 });
+    consumer.on('error', () => undefined);
+    consumer.subscribe([topic]);
+    const consumedPartitions = new Set<number>();
+    let allConsumed!: () => void;
+    const consumedFromAll = new Promise<void>((resolve) => (allConsumed = resolve));
+    void consumer.run({
+      eachMessage: async (message) => {
+        consumedPartitions.add(message.partition);
+        if (consumedPartitions.size === 4) allConsumed();
+      },
+    });
 
     expect((await rejection(admin.createPartitions(topic, 1))).code).toBe('INVALID_PARTITIONS');
     expect((await rejection(admin.createPartitions('no-such-topic', 2))).code).toBe('UNKNOWN_TOPIC_OR_PARTITION');
@@ -192,6 +206,9 @@ describe('add partitions', () => {
       seen.add(ack.partition);
     }
     expect([...seen].sort()).toEqual([0, 1, 2, 3]);
+    await consumedFromAll;
+    expect((await admin.describeGroup('growing-readers')).members[0]!.assigned).toEqual([{ topic, partitions: [0, 1, 2, 3] }]);
+    await consumer.close();
     await producer.close();
     admin.close();
   });
