@@ -132,9 +132,11 @@ export class PartitionManager {
       partitions.push(...added);
       return grown;
     } catch (error) {
+      // The new partitions are empty: remove them, or the next start would adopt their directories.
       for (const partition of added) {
         try {
           partition.close();
+          fs.rmSync(partitionDir(this.dataDir, name, partition.index), { recursive: true, force: true });
         } catch {
           // Reporting the first failure.
         }
