@@ -38,6 +38,7 @@ export class Cluster {
   /** When each cached topic's metadata must be refreshed (Date.now() ms). */
   private readonly staleAtMs = new Map<string, number>();
   private readonly metadataMaxAgeMs: number;
+  private closed = false;
   readonly clientId: string;
 
   constructor(readonly options: ClientOptions = {}) {
@@ -137,7 +138,8 @@ export class Cluster {
    * the next try, so a broker that is down is not asked once per record.
    */
   private refreshInBackground(name: string): void {
-    if (this.refreshing.has(name)) return;
+    // After close() a refresh would open a new connection that nothing closes.
+    if (this.closed || this.refreshing.has(name)) return;
     this.topic(name, true).catch(() => {
       if (!this.topics.has(name)) return;
       this.staleAtMs.set(name, Date.now() + Math.min(this.metadataMaxAgeMs, metadataRetryBackoffMs));
@@ -152,6 +154,7 @@ export class Cluster {
   }
 
   close(): void {
+    this.closed = true;
     for (const connection of this.connections.values()) connection.close();
     this.connections.clear();
   }
