@@ -19,6 +19,7 @@ import { handleInitProducerId, handleProduce } from './handlers/produce.js';
 import { ProducerStates } from './producer-state.js';
 import { handleFetch } from './handlers/fetch.js';
 import { handleApiVersions, handleCreateTopics, handleDeleteTopics, handleListOffsets, handleMetadata } from './handlers/admin.js';
+import { handleAlterConfigs, handleCreatePartitions, handleDeleteRecords, handleDescribeConfigs, type BrokerConfigEntry } from './handlers/admin-ops.js';
 
 /**
  * How often members heartbeat. Plain heartbeats persist nothing, so this is cheap; it bounds how
@@ -226,6 +227,11 @@ export class Broker {
       case ApiKey.ListGroups: return this.groupHost().handleListGroups();
       case ApiKey.DescribeGroups: return this.groupHost().handleDescribeGroups(context);
       case ApiKey.ResetGroupOffsets: return this.groupHost().handleResetOffsets(context);
+      case ApiKey.DeleteGroups: return this.groupHost().handleDeleteGroups(context);
+      case ApiKey.IncrementalAlterConfigs: return handleAlterConfigs(context, this.partitions);
+      case ApiKey.DescribeConfigs: return handleDescribeConfigs(context, this.partitions, () => this.effectiveConfig());
+      case ApiKey.CreatePartitions: return handleCreatePartitions(context, this.partitions, () => this.onTopicsChanged());
+      case ApiKey.DeleteRecords: return handleDeleteRecords(context, this.partitions);
       default: throw new RillError('UNSUPPORTED_VERSION', `api key ${apiKey} is not supported by this broker`);
     }
   };
@@ -238,6 +244,13 @@ export class Broker {
     // one it can reach again (advertising 0.0.0.0 would send it nowhere).
     const host = config.advertisedHost ?? (isWildcard(config.host) ? context.connection.socket.localAddress ?? config.host : config.host);
     return { nodeId: this.config.nodeId, host, port: config.advertisedPort ?? port };
+  }
+
+  /** For DescribeConfigs: the resolved configuration when the CLI passed one, else the main fields as defaults. */
+  private effectiveConfig(): readonly BrokerConfigEntry[] {
+    if (this.config.effectiveConfig !== undefined) return this.config.effectiveConfig;
+    const { dataDir, host, port, nodeId, housekeepingIntervalMs, shutdownGraceMs } = this.config;
+    return Object.entries({ dataDir, host, port, nodeId, housekeepingIntervalMs, shutdownGraceMs }).map(([name, value]) => ({ name, value, source: 'default' }));
   }
 
   private groupHost(): GroupHost {

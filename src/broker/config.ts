@@ -36,6 +36,11 @@ export interface BrokerConfig {
   shutdownGraceMs: number;
   /** The file layer under every partition log; tests inject faults (ENOSPC, EIO) through it. */
   fileOps?: FileOps | undefined;
+  /**
+   * The configuration as resolved from defaults, file, environment and flags, for
+   * DescribeConfigs; when absent, the broker lists its main fields with source 'default'.
+   */
+  effectiveConfig?: { name: string; value: unknown; source: string; secret?: boolean }[];
   /** Logs go here; the CLI prints them to stderr. */
   log: Log;
 }

@@ -10,6 +10,7 @@ import { requestHeaderBytes } from '../lib/limits.js';
 import { Coordinator, type CoordinatorOptions } from '../coordinator/coordinator.js';
 import type { GroupRecord } from '../coordinator/records.js';
 import { decodeMsgpack } from '../wire/msgpack.js';
+import { decodeDeleteGroupsRequest } from '../wire/admin-ops.js';
 import {
   decodeDescribeGroupsRequest, decodeFindCoordinatorRequest, decodeHeartbeatRequest, decodeOffsetCommitRequest,
   decodeOffsetFetchRequest, decodeResetOffsetsRequest, flatten, groupByTopic,
@@ -209,6 +210,27 @@ export class GroupHost {
     });
     await this.persist(this.coordinator.resetOffsets(request.groupId, offsets, Date.now()));
     return msgpackReply({ partitions: offsets.map((o) => ({ partition: o.partition, offset: o.offset })) });
+  }
+
+  /**
+   * DeleteGroups: each group is deleted only while it has no live members (NON_EMPTY_GROUP), and
+   * only once its tombstone is fsynced in the group log; replay and compaction drop it and its
+   * committed offsets. GROUP_ID_NOT_FOUND for a group the coordinator does not know.
+   */
+  async handleDeleteGroups(context: RequestContext): Promise<Reply> {
+    this.available();
+    const request = decodeDeleteGroupsRequest(body(context));
+    const groups = [];
+    for (const groupId of request.groupIds) {
+      try {
+        await this.persist(this.coordinator.deleteGroup(groupId));
+        groups.push({ groupId, errorCode: 0, errorMessage: '' });
+      } catch (error) {
+        if (!(error instanceof RillError)) throw error;
+        groups.push({ groupId, errorCode: error.errorCode, errorMessage: error.message });
+      }
+    }
+    return msgpackReply({ groups });
   }
 
   async close(): Promise<void> {

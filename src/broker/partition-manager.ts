@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RillError } from '../lib/errors.js';
 import { defaultTopicConfig, type TopicConfig } from '../wire/control.js';
+import { alterTopicConfig, type ConfigEntries } from '../wire/topic-config.js';
 import { PartitionLog } from '../storage/partition-log.js';
 import type { FileOps } from '../storage/file-ops.js';
 import { Partition } from './partition.js';
@@ -41,16 +42,18 @@ export class PartitionManager {
 
   private openTopic(topic: TopicDefinition, recover: boolean): void {
     const partitions: Partition[] = [];
-    for (let index = 0; index < topic.partitions; index++) {
-      const dir = partitionDir(this.dataDir, topic.name, index);
-      fs.mkdirSync(dir, { recursive: true });
-      const log = this.openLog(topic.name, index, topic.config, recover);
-      // After an fsync failure the partition reopens its log with recovery (see partition.ts),
-      // with the topic's config as it is then.
-      const reopen = (): PartitionLog => this.openLog(topic.name, index, this.registry.get(topic.name)?.config ?? topic.config, true);
-      partitions.push(new Partition(topic.name, index, log, reopen, this.log));
-    }
+    for (let index = 0; index < topic.partitions; index++) partitions.push(this.openPartition(topic.name, index, topic.config, recover));
     this.partitions.set(topic.name, partitions);
+  }
+
+  private openPartition(topic: string, index: number, config: TopicConfig, recover: boolean): Partition {
+    const dir = partitionDir(this.dataDir, topic, index);
+    fs.mkdirSync(dir, { recursive: true });
+    const log = this.openLog(topic, index, config, recover);
+    // After an fsync failure the partition reopens its log with recovery (see partition.ts),
+    // with the topic's config as it is then.
+    const reopen = (): PartitionLog => this.openLog(topic, index, this.registry.get(topic)?.config ?? config, true);
+    return new Partition(topic, index, log, reopen, this.log);
   }
 
   private openLog(topic: string, index: number, config: TopicConfig, recover: boolean): PartitionLog {
@@ -87,6 +90,59 @@ export class PartitionManager {
     fsyncDirectory(topicsDir(this.dataDir));
     this.registry.add(definition);
     return definition;
+  }
+
+  /**
+   * IncrementalAlterConfigs: sets `set`, resets `reset` to defaults, persists the registry, then
+   * hands the new config to every open log (rolls, retention and the flush policy use it from
+   * their next decision). Returns the new config. INVALID_CONFIG, UNKNOWN_TOPIC_OR_PARTITION.
+   */
+  alterConfig(name: string, set: ConfigEntries, reset: readonly string[]): TopicConfig {
+    const definition = this.registry.get(name);
+    if (definition === undefined) throw new RillError('UNKNOWN_TOPIC_OR_PARTITION', `topic "${name}" does not exist`);
+    const config = alterTopicConfig(definition.config, set, reset);
+    this.registry.update({ ...definition, config });
+    for (const partition of this.partitions.get(name) ?? []) {
+      // An offline partition reopens with the registry's config, which is already the new one.
+      if (!partition.isOffline) partition.log.updateConfig(config);
+    }
+    return config;
+  }
+
+  /**
+   * CreatePartitions: grows the topic to `totalCount` partitions (never shrinks). The new
+   * partitions are created and opened before the registry names them (as create() does).
+   * Keyed records map by the new count from then on. INVALID_PARTITIONS, UNKNOWN_TOPIC_OR_PARTITION.
+   */
+  addPartitions(name: string, totalCount: number): TopicDefinition {
+    const definition = this.registry.get(name);
+    const partitions = this.partitions.get(name);
+    if (definition === undefined || partitions === undefined) throw new RillError('UNKNOWN_TOPIC_OR_PARTITION', `topic "${name}" does not exist`);
+    const countProblem = partitionCountProblem(totalCount);
+    if (countProblem !== null) throw new RillError('INVALID_PARTITIONS', countProblem);
+    if (totalCount <= definition.partitions) {
+      throw new RillError('INVALID_PARTITIONS', `topic "${name}" has ${definition.partitions} partitions; the new count must be greater (partitions are never removed)`);
+    }
+    const added: Partition[] = [];
+    try {
+      for (let index = definition.partitions; index < totalCount; index++) added.push(this.openPartition(name, index, definition.config, true));
+      fsyncDirectory(path.join(topicsDir(this.dataDir), name));
+      const grown = { ...definition, partitions: totalCount };
+      this.registry.update(grown);
+      partitions.push(...added);
+      return grown;
+    } catch (error) {
+      // The new partitions are empty: remove them, or the next start would adopt their directories.
+      for (const partition of added) {
+        try {
+          partition.close();
+          fs.rmSync(partitionDir(this.dataDir, name, partition.index), { recursive: true, force: true });
+        } catch {
+          // Reporting the first failure.
+        }
+      }
+      throw error instanceof RillError ? error : new RillError('STORAGE_ERROR', `adding partitions to "${name}": ${(error as Error).message}`, { cause: error });
+    }
   }
 
   /** Removes the topic at once; its files are renamed aside and deleted in the background. */

@@ -179,6 +179,20 @@ export class Partition {
     this.publish();
   }
 
+  /**
+   * DeleteRecords: moves the log start to `beforeOffset` (-1: the high watermark). Only visible
+   * records can be deleted: above the high watermark is OFFSET_OUT_OF_RANGE. Flushes first
+   * through flush() so that an fsync failure takes the usual reopen path. Returns the new start.
+   */
+  async deleteRecordsBefore(beforeOffset: number): Promise<number> {
+    const target = beforeOffset === -1 ? this.visibleEnd : beforeOffset;
+    if (target < 0 || target > this.visibleEnd) {
+      throw new RillError('OFFSET_OUT_OF_RANGE', `${this.topic}/${this.index}: offset ${beforeOffset} is above the high watermark ${this.visibleEnd}`);
+    }
+    if (target > this.log.flushedOffset) await this.flush();
+    return this.log.deleteRecordsBefore(target);
+  }
+
   /** Closes the log for shutdown or deletion; throws STORAGE_ERROR if it did not close durably. */
   close(): void {
     if (this.offline !== null) throw this.offline;

@@ -76,6 +76,19 @@ export class TopicRegistry {
     this.persist();
   }
 
+  /** Replaces a known topic's definition (new config or partition count) and persists it. */
+  update(definition: TopicDefinition): void {
+    const previous = this.topics.get(definition.name);
+    if (previous === undefined) throw new RillError('UNKNOWN_TOPIC_OR_PARTITION', `topic "${definition.name}" does not exist`);
+    this.topics.set(definition.name, definition);
+    try {
+      this.persist();
+    } catch (error) {
+      this.topics.set(definition.name, previous);
+      throw new RillError('STORAGE_ERROR', `topics.json could not be written: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
   remove(name: string): void {
     this.topics.delete(name);
     this.persist();

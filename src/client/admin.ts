@@ -1,8 +1,15 @@
-/** Admin: create, delete, list and describe topics; list offsets. */
+/**
+ * Admin: create, delete, list and describe topics; list offsets; alter topic config, add
+ * partitions, delete records and groups; describe the broker's configuration. Errors are
+ * RillErrors carrying the broker's code.
+ */
 import { RillError } from '../lib/errors.js';
 import { ApiKey, OffsetSpec } from '../wire/apis.js';
 import { decodeListOffsetsResponse, decodeTopicResults, type TopicConfig } from '../wire/control.js';
 import { Cluster, type ClientOptions } from './cluster.js';
+import {
+  decodeAlterConfigsResponse, decodeDeleteGroupsResponse, decodeDeleteRecordsResponse, decodeDescribeConfigsResponse,
+} from '../wire/admin-ops.js';
 import {
   decodeDescribeGroupsResponse, decodeListGroupsResponse, decodeOffsetFetchResponse, decodeResetOffsetsResponse,
   type FetchedOffsetBody, type GroupDescriptionBody, type GroupListingBody,
@@ -11,7 +18,16 @@ import {
 export interface NewTopic {
   topic: string;
   partitions: number;
-  config?: Partial<TopicConfig>;
+  /** Rill keys (retentionMs) or Kafka's names (retention.ms); integers or decimal strings. */
+  config?: Partial<TopicConfig> | Record<string, string | number>;
+}
+
+/** One line of DescribeConfigs for the broker; secret values are null. */
+export interface BrokerConfigEntry {
+  name: string;
+  value: unknown;
+  source: string;
+  secret: boolean;
 }
 
 export interface TopicDescription {
@@ -101,6 +117,59 @@ export class Admin {
     return this.cluster.anyConnection().call(ApiKey.ResetGroupOffsets, request, decodeResetOffsetsResponse);
   }
 
+  /**
+   * Sets config keys of a topic (Rill or Kafka names; integers or decimal strings) and resets
+   * others to their defaults; applied to the open partitions at once and persisted. Returns the
+   * topic's new effective config. INVALID_CONFIG names the closest valid key for a typo.
+   */
+  async alterTopicConfig(topic: string, set: Record<string, string | number>, reset: string[] = []): Promise<TopicConfig> {
+    const request = { resources: [{ type: 'topic', name: topic, set, reset }] };
+    const [result] = await this.cluster.anyConnection().call(ApiKey.IncrementalAlterConfigs, request, decodeAlterConfigsResponse);
+    if (result === undefined) throw new RillError('MALFORMED_RESPONSE', 'IncrementalAlterConfigs answered no resource');
+    if (result.errorCode !== 0) throw RillError.fromCode(result.errorCode, stripCode(result.errorMessage) || `topic "${topic}"`);
+    if (result.config === null) throw new RillError('MALFORMED_RESPONSE', 'IncrementalAlterConfigs answered no config');
+    return result.config;
+  }
+
+  /**
+   * Grows a topic to `totalCount` partitions (INVALID_PARTITIONS unless greater than now).
+   * Keyed records map by the new count from then on; clients see the new partitions within
+   * their metadataMaxAgeMs.
+   */
+  async createPartitions(topic: string, totalCount: number): Promise<void> {
+    const results = await this.cluster.anyConnection().call(ApiKey.CreatePartitions, { topics: [{ name: topic, count: totalCount }] }, decodeTopicResults);
+    this.cluster.forget(topic);
+    throwFirst(results);
+  }
+
+  /** Deletes a group with its committed offsets; NON_EMPTY_GROUP while it has live members, GROUP_ID_NOT_FOUND if unknown. */
+  async deleteGroup(groupId: string): Promise<void> {
+    const [result] = await this.cluster.anyConnection().call(ApiKey.DeleteGroups, { groupIds: [groupId] }, decodeDeleteGroupsResponse);
+    if (result === undefined) throw new RillError('MALFORMED_RESPONSE', 'DeleteGroups answered no group');
+    if (result.errorCode !== 0) throw RillError.fromCode(result.errorCode, stripCode(result.errorMessage) || `group "${groupId}"`);
+  }
+
+  /**
+   * Deletes the records of one partition below `beforeOffset` (-1n: below the high watermark);
+   * returns the partition's new log start offset. OFFSET_OUT_OF_RANGE above the high watermark.
+   */
+  async deleteRecords(topic: string, partition: number, beforeOffset: bigint): Promise<{ lowWatermark: bigint }> {
+    const request = { topics: [{ name: topic, partitions: [{ partition, beforeOffset }] }] };
+    const response = await this.cluster.anyConnection().call(ApiKey.DeleteRecords, request, decodeDeleteRecordsResponse);
+    const result = response[0]?.partitions[0];
+    if (result === undefined) throw new RillError('MALFORMED_RESPONSE', 'DeleteRecords answered no partition');
+    if (result.errorCode !== 0) throw RillError.fromCode(result.errorCode, stripCode(result.errorMessage) || `${topic}/${partition}`);
+    return { lowWatermark: result.lowWatermark };
+  }
+
+  /** The broker's effective configuration, with where each value came from; secret values are null. */
+  async describeBrokerConfig(): Promise<BrokerConfigEntry[]> {
+    const [result] = await this.cluster.anyConnection().call(ApiKey.DescribeConfigs, { resources: [{ type: 'broker', name: '' }] }, decodeDescribeConfigsResponse);
+    if (result === undefined) throw new RillError('MALFORMED_RESPONSE', 'DescribeConfigs answered no resource');
+    if (result.errorCode !== 0) throw RillError.fromCode(result.errorCode, stripCode(result.errorMessage) || 'broker config');
+    return result.entries;
+  }
+
   close(): void {
     if (this.ownsCluster) this.cluster.close();
   }
@@ -108,5 +177,10 @@ export class Admin {
 
 function throwFirst(results: { name: string; errorCode: number; errorMessage: string }[]): void {
   const failed = results.find((r) => r.errorCode !== 0);
-  if (failed !== undefined) throw RillError.fromCode(failed.errorCode, failed.errorMessage.replace(/^[A-Z_]+: /, '') || failed.name);
+  if (failed !== undefined) throw RillError.fromCode(failed.errorCode, stripCode(failed.errorMessage) || failed.name);
+}
+
+/** The broker's messages start with the code name, which RillError adds again. */
+function stripCode(message: string): string {
+  return message.replace(/^[A-Z_]+: /, '');
 }

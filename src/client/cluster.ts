@@ -1,6 +1,8 @@
 /**
  * What a client knows about the cluster: one connection per broker, and topic metadata (partition
- * counts and leaders) cached until an error says it is stale. Partitions are routed to the
+ * counts and leaders) cached until an error says it is stale or it is older than
+ * metadataMaxAgeMs (then refreshed in the background, so partitions added to a topic reach
+ * long-lived producers and readers without a restart). Partitions are routed to the
  * broker the metadata names as leader, so clients keep working when Rill grows past one broker.
  */
 import { RillError } from '../lib/errors.js';
@@ -16,7 +18,16 @@ export interface ClientOptions {
   connectTimeoutMs?: number;
   /** Default 30 000 ms. */
   requestTimeoutMs?: number;
+  /**
+   * Cached topic metadata older than this is refreshed (in the background: sends keep using
+   * the old metadata meanwhile), like Kafka's metadata.max.age.ms. Default 30 000 ms.
+   */
+  metadataMaxAgeMs?: number;
 }
+
+export const metadataMaxAgeMsDefault = 30_000;
+/** After a failed background refresh, the next one waits this long (or metadataMaxAgeMs if shorter). */
+const metadataRetryBackoffMs = 1000;
 
 export class Cluster {
   private readonly bootstrap: BrokerAddress[];
@@ -24,6 +35,10 @@ export class Cluster {
   private brokers = new Map<number, BrokerInfo>();
   private readonly topics = new Map<string, TopicMetadata>();
   private readonly refreshing = new Map<string, Promise<TopicMetadata>>();
+  /** When each cached topic's metadata must be refreshed (Date.now() ms). */
+  private readonly staleAtMs = new Map<string, number>();
+  private readonly metadataMaxAgeMs: number;
+  private closed = false;
   readonly clientId: string;
 
   constructor(readonly options: ClientOptions = {}) {
@@ -31,6 +46,10 @@ export class Cluster {
     if (list.length === 0) throw new RillError('INVALID_ARGUMENT', 'bootstrap needs at least one HOST:PORT');
     this.bootstrap = list.map(parseAddress);
     this.clientId = options.clientId ?? 'rill-client';
+    this.metadataMaxAgeMs = options.metadataMaxAgeMs ?? metadataMaxAgeMsDefault;
+    if (!Number.isSafeInteger(this.metadataMaxAgeMs) || this.metadataMaxAgeMs < 0) {
+      throw new RillError('INVALID_ARGUMENT', `metadataMaxAgeMs ${String(options.metadataMaxAgeMs)} is not a non-negative integer`);
+    }
   }
 
   /** A connection per broker address, opened lazily. `key` separates purposes (e.g. long-poll fetches). */
@@ -57,9 +76,15 @@ export class Cluster {
   async metadata(topics: string[] | null): Promise<MetadataResponse> {
     const response = await this.anyConnection().call(ApiKey.Metadata, { topics }, decodeMetadataResponse);
     this.brokers = new Map(response.brokers.map((b) => [b.nodeId, b]));
+    const staleAtMs = Date.now() + this.metadataMaxAgeMs;
     for (const topic of response.topics) {
-      if (topic.errorCode === 0) this.topics.set(topic.name, topic);
-      else this.topics.delete(topic.name);
+      if (topic.errorCode === 0) {
+        this.topics.set(topic.name, topic);
+        this.staleAtMs.set(topic.name, staleAtMs);
+      } else {
+        this.topics.delete(topic.name);
+        this.staleAtMs.delete(topic.name);
+      }
     }
     this.lastTopic = undefined;
     return response;
@@ -68,7 +93,10 @@ export class Cluster {
   /** Cached metadata of one topic; throws the broker's error (e.g. UNKNOWN_TOPIC_OR_PARTITION). */
   async topic(name: string, refresh = false): Promise<TopicMetadata> {
     const cached = this.topics.get(name);
-    if (cached !== undefined && !refresh) return cached;
+    if (cached !== undefined && !refresh) {
+      if (this.isStale(name)) this.refreshInBackground(name);
+      return cached;
+    }
     let pending = this.refreshing.get(name);
     if (pending === undefined) {
       pending = this.metadata([name]).then((response) => {
@@ -85,20 +113,48 @@ export class Cluster {
   /** The hot path asks for the same topic record after record: remember the last answer. */
   private lastTopic: TopicMetadata | undefined;
 
+  private lastTopicStaleAtMs = 0;
+
+  /** The cached metadata, even if old; old metadata is refreshed in the background. */
   cachedTopic(name: string): TopicMetadata | undefined {
     const last = this.lastTopic;
-    if (last !== undefined && last.name === name) return last;
+    if (last !== undefined && last.name === name) {
+      if (Date.now() >= this.lastTopicStaleAtMs) this.refreshInBackground(name);
+      return last;
+    }
     const topic = this.topics.get(name);
     this.lastTopic = topic;
+    this.lastTopicStaleAtMs = this.staleAtMs.get(name) ?? 0;
+    if (topic !== undefined && this.isStale(name)) this.refreshInBackground(name);
     return topic;
+  }
+
+  private isStale(name: string): boolean {
+    return Date.now() >= (this.staleAtMs.get(name) ?? 0);
+  }
+
+  /**
+   * One refresh at a time per topic. A failure keeps the old metadata and waits a little before
+   * the next try, so a broker that is down is not asked once per record.
+   */
+  private refreshInBackground(name: string): void {
+    // After close() a refresh would open a new connection that nothing closes.
+    if (this.closed || this.refreshing.has(name)) return;
+    this.topic(name, true).catch(() => {
+      if (!this.topics.has(name)) return;
+      this.staleAtMs.set(name, Date.now() + Math.min(this.metadataMaxAgeMs, metadataRetryBackoffMs));
+      this.lastTopic = undefined;
+    });
   }
 
   forget(name: string): void {
     this.topics.delete(name);
+    this.staleAtMs.delete(name);
     this.lastTopic = undefined;
   }
 
   close(): void {
+    this.closed = true;
     for (const connection of this.connections.values()) connection.close();
     this.connections.clear();
   }

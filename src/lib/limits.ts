@@ -28,6 +28,8 @@ export const topicsMax = 10_000;
 /** Most topics/partitions named in one request. */
 export const requestTopicsMax = 1000;
 export const requestPartitionsMax = 10_000;
+/** Most groups named in one DeleteGroups request. */
+export const requestGroupsMax = 100;
 
 /** Requests a connection may have in progress before the broker stops reading from it. */
 export const connectionInFlightRequestsMax = 64;
@@ -55,6 +57,11 @@ export const indexIntervalBytes = 4096;
 /** Segment size bounds a topic may configure. */
 export const segmentBytesMin = 1024;
 export const segmentBytesMax = 1024 * 1024 * 1024;
+
+/** Topic config entries: most in one map, longest name and longest string value. */
+export const configEntriesMax = 64;
+export const configNameBytesMax = 255;
+export const configValueBytesMax = 255;
 
 /** Most entries in a MessagePack array or map in a control body. */
 export const bodyArrayLengthMax = 100_000;

@@ -19,11 +19,12 @@ import type { TopicConfig } from '../wire/control.js';
 import { readBatchSize, readLastOffsetDelta, stampBaseOffset } from '../wire/record-batch.js';
 import { type FileOps, nodeFileOps } from './file-ops.js';
 import { writeCheckpoint } from './checkpoint.js';
+import { readLogStart, writeLogStart } from './log-start.js';
 import { GroupCommit, type FlushRound } from './group-commit.js';
 import { type RecoveryReport, loadLog } from './recovery.js';
 import { Segment } from './segment.js';
 import { type ReadResult, emptyRead, offsetOutOfRange, readSegment } from './segment-reader.js';
-import { storageError } from './storage-errors.js';
+import { storageError, writeError } from './storage-errors.js';
 
 export interface PartitionLogOptions {
   /** Scan and repair the tail. Pass false only after a clean shutdown (close() returned normally). */
@@ -68,6 +69,8 @@ export class PartitionLog {
   /** Segments deleted by retention while an fsync round may still use their descriptors. */
   private retiredSegments: Segment[] = [];
   private readonly groupCommit: GroupCommit;
+  /** The start moved by deleteRecordsBefore (persisted in log-start-offset); retention may pass it. */
+  private logStartValue: number;
 
   private constructor(
     readonly dir: string,
@@ -77,8 +80,10 @@ export class PartitionLog {
     private readonly log: (message: string) => void,
     segments: Segment[],
     readonly recovery: RecoveryReport,
+    logStartOffset: number,
   ) {
     this.segments = segments;
+    this.logStartValue = logStartOffset;
     this.flushedOffsetValue = this.active.nextOffset;
     this.groupCommit = new GroupCommit(() => this.beginFlushRound());
   }
@@ -88,8 +93,16 @@ export class PartitionLog {
     const fileOps = options.fileOps ?? nodeFileOps;
     const clock = options.clock ?? systemClock;
     const log = options.log ?? (() => {});
-    const loaded = loadLog(fileOps, dir, options.recover, clock.nowMs(), log);
-    const partitionLog = new PartitionLog(dir, config, fileOps, clock, log, loaded.segments, loaded.report);
+    let logStart: { logStartOffset: number; problem: string | null };
+    try {
+      logStart = readLogStart(fileOps, dir);
+    } catch (err) {
+      throw storageError(err, `reading the log start of ${dir}`);
+    }
+    if (logStart.problem !== null) log(`${dir}: ${logStart.problem}; the log starts at its first segment`);
+    const loaded = loadLog(fileOps, dir, options.recover, clock.nowMs(), log, logStart.logStartOffset);
+    settleLogStart(fileOps, dir, loaded.segments, logStart.logStartOffset, clock.nowMs(), log);
+    const partitionLog = new PartitionLog(dir, config, fileOps, clock, log, loaded.segments, loaded.report, logStart.logStartOffset);
     if (loaded.createdFresh) {
       partitionLog.directoryDirty = true;
       partitionLog.parentDirectoryDirty = true;
@@ -106,8 +119,9 @@ export class PartitionLog {
     }
   }
 
+  /** The first offset a reader may ask for: moved by deleteRecordsBefore and by retention. */
   get logStartOffset(): number {
-    return this.segments[0]!.baseOffset;
+    return Math.max(this.logStartValue, this.segments[0]!.baseOffset);
   }
 
   /** The log end offset: the offset the next appended record gets. */
@@ -377,7 +391,7 @@ export class PartitionLog {
     for (const segment of this.segments) {
       if (segment.isEmpty || segment.ensureMaxTimestamp() < timestampMs) continue;
       const found = segment.findTimestamp(timestampMs);
-      if (found !== undefined) return found;
+      if (found !== undefined) return Math.max(found, this.logStartOffset);
     }
     return this.nextOffset;
   }
@@ -402,6 +416,45 @@ export class PartitionLog {
       }
     }
     return result;
+  }
+
+  /**
+   * Moves the log start offset to `offset` (DeleteRecords): records below it are gone for good.
+   * Order, so that a crash at any point never brings them back and never loses others:
+   *   1. everything below `offset` is fsynced (recovery can then not cut the log below it)
+   *   2. the new start is written durably (log-start.ts)
+   *   3. readers see it; whole segments below it are deleted (the active one after a roll)
+   * A crash after 2 leaves segments that the next open deletes (settleLogStart). Returns the new
+   * log start offset; an offset at or below the current start changes nothing. Throws
+   * OFFSET_OUT_OF_RANGE above nextOffset, STORAGE_ERROR / DISK_FULL when the disk fails.
+   */
+  async deleteRecordsBefore(offset: number): Promise<number> {
+    assert(!this.closed, 'deleteRecordsBefore on a closed log');
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset > this.nextOffset) throw offsetOutOfRange(offset, this.logStartOffset, this.nextOffset);
+    if (offset <= this.logStartOffset) return this.logStartOffset;
+    if (offset > this.flushedOffsetValue) await this.flush();
+    if (this.failure !== null) throw this.failure;
+    if (this.closed || offset <= this.logStartOffset) return this.logStartOffset;
+    try {
+      writeLogStart(this.fileOps, this.dir, offset);
+    } catch (err) {
+      throw writeError(err, `writing the log start offset of ${this.dir}`);
+    }
+    this.logStartValue = offset;
+    this.deleteSegmentsBelowStart();
+    return this.logStartOffset;
+  }
+
+  /** The start is already durable: a failure here only leaves files the next open deletes. */
+  private deleteSegmentsBelowStart(): void {
+    const result: RetentionResult = { deletedSegments: 0, deletedBytes: 0 };
+    try {
+      if (this.active.nextOffset <= this.logStartValue && !this.active.isEmpty) this.roll();
+      while (this.segments.length > 1 && this.segments[0]!.nextOffset <= this.logStartValue) this.deleteOldestSegment(result);
+      if (result.deletedSegments > 0) this.fileOps.fsyncDirSync(this.dir);
+    } catch (err) {
+      this.log(`${this.dir}: deleting segments below the log start ${this.logStartValue} failed (${(err as Error).message}); the next open deletes them`);
+    }
   }
 
   private deleteOldestSegment(result: RetentionResult): void {
@@ -478,4 +531,38 @@ export class PartitionLog {
 function checkBatchArgument(batch: Buffer, recordsCount: number): void {
   assert(batch.length <= batchBytesMax && readBatchSize(batch, 0) === batch.length, 'append: batch length does not match its header');
   assert(recordsCount >= 1 && readLastOffsetDelta(batch, 0) === recordsCount - 1, 'append: recordsCount does not match the batch');
+}
+
+/**
+ * At open: segments wholly below the persisted log start are deleted (a crash came between
+ * writing the start and deleting them). If the log now ends below the start (recovery cut data
+ * that was durable: disk damage), the log restarts empty at the start, so that deleted offsets
+ * are never handed out again.
+ */
+function settleLogStart(fileOps: FileOps, dir: string, segments: Segment[], logStartOffset: number, nowMs: number, log: (message: string) => void): void {
+  if (logStartOffset <= segments[0]!.baseOffset) return;
+  const active = segments[segments.length - 1]!;
+  try {
+    if (active.nextOffset < logStartOffset) {
+      log(`${dir}: the log ends at ${active.nextOffset}, below its start ${logStartOffset}; it restarts empty at ${logStartOffset}`);
+      const fresh = Segment.create(fileOps, dir, logStartOffset, nowMs);
+      for (const segment of segments.splice(0, segments.length, fresh)) {
+        segment.closeFd();
+        segment.deleteFiles();
+      }
+      fileOps.fsyncDirSync(dir);
+      return;
+    }
+    let deleted = 0;
+    while (segments.length > 1 && segments[0]!.nextOffset <= logStartOffset) {
+      const segment = segments.shift()!;
+      segment.closeFd();
+      segment.deleteFiles();
+      deleted++;
+    }
+    if (deleted > 0) fileOps.fsyncDirSync(dir);
+  } catch (err) {
+    for (const segment of segments) segment.closeFd();
+    throw storageError(err, `deleting segments below the log start of ${dir}`);
+  }
 }

@@ -71,7 +71,8 @@ function newReport(): RecoveryReport {
   };
 }
 
-export function loadLog(fileOps: FileOps, dir: string, recover: boolean, nowMs: number, log: (message: string) => void): LoadedLog {
+/** `freshBaseOffset`: where a directory without segments starts (its log start offset, see log-start.ts). */
+export function loadLog(fileOps: FileOps, dir: string, recover: boolean, nowMs: number, log: (message: string) => void, freshBaseOffset = 0): LoadedLog {
   const context: LoadContext = { fileOps, dir, nowMs, log, report: newReport() };
   const segments: Segment[] = [];
   try {
@@ -83,7 +84,7 @@ export function loadLog(fileOps: FileOps, dir: string, recover: boolean, nowMs: 
   }
   try {
     const createdFresh = segments.length === 0;
-    if (createdFresh) segments.push(Segment.create(fileOps, dir, 0, nowMs));
+    if (createdFresh) segments.push(Segment.create(fileOps, dir, freshBaseOffset, nowMs));
     const kept = createdFresh ? segments : recover ? loadRecovering(context, segments) : loadClean(context, segments);
     prepareActive(kept[kept.length - 1]!, nowMs);
     return { segments: kept, report: context.report, createdFresh };

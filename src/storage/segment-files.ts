@@ -4,6 +4,7 @@
  *   00000000000000001234.log     segment holding batches from base offset 1234
  *   00000000000000001234.index   its sparse offset index (a cache, rebuildable)
  *   recovery-point               checkpoint of the flushed offset (checkpoint.ts)
+ *   log-start-offset             the log start offset moved by DeleteRecords (log-start.ts)
  *   *.tmp                        a write-then-rename in progress; leftovers are deleted on open
  *
  * Anything else is ignored and reported, never deleted: it is not ours.
@@ -15,6 +16,7 @@ export const logSuffix = '.log';
 export const indexSuffix = '.index';
 export const tempSuffix = '.tmp';
 export const checkpointFileName = 'recovery-point';
+export const logStartFileName = 'log-start-offset';
 
 const logNamePattern = /^(\d{20})\.log$/;
 const indexNamePattern = /^(\d{20})\.index$/;
@@ -55,7 +57,7 @@ export function classifyDirectory(names: readonly string[]): DirectoryListing {
     if (logMatch && baseOffset !== undefined) listing.segmentBaseOffsets.push(baseOffset);
     else if (indexMatch && baseOffset !== undefined) listing.indexBaseOffsets.add(baseOffset);
     else if (name.endsWith(tempSuffix)) listing.tempFiles.push(name);
-    else if (name !== checkpointFileName) listing.ignoredFiles.push(name);
+    else if (name !== checkpointFileName && name !== logStartFileName) listing.ignoredFiles.push(name);
   }
   listing.segmentBaseOffsets.sort((a, b) => a - b);
   return listing;

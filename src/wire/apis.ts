@@ -15,7 +15,12 @@ export const ApiKey = {
   ApiVersions: 18,
   CreateTopics: 19,
   DeleteTopics: 20,
+  DeleteRecords: 21,
   InitProducerId: 22,
+  DescribeConfigs: 32,
+  CreatePartitions: 37,
+  DeleteGroups: 42,
+  IncrementalAlterConfigs: 44,
   ConsumerGroupHeartbeat: 68,
   ResetGroupOffsets: 1000,
 } as const;
@@ -43,6 +48,11 @@ export const apiVersionRanges: ReadonlyMap<number, readonly [number, number]> = 
   [ApiKey.ListGroups, [0, 0]],
   [ApiKey.DescribeGroups, [0, 0]],
   [ApiKey.ResetGroupOffsets, [0, 0]],
+  [ApiKey.DeleteRecords, [0, 0]],
+  [ApiKey.DescribeConfigs, [0, 0]],
+  [ApiKey.CreatePartitions, [0, 0]],
+  [ApiKey.DeleteGroups, [0, 0]],
+  [ApiKey.IncrementalAlterConfigs, [0, 0]],
 ]);
 
 /** acks values on the wire. */

@@ -2,58 +2,23 @@
  * MessagePack bodies of the control APIs: ApiVersions, Metadata, CreateTopics, DeleteTopics,
  * ListOffsets. Field-by-field descriptions live in protocol/apis/. Decoders validate every field.
  */
-import { requestSchema as rq, responseSchema as rs, type Obj } from './schema.js';
+import { requestSchema as rq, responseSchema as rs } from './schema.js';
 import { requestTopicsMax, requestPartitionsMax, topicNameBytesMax, topicPartitionsMax, offsetMax } from '../lib/limits.js';
+import { decodeConfigEntries, defaultTopicConfig, normalizeTopicConfig, topicConfigBounds, topicConfigKeys, type ConfigEntries, type TopicConfig } from './topic-config.js';
 
 // ---- Topic configuration ---------------------------------------------------------------------
+// Keys, defaults, bounds and Kafka's dotted aliases live in topic-config.ts.
 
-/** Per-topic settings; -1 disables a limit. */
-export interface TopicConfig {
-  /** Delete whole segments whose newest record is older than this. */
-  retentionMs: number;
-  /** Delete the oldest whole segments while the partition holds more than this. */
-  retentionBytes: number;
-  /** Roll to a new segment at this size. */
-  segmentBytes: number;
-  /** Roll to a new segment when the active one is this old. */
-  segmentMs: number;
-  /** fsync data written with acks 0/1 after this many records (-1: never by count). */
-  flushMessages: number;
-  /** fsync data written with acks 0/1 at least this often (-1: leave it to the OS). */
-  flushMs: number;
-}
+export {
+  type TopicConfig, type ConfigEntries, defaultTopicConfig, topicConfigKeys, topicConfigAliases, topicConfigNames, normalizeTopicConfig,
+} from './topic-config.js';
 
-export const defaultTopicConfig: Readonly<TopicConfig> = Object.freeze({
-  retentionMs: 7 * 24 * 3600 * 1000,
-  retentionBytes: -1,
-  segmentBytes: 256 * 1024 * 1024,
-  segmentMs: 7 * 24 * 3600 * 1000,
-  flushMessages: -1,
-  flushMs: 1000,
-});
-
-const configBounds: Record<keyof TopicConfig, [number, number]> = {
-  retentionMs: [-1, Number.MAX_SAFE_INTEGER],
-  retentionBytes: [-1, Number.MAX_SAFE_INTEGER],
-  segmentBytes: [1024, 1024 * 1024 * 1024],
-  segmentMs: [1, Number.MAX_SAFE_INTEGER],
-  flushMessages: [-1, Number.MAX_SAFE_INTEGER],
-  flushMs: [-1, Number.MAX_SAFE_INTEGER],
-};
-
-export const topicConfigKeys = Object.keys(configBounds) as (keyof TopicConfig)[];
-
-/** Validates a partial config from a request; unknown keys are rejected so typos are loud. */
+/**
+ * Validates a partial config from a request (shape, then meaning): a bad shape is DecodeError
+ * MALFORMED_REQUEST; an unknown key or a bad value is RillError INVALID_CONFIG.
+ */
 export function decodeTopicConfig(value: unknown, path: string): Partial<TopicConfig> {
-  if (value === undefined || value === null) return {};
-  const obj = rq.object(value, path);
-  const config: Partial<TopicConfig> = {};
-  for (const key of Object.keys(obj)) {
-    const bounds = Object.hasOwn(configBounds, key) ? configBounds[key as keyof TopicConfig] : undefined;
-    if (bounds === undefined) return rq.fail(`${path}.${key}`, `one of ${topicConfigKeys.join(', ')}`, key);
-    config[key as keyof TopicConfig] = rq.int(obj[key], `${path}.${key}`, bounds[0], bounds[1]);
-  }
-  return config;
+  return normalizeTopicConfig(decodeConfigEntries(rq, value, path));
 }
 
 // ---- ApiVersions ------------------------------------------------------------------------------
@@ -133,17 +98,18 @@ export function decodeMetadataResponse(value: unknown): MetadataResponse {
           const pe = rs.object(p, `topics[${i}].partitions[${j}]`);
           return { partition: rs.int(pe.partition, 'partition', 0, topicPartitionsMax - 1), leader: rs.int(pe.leader, 'leader', -1, 0x7fffffff), errorCode: rs.int(pe.errorCode, 'errorCode', -32768, 32767) };
         }),
-        config: e.config === null || e.config === undefined ? null : decodeFullConfig(e.config as Obj),
+        config: e.config === null || e.config === undefined ? null : decodeFullConfig(e.config),
       };
     }),
   };
 }
 
-function decodeFullConfig(value: Obj): TopicConfig {
-  const obj = rs.object(value, 'config');
+/** A whole topic config in a response; a missing key takes its default. */
+export function decodeFullConfig(value: unknown, path = 'config'): TopicConfig {
+  const obj = rs.object(value, path);
   const config = { ...defaultTopicConfig };
   for (const key of topicConfigKeys) {
-    if (obj[key] !== undefined) config[key] = rs.int(obj[key], `config.${key}`, configBounds[key][0], configBounds[key][1]);
+    if (obj[key] !== undefined) config[key] = rs.int(obj[key], `${path}.${key}`, topicConfigBounds[key][0], topicConfigBounds[key][1]);
   }
   return config;
 }
@@ -153,7 +119,8 @@ function decodeFullConfig(value: Obj): TopicConfig {
 export interface CreateTopicRequest {
   name: string;
   partitions: number;
-  config: Partial<TopicConfig>;
+  /** As sent: the broker normalizes it per topic (normalizeTopicConfig), so a bad key fails one topic. */
+  config: ConfigEntries;
 }
 
 export function decodeCreateTopicsRequest(value: unknown): { topics: CreateTopicRequest[] } {
@@ -164,7 +131,7 @@ export function decodeCreateTopicsRequest(value: unknown): { topics: CreateTopic
       return {
         name: rq.string(e.name, `topics[${i}].name`, 1024),
         partitions: rq.int(e.partitions, `topics[${i}].partitions`, -0x80000000, 0x7fffffff),
-        config: decodeTopicConfig(e.config, `topics[${i}].config`),
+        config: decodeConfigEntries(rq, e.config, `topics[${i}].config`),
       };
     }),
   };

@@ -2,6 +2,10 @@
  * Runs every golden vector in protocol/vectors/. The vectors are fixed data: a change to the
  * format that alters any byte fails here.
  */
+import {
+  decodeAlterConfigsRequest, decodeAlterConfigsResponse, decodeCreatePartitionsRequest, decodeDeleteGroupsRequest, decodeDeleteGroupsResponse,
+  decodeDeleteRecordsRequest, decodeDeleteRecordsResponse, decodeDescribeConfigsRequest, decodeDescribeConfigsResponse,
+} from '../../src/wire/admin-ops.js';
 import { describe, expect, it } from 'vitest';
 import * as limits from '../../src/lib/limits.js';
 import { errorCodeOf, type ErrorName } from '../../src/lib/errors.js';
@@ -163,6 +167,11 @@ const requestDecoders: Record<string, (value: unknown) => unknown> = {
   DeleteTopics: decodeDeleteTopicsRequest,
   ListOffsets: decodeListOffsetsRequest,
   ApiVersions: (value) => { expect(value).toEqual({}); return value; },
+  IncrementalAlterConfigs: decodeAlterConfigsRequest,
+  DescribeConfigs: decodeDescribeConfigsRequest,
+  CreatePartitions: decodeCreatePartitionsRequest,
+  DeleteGroups: decodeDeleteGroupsRequest,
+  DeleteRecords: decodeDeleteRecordsRequest,
 };
 
 describe('request frame vectors', () => {
@@ -217,6 +226,11 @@ const responseDecoders: Record<string, (value: unknown) => unknown> = {
   CreateTopics: decodeTopicResults,
   DeleteTopics: decodeTopicResults,
   ListOffsets: decodeListOffsetsResponse,
+  IncrementalAlterConfigs: decodeAlterConfigsResponse,
+  DescribeConfigs: decodeDescribeConfigsResponse,
+  CreatePartitions: decodeTopicResults,
+  DeleteGroups: decodeDeleteGroupsResponse,
+  DeleteRecords: decodeDeleteRecordsResponse,
 };
 
 describe('response frame vectors', () => {

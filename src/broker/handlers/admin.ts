@@ -2,7 +2,7 @@
 import { RillError, errorCodeOf } from '../../lib/errors.js';
 import { requestHeaderBytes } from '../../lib/limits.js';
 import { apiVersionRanges, OffsetSpec } from '../../wire/apis.js';
-import { decodeCreateTopicsRequest, decodeDeleteTopicsRequest, decodeListOffsetsRequest, decodeMetadataRequest } from '../../wire/control.js';
+import { decodeCreateTopicsRequest, decodeDeleteTopicsRequest, decodeListOffsetsRequest, decodeMetadataRequest, normalizeTopicConfig } from '../../wire/control.js';
 import { decodeMsgpack } from '../../wire/msgpack.js';
 import { msgpackReply, type Reply, type RequestContext } from '../connection.js';
 import type { PartitionManager } from '../partition-manager.js';
@@ -10,7 +10,7 @@ import { topicNameProblem } from '../topic-registry.js';
 
 export const brokerVersion = '0.1.0';
 
-function body(context: RequestContext): unknown {
+export function body(context: RequestContext): unknown {
   return decodeMsgpack(context.frame.subarray(requestHeaderBytes));
 }
 
@@ -34,7 +34,7 @@ export function handleMetadata(context: RequestContext, partitions: PartitionMan
   return msgpackReply({ brokers: [self], controllerId: self.nodeId, topics });
 }
 
-function topicResult(name: string, action: () => void): { name: string; errorCode: number; errorMessage: string } {
+export function topicResult(name: string, action: () => void): { name: string; errorCode: number; errorMessage: string } {
   try {
     action();
     return { name, errorCode: 0, errorMessage: '' };
@@ -46,7 +46,7 @@ function topicResult(name: string, action: () => void): { name: string; errorCod
 
 export function handleCreateTopics(context: RequestContext, partitions: PartitionManager, onChange: () => void): Reply {
   const request = decodeCreateTopicsRequest(body(context));
-  const topics = request.topics.map((topic) => topicResult(topic.name, () => partitions.create(topic.name, topic.partitions, topic.config)));
+  const topics = request.topics.map((topic) => topicResult(topic.name, () => partitions.create(topic.name, topic.partitions, normalizeTopicConfig(topic.config))));
   onChange();
   return msgpackReply({ topics });
 }
