@@ -23,7 +23,10 @@ export interface BrokerConfig {
    * and advertisedPort above.
    */
   listeners?: ListenerConfig[] | undefined;
-  /** The resolved settings with their sources (from the CLI), for logs and DescribeConfigs. */
+  /**
+   * The settings as resolved from defaults, file, environment and flags (by the CLI), for the
+   * start log and DescribeConfigs; when absent, DescribeConfigs lists the main fields as defaults.
+   */
   effectiveConfig?: EffectiveSetting[] | undefined;
   /** The config file the settings were read from, if any (logged at start). */
   configFile?: string | null | undefined;
@@ -36,11 +39,6 @@ export interface BrokerConfig {
   shutdownGraceMs: number;
   /** The file layer under every partition log; tests inject faults (ENOSPC, EIO) through it. */
   fileOps?: FileOps | undefined;
-  /**
-   * The configuration as resolved from defaults, file, environment and flags, for
-   * DescribeConfigs; when absent, the broker lists its main fields with source 'default'.
-   */
-  effectiveConfig?: { name: string; value: unknown; source: string; secret?: boolean }[];
   /** Logs go here; the CLI prints them to stderr. */
   log: Log;
 }
