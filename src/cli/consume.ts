@@ -77,12 +77,16 @@ async function consumeAlone(topic: string, flags: ConsumeFlags): Promise<number>
   const json = flags.json === true;
   let count = 0;
   try {
-    for await (const message of reader) {
-      count++;
-      const wait = out.write(messageLine(topic, message, json));
-      if (wait !== undefined) await wait;
+    // A fetch response at a time: its lines go out together, and at once (a live tail shows
+    // records as they arrive, not when 64 KiB have piled up).
+    for await (const messages of reader.batches()) {
+      count += messages.length;
+      for (const message of messages) {
+        const wait = out.write(messageLine(topic, message, json));
+        if (wait !== undefined) await wait;
+      }
+      await out.flush();
     }
-    await out.flush();
   } finally {
     status.stop();
   }
