@@ -56,6 +56,8 @@ export class PartitionReader implements AsyncIterable<Message> {
   private closed = false;
   /** Wakes a retry wait early when the reader is closed. */
   private wakeRetry: (() => void) | null = null;
+  /** The broker the last fetch went to, named in retry events. */
+  private fetchBroker: string | undefined;
 
   constructor(private readonly options: ReaderOptions, cluster?: Cluster) {
     this.cluster = cluster ?? new Cluster(options, 'reader');
@@ -83,7 +85,7 @@ export class PartitionReader implements AsyncIterable<Message> {
     if (!(error instanceof RillError) || !error.retriable) throw error;
     const baseMs = this.options.retryBackoffMs ?? 100;
     const delayMs = Math.min(baseMs * 2 ** Math.min(failures - 1, 20), this.options.retryBackoffMaxMs ?? 2000) * (0.8 + Math.random() * 0.4);
-    this.cluster.instrumentation.retry(operation, brokerOf(error), failures, delayMs, error);
+    this.cluster.instrumentation.retry(operation, brokerOf(error) ?? this.fetchBroker ?? this.cluster.bootstrapName, failures, delayMs, error);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, delayMs);
       this.wakeRetry = () => {
@@ -185,6 +187,7 @@ export class PartitionReader implements AsyncIterable<Message> {
       topics: [{ name: this.options.topic, partitions: positions.map((p) => ({ partition: p.partition, fetchOffset: p.offset, partitionMaxBytes: this.options.partitionMaxBytes ?? 4 * 1024 * 1024 })) }],
     });
     const connection = this.cluster.connectionForNode(this.cluster.cachedTopic(this.options.topic)?.partitions[0]?.leader ?? -1, 'fetch');
+    this.fetchBroker = connection.name;
     return connection.send(ApiKey.Fetch, 0, [request], { timeoutMs: (this.options.maxWaitMs ?? 500) + connection.requestTimeoutMs }).then((frame) => {
       checkReply(frame!);
       return decodeFetchResponse(frame!, responseHeaderBytes, Number.MAX_SAFE_INTEGER).flatMap((t) => t.partitions);
