@@ -60,7 +60,7 @@ async function produce(topic: string, flags: ProduceFlags): Promise<number> {
     failed++;
     firstError ??= error;
   };
-  const progress = new Progress(() => ({ records: acked, bytes })).start();
+  const progress = new Progress(() => ({ sent, acknowledged: acked, bytes })).start();
   const separator = flags.keySeparator;
   const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
   try {

@@ -3,7 +3,11 @@
  * pipe or a file gets nothing extra). Redrawn at most every refreshMs.
  */
 export interface ProgressCounts {
-  records: number;
+  /** Records handed to the client. */
+  sent: number;
+  /** Records the broker acknowledged. */
+  acknowledged: number;
+  /** Input bytes read so far. */
   bytes: number;
 }
 
@@ -15,12 +19,12 @@ export function formatBytes(bytes: number): string {
     value /= 1024;
     unit++;
   }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+  return `${unit === 0 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
 }
 
 export function formatProgress(counts: ProgressCounts, elapsedMs: number): string {
   const seconds = Math.max(elapsedMs, 1) / 1000;
-  return `${counts.records} records, ${Math.round(counts.records / seconds)} records/s, ${formatBytes(counts.bytes)} (${formatBytes(counts.bytes / seconds)}/s)`;
+  return `${counts.acknowledged} of ${counts.sent} records acknowledged, ${Math.round(counts.acknowledged / seconds)} records/s, ${formatBytes(counts.bytes)} read (${formatBytes(counts.bytes / seconds)}/s)`;
 }
 
 export class Progress {
