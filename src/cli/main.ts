@@ -19,7 +19,7 @@ function quietOnBrokenPipe(stream: NodeJS.WriteStream): void {
 
 /** Commander's message on one line: "unknown option '--partitons' (Did you mean --partitions?)". */
 function oneLine(message: string): string {
-  return message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').replace('(Did you mean', '(did you mean');
+  return message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').replace('(Did you mean', '(did you mean').replace(/\.$/, '');
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -15,13 +15,13 @@ export function registerTopics(program: Command, run: Run): void {
   addClientOptions(topics.command('create').argument('<name>', 'topic name'))
     .description('create a topic')
     .option('-p, --partitions <n>', `number of partitions (1..${partitionsMax})`, integerIn('--partitions', 1, partitionsMax), 1)
-    .option('--config <key=value>', 'topic setting, repeatable (e.g. retention.ms=86400000 or retentionMs=86400000)', collect, [])
+    .option('--config <key=value>', 'topic setting, repeatable (e.g. retention.ms=86400000 or retentionMs=86400000)', collect)
     .addHelpText('after', `
 Examples:
   rill topics create orders --partitions 8
   rill topics create orders -p 3 --config retention.ms=86400000 --config segment.bytes=1048576`)
-    .action((name: string, flags: ClientFlags & { partitions: number; config: string[] }) => run(async () => {
-      const config = topicConfigEntries(flags.config);
+    .action((name: string, flags: ClientFlags & { partitions: number; config?: string[] }) => run(async () => {
+      const config = topicConfigEntries(flags.config ?? []);
       return withAdmin(flags, async (admin) => {
         // Any key goes to the broker, which validates it and names the closest known key.
         await admin.createTopics([{ topic: name, partitions: flags.partitions, config: config as Partial<TopicConfig> }]);
