@@ -160,7 +160,6 @@ export class PartitionReader implements AsyncIterable<Message> {
         let fetched: FetchedPartition[];
         try {
           fetched = await pending;
-          failures = 0;
         } catch (error) {
           if (this.closed) return; // close() during iteration ends it; it is not an error
           // The same positions again after a backoff: nothing of the failed fetch was decoded.
@@ -169,8 +168,16 @@ export class PartitionReader implements AsyncIterable<Message> {
           pending = this.fetch(positions);
           continue;
         }
-        const messages = this.decode(fetched, positions, stopAt);
+        const retriable: RillError[] = [];
+        const messages = this.decode(fetched, positions, stopAt, retriable);
         positions = unfinished();
+        if (retriable.length === 0) failures = 0;
+        // A partition that answered a retriable error (STORAGE_ERROR, ...) is asked again, after a
+        // backoff when nothing else came back (otherwise the next fetch would spin on it).
+        if (retriable.length > 0 && messages.length === 0) {
+          await this.backoff('fetch', ++failures, retriable[0]);
+          if (this.closed) return;
+        }
         pending = positions.length > 0 && !this.closed ? this.fetch(positions) : null;
         if (messages.length > 0) yield messages;
       }
@@ -194,14 +201,22 @@ export class PartitionReader implements AsyncIterable<Message> {
     });
   }
 
-  /** Turns fetched batches into messages in [position, stopAt) and advances the positions. */
-  private decode(partitions: FetchedPartition[], positions: Position[], stopAt: Map<number, number>): Message[] {
+  /**
+   * Turns fetched batches into messages in [position, stopAt) and advances the positions.
+   * Partitions that answered a retriable error keep their position and go to `retriable`.
+   */
+  private decode(partitions: FetchedPartition[], positions: Position[], stopAt: Map<number, number>, retriable: RillError[]): Message[] {
     const messages: Message[] = [];
     const topic = this.options.topic;
     for (const fetched of partitions) {
       const position = positions.find((p) => p.partition === fetched.partition);
       if (position === undefined) continue;
-      if (fetched.errorCode !== 0) throw RillError.fromCode(fetched.errorCode, `${topic}/${fetched.partition} at offset ${position.offset}`);
+      if (fetched.errorCode !== 0) {
+        const error = RillError.fromCode(fetched.errorCode, `${topic}/${fetched.partition} at offset ${position.offset}`);
+        if (!error.retriable) throw error;
+        retriable.push(error);
+        continue;
+      }
       const records = fetched.records;
       const from = position.offset;
       const partition = fetched.partition;
