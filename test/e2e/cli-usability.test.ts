@@ -39,6 +39,24 @@ describe('rill CLI usability', () => {
     expect(result.stdout).toContain('--key-separator');
   });
 
+  it('declares the broker flags', async () => {
+    const result = await runCli(['broker', '--help']);
+    expect(result.code).toBe(0);
+    for (const flag of ['--config <file>', '--data-dir', '--port', '--host', '--listen', '--advertise', '--http', '--node-id', '--log-level', '--log-format']) {
+      expect(result.stdout).toContain(flag);
+    }
+  });
+
+  it('takes --config KEY=VALUE repeatedly on topics create, numbers as numbers', async () => {
+    const created = await runCli(['topics', 'create', 'configured', '--config', 'retentionMs=60000', '--config', 'segmentBytes=1048576', ...b]);
+    expect(created.code).toBe(0);
+    const described = JSON.parse((await runCli(['topics', 'describe', 'configured', '--json', ...b])).stdout);
+    expect(described.config).toMatchObject({ retentionMs: 60000, segmentBytes: 1048576 });
+    const malformed = await runCli(['topics', 'create', 'configured2', '--config', 'retentionMs', ...b]);
+    expect(malformed.code).toBe(2);
+    expect(malformed.stderr).toContain('--config expects KEY=VALUE');
+  });
+
   it('creates as many partitions as -p says', async () => {
     const created = await runCli(['topics', 'create', 'three', '-p', '3', ...b]);
     expect(created.code).toBe(0);
@@ -144,4 +162,34 @@ describe('rill consume rides through a broker restart', () => {
       }
     });
   }
+});
+
+describe('rill produce rides through a broker restart', () => {
+  it('says the broker is away, retries, says it is back, and delivers every line', async () => {
+    const dataDir = tempDir('cli-produce-restart');
+    let broker = await startBroker({ dataDir });
+    const b = ['-b', broker.bootstrap];
+    try {
+      expect((await runCli(['topics', 'create', 'lines', ...b])).code).toBe(0);
+      const producer = spawnCli(['produce', 'lines', ...b]);
+      producer.child.stdin.write('one\n');
+      // Delivered once a consumer sees it; then the broker goes away while the producer runs.
+      const first = spawnCli(['consume', 'lines', '--from-beginning', ...b]);
+      await first.waitFor('stdout', /one/);
+      first.child.kill('SIGTERM');
+      await first.exited;
+      expect(await broker.stop()).toBe(0);
+      producer.child.stdin.write('two\n');
+      await producer.waitFor('stderr', /unreachable \(.*\), retrying/);
+      broker = await startBroker({ dataDir, port: broker.port });
+      await producer.waitFor('stderr', /is back/);
+      producer.child.stdin.end('three\n');
+      expect(await producer.exited).toBe(0);
+      expect(producer.stderr()).toContain('produced 3 of 3 records');
+      const all = await runCli(['consume', 'lines', '--from-beginning', '--exit-at-end', ...b]);
+      expect(all.stdout.trim().split('\n')).toEqual(['one', 'two', 'three']);
+    } finally {
+      await broker.kill();
+    }
+  });
 });
