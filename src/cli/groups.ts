@@ -37,7 +37,11 @@ function printGroup(group: GroupDescriptionBody): void {
 }
 
 export function registerGroups(program: Command, run: Run): void {
-  const groups = program.command('groups').description('list, describe consumer groups and reset their offsets');
+  const groups = program.command('groups').description('list and describe consumer groups, reset their offsets').addHelpText('after', `
+Examples:
+  rill groups list
+  rill groups describe billing
+  rill groups reset-offsets billing -t orders --to-earliest`);
 
   addClientOptions(groups.command('list'))
     .description('list consumer groups')

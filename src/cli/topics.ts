@@ -10,7 +10,11 @@ import { addClientOptions, withAdmin, type ClientFlags, type Run } from './clien
 import { printJson } from './output.js';
 
 export function registerTopics(program: Command, run: Run): void {
-  const topics = program.command('topics').description('create, list, describe and delete topics');
+  const topics = program.command('topics').description('create, list, describe and delete topics').addHelpText('after', `
+Examples:
+  rill topics create orders -p 8 --config retention.ms=86400000
+  rill topics list
+  rill topics describe orders --json`);
 
   addClientOptions(topics.command('create').argument('<name>', 'topic name'))
     .description('create a topic')
