@@ -1,60 +1,55 @@
-/** A small argument parser: positionals, `--flag`, `--name value` and `--name=value`. */
-export interface ParsedArgs {
-  positionals: string[];
-  options: Map<string, string | true>;
-}
+/**
+ * Usage errors and the value parsers the commands give commander. A parser names the option, the
+ * accepted range and the bad value; main.ts prints the message on one line and exits 2.
+ */
 
 export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-export function parseArgs(argv: string[], valued: ReadonlySet<string>): ParsedArgs {
-  const positionals: string[] = [];
-  const options = new Map<string, string | true>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--') {
-      positionals.push(...argv.slice(i + 1));
-      break;
-    }
-    if (!arg.startsWith('--')) {
-      positionals.push(arg);
-      continue;
-    }
-    const eq = arg.indexOf('=');
-    const name = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
-    if (eq >= 0) options.set(name, arg.slice(eq + 1));
-    else if (valued.has(name)) {
-      const value = argv[++i];
-      if (value === undefined) throw new UsageError(`--${name} needs a value`);
-      options.set(name, value);
-    } else options.set(name, true);
+/** An integer option in min..max: `--partitions must be an integer in 1..1000000, got "x"`. */
+export function integerIn(flag: string, min: number, max: number): (value: string) => number {
+  return (value) => {
+    const n = /^-?\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`${flag} must be an integer in ${min}..${max}, got "${value}"`);
+    return n;
+  };
+}
+
+/** A 64-bit offset: a non-negative integer, as bigint. */
+export function offsetValue(flag: string, allowEnd = false): (value: string) => bigint {
+  return (value) => {
+    if (allowEnd && value === '-1') return -1n;
+    if (!/^\d+$/.test(value) || BigInt(value) > 2n ** 63n - 1n) throw new UsageError(`${flag} must be a non-negative integer${allowEnd ? ' or -1' : ''}, got "${value}"`);
+    return BigInt(value);
+  };
+}
+
+/** The topic of produce/consume: the argument or -t, --topic. */
+export function topicOf(positional: string | undefined, flag: string | undefined, command: string): string {
+  if (positional !== undefined && flag !== undefined && positional !== flag) throw new UsageError(`give the topic once: "${positional}" or --topic "${flag}"`);
+  const topic = positional ?? flag;
+  if (topic === undefined) throw new UsageError(`missing topic: rill ${command} TOPIC (or -t TOPIC)`);
+  return topic;
+}
+
+/** Repeatable options (`--config a=1 --config b=2`) collect into a list. */
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/**
+ * `--config KEY=VALUE` entries for a topic. Any key goes through (the broker knows which exist and
+ * answers INVALID_CONFIG naming the closest); values that are numbers are sent as numbers.
+ */
+export function topicConfigEntries(entries: readonly string[]): Record<string, number | string> {
+  const config: Record<string, number | string> = {};
+  for (const entry of entries) {
+    const at = entry.indexOf('=');
+    if (at <= 0) throw new UsageError(`--config expects KEY=VALUE (e.g. retention.ms=86400000), got "${entry}"`);
+    const key = entry.slice(0, at);
+    const value = entry.slice(at + 1);
+    config[key] = /^-?\d+(\.\d+)?$/.test(value) ? Number(value) : value;
   }
-  return { positionals, options };
-}
-
-export function stringOption(args: ParsedArgs, name: string): string | undefined {
-  const value = args.options.get(name);
-  if (value === true) throw new UsageError(`--${name} needs a value`);
-  return value;
-}
-
-export function intOption(args: ParsedArgs, name: string, min: number, max: number): number | undefined {
-  const value = stringOption(args, name);
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be an integer in ${min}..${max}, got "${value}"`);
-  return n;
-}
-
-export function flag(args: ParsedArgs, name: string): boolean {
-  const value = args.options.get(name);
-  if (typeof value === 'string') throw new UsageError(`--${name} takes no value`);
-  return value === true;
-}
-
-export function checkKnown(args: ParsedArgs, known: readonly string[]): void {
-  for (const name of args.options.keys()) {
-    if (!known.includes(name)) throw new UsageError(`unknown option --${name} (expected one of: ${known.map((k) => `--${k}`).join(', ')})`);
-  }
+  return config;
 }

@@ -1,3 +1,5 @@
+import { RillError } from '../lib/errors.js';
+
 /** Buffered stdout that respects backpressure: thousands of lines per write, not one each. */
 export class LineWriter {
   private buffer: string[] = [];
@@ -25,4 +27,10 @@ export class LineWriter {
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? Number(v) : v))}\n`);
+}
+
+/** An error as the one line the CLI prints after `rill: `. */
+export function describeError(error: unknown): string {
+  if (error instanceof RillError) return `${error.message}${error.retriable ? ' (retriable)' : ''}`;
+  return (error as Error)?.message ?? String(error);
 }

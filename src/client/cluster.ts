@@ -9,6 +9,7 @@ import { RillError } from '../lib/errors.js';
 import { ApiKey } from '../wire/apis.js';
 import { decodeMetadataResponse, type BrokerInfo, type MetadataResponse, type TopicMetadata } from '../wire/control.js';
 import { BrokerConnection, parseAddress, type BrokerAddress } from './connection.js';
+import { Instrumentation, type ClientKind, type ClientLogger } from './instrumentation.js';
 
 export interface ClientOptions {
   /** HOST:PORT of a broker (or several); default 127.0.0.1:9092. */
@@ -23,6 +24,12 @@ export interface ClientOptions {
    * the old metadata meanwhile), like Kafka's metadata.max.age.ms. Default 30 000 ms.
    */
   metadataMaxAgeMs?: number;
+  /**
+   * Where the client logs requests (debug), retries (warn), reconnects and rebalances (info):
+   * pino or anything with its `debug/info/warn/error(obj, msg?)` methods. Default: silent.
+   * The same events go to `node:diagnostics_channel` (see clientChannelNames).
+   */
+  logger?: ClientLogger;
 }
 
 export const metadataMaxAgeMsDefault = 30_000;
@@ -40,8 +47,10 @@ export class Cluster {
   private readonly metadataMaxAgeMs: number;
   private closed = false;
   readonly clientId: string;
+  readonly instrumentation: Instrumentation;
 
-  constructor(readonly options: ClientOptions = {}) {
+  /** `kind` names the client in instrumentation events. */
+  constructor(readonly options: ClientOptions = {}, kind: ClientKind = 'admin') {
     const list = options.bootstrap === undefined ? ['127.0.0.1:9092'] : Array.isArray(options.bootstrap) ? options.bootstrap : options.bootstrap.split(',');
     if (list.length === 0) throw new RillError('INVALID_ARGUMENT', 'bootstrap needs at least one HOST:PORT');
     this.bootstrap = list.map(parseAddress);
@@ -50,6 +59,13 @@ export class Cluster {
     if (!Number.isSafeInteger(this.metadataMaxAgeMs) || this.metadataMaxAgeMs < 0) {
       throw new RillError('INVALID_ARGUMENT', `metadataMaxAgeMs ${String(options.metadataMaxAgeMs)} is not a non-negative integer`);
     }
+    this.instrumentation = new Instrumentation(kind, this.clientId, options.logger);
+  }
+
+  /** HOST:PORT of the first bootstrap broker, as messages name it. */
+  get bootstrapName(): string {
+    const first = this.bootstrap[0]!;
+    return `${first.host}:${first.port}`;
   }
 
   /** A connection per broker address, opened lazily. `key` separates purposes (e.g. long-poll fetches). */
@@ -57,7 +73,9 @@ export class Cluster {
     const key = `${address.host}:${address.port}/${purpose}`;
     let connection = this.connections.get(key);
     if (connection === undefined) {
-      connection = new BrokerConnection(address, { connectTimeoutMs: this.options.connectTimeoutMs, requestTimeoutMs: this.options.requestTimeoutMs });
+      connection = new BrokerConnection(address, {
+        connectTimeoutMs: this.options.connectTimeoutMs, requestTimeoutMs: this.options.requestTimeoutMs, purpose, instrumentation: this.instrumentation,
+      });
       this.connections.set(key, connection);
     }
     return connection;

@@ -3,6 +3,11 @@
  * (replies may arrive in any order), a timeout per request, and a typed error for everything
  * that fails. A connection that breaks rejects what it had in flight with CONNECTION_ERROR
  * (retriable); the next request opens a new socket.
+ *
+ * Wrong port: until a socket has delivered one valid reply, bytes that are not a Rill response
+ * frame (a length over the response limit, a frame shorter than its header, a correlation id we
+ * never sent) mean the peer is something else, e.g. an HTTP server whose "HTTP" reads as a length
+ * of 1213486160. That is NOT_A_RILL_BROKER, not retriable: retrying cannot make it one.
  */
 import net from 'node:net';
 import { DecodeError, RillError } from '../lib/errors.js';
@@ -10,6 +15,7 @@ import { requestFrameBytesMax, requestHeaderBytes, responseFrameBytesMax, respon
 import { FrameDecoder, decodeResponseHeader } from '../wire/frame.js';
 import { decodeErrorBody } from '../wire/control.js';
 import { decodeMsgpack, encodeMsgpack } from '../wire/msgpack.js';
+import { Instrumentation } from './instrumentation.js';
 
 export interface BrokerAddress {
   host: string;
@@ -26,12 +32,18 @@ interface Pending {
   resolve: (frame: Buffer) => void;
   reject: (error: RillError) => void;
   timer: NodeJS.Timeout | null;
+  apiKey: number;
+  /** performance.now() at send, when request events are wanted; 0 otherwise. */
+  sentAtMs: number;
 }
 
 export interface ConnectionOptions {
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
   clientId?: string;
+  /** What the connection is for ('default', 'fetch', ...): named in reconnect events. */
+  purpose?: string;
+  instrumentation?: Instrumentation;
 }
 
 export class BrokerConnection {
@@ -42,10 +54,22 @@ export class BrokerConnection {
   private closed = false;
   readonly connectTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  readonly purpose: string;
+  private readonly instrumentation: Instrumentation;
+  /** Since when the broker has been unreachable (refused connect or broken socket), or null. */
+  private downSinceMs: number | null = null;
+  private failedConnects = 0;
 
   constructor(readonly address: BrokerAddress, options: ConnectionOptions = {}) {
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.purpose = options.purpose ?? 'default';
+    this.instrumentation = options.instrumentation ?? new Instrumentation('admin', options.clientId ?? 'rill-client', undefined);
+  }
+
+  /** HOST:PORT, as errors and events name the broker. */
+  get name(): string {
+    return `${this.address.host}:${this.address.port}`;
   }
 
   get inFlight(): number {
@@ -63,11 +87,18 @@ export class BrokerConnection {
         clearTimeout(timer);
         this.connecting = null;
         this.attach(socket);
+        if (this.downSinceMs !== null) {
+          this.instrumentation.reconnect(this.name, this.purpose, Date.now() - this.downSinceMs, this.failedConnects);
+          this.downSinceMs = null;
+          this.failedConnects = 0;
+        }
         resolve(socket);
       });
       socket.once('error', (error) => {
         clearTimeout(timer);
         this.connecting = null;
+        this.downSinceMs ??= Date.now();
+        this.failedConnects++;
         reject(new RillError('CONNECTION_ERROR', `cannot connect to ${host}:${port}: ${error.message}`, { cause: error }));
       });
     });
@@ -77,24 +108,42 @@ export class BrokerConnection {
   private attach(socket: net.Socket): void {
     this.socket = socket;
     const decoder = new FrameDecoder(responseFrameBytesMax, responseHeaderBytes);
+    let provenRill = false;
+    const onFrame = (frame: Buffer): void => {
+      if (this.onFrame(frame, provenRill)) provenRill = true;
+    };
     socket.on('data', (chunk: Buffer) => {
       try {
-        decoder.push(chunk, (frame) => this.onFrame(frame));
+        decoder.push(chunk, onFrame);
       } catch (error) {
-        this.fail(socket, error instanceof DecodeError ? new RillError('MALFORMED_RESPONSE', error.message) : new RillError('CONNECTION_ERROR', String(error)));
+        if (!provenRill) this.fail(socket, this.notRill());
+        else this.fail(socket, error instanceof DecodeError ? new RillError('MALFORMED_RESPONSE', error.message) : new RillError('CONNECTION_ERROR', String(error)));
       }
     });
     socket.on('error', (error) => this.fail(socket, new RillError('CONNECTION_ERROR', `connection to ${this.address.host}:${this.address.port} failed: ${error.message}`)));
     socket.on('close', () => this.fail(socket, new RillError('CONNECTION_ERROR', `connection to ${this.address.host}:${this.address.port} closed`)));
   }
 
-  private onFrame(frame: Buffer): void {
+  private notRill(): RillError {
+    return new RillError('NOT_A_RILL_BROKER', `this does not look like a Rill broker (${this.name} answered with bytes that are not a Rill reply)`);
+  }
+
+  /** Hands a reply to its request; returns whether the frame was a valid Rill reply. */
+  private onFrame(frame: Buffer, provenRill: boolean): boolean {
+    // The decoder guarantees at least the header's bytes; a first reply for an id never sent is not ours.
+    if (frame.length < responseHeaderBytes) throw new DecodeError('MALFORMED_RESPONSE', `reply of ${frame.length} bytes is shorter than its header`);
     const { correlationId } = decodeResponseHeader(frame);
     const pending = this.pending.get(correlationId);
-    if (pending === undefined) return; // timed out earlier; its late reply is dropped
+    if (pending === undefined) {
+      // Timed out earlier; its late reply is dropped. Never sent on this socket: not a Rill broker.
+      if (!provenRill && (correlationId === 0 || correlationId >= this.nextCorrelationId)) throw new DecodeError('MALFORMED_RESPONSE', 'reply to a request never sent');
+      return true;
+    }
     this.pending.delete(correlationId);
     if (pending.timer !== null) clearTimeout(pending.timer);
+    if (pending.sentAtMs > 0) this.instrumentation.request(this.name, pending.apiKey, correlationId, performance.now() - pending.sentAtMs, undefined);
     pending.resolve(frame);
+    return true;
   }
 
   /** Drops the socket and rejects everything in flight on it. */
@@ -102,10 +151,12 @@ export class BrokerConnection {
     if (this.socket !== socket) return;
     this.socket = null;
     socket.destroy();
-    const pending = [...this.pending.values()];
+    if (!this.closed) this.downSinceMs ??= Date.now();
+    const pending = [...this.pending.entries()];
     this.pending.clear();
-    for (const p of pending) {
+    for (const [correlationId, p] of pending) {
       if (p.timer !== null) clearTimeout(p.timer);
+      if (p.sentAtMs > 0) this.instrumentation.request(this.name, p.apiKey, correlationId, performance.now() - p.sentAtMs, error);
       p.reject(error);
     }
   }
@@ -130,7 +181,7 @@ export class BrokerConnection {
     head.writeUInt16BE(apiVersion, 6);
     head.writeUInt32BE(correlationId, 8);
     const expectReply = options.expectReply ?? true;
-    const reply = expectReply ? this.awaitReply(correlationId, options.timeoutMs ?? this.requestTimeoutMs) : null;
+    const reply = expectReply ? this.awaitReply(apiKey, correlationId, options.timeoutMs ?? this.requestTimeoutMs) : null;
     socket.cork();
     socket.write(head);
     for (const chunk of body) socket.write(chunk);
@@ -138,13 +189,16 @@ export class BrokerConnection {
     return reply;
   }
 
-  private awaitReply(correlationId: number, timeoutMs: number): Promise<Buffer> {
+  private awaitReply(apiKey: number, correlationId: number, timeoutMs: number): Promise<Buffer> {
+    const sentAtMs = this.instrumentation.wantsRequests ? performance.now() : 0;
     return new Promise<Buffer>((resolve, reject) => {
       const timer = timeoutMs > 0 ? setTimeout(() => {
         this.pending.delete(correlationId);
-        reject(new RillError('REQUEST_TIMED_OUT', `no reply from ${this.address.host}:${this.address.port} within ${timeoutMs} ms`));
+        const error = new RillError('REQUEST_TIMED_OUT', `no reply from ${this.address.host}:${this.address.port} within ${timeoutMs} ms`);
+        if (sentAtMs > 0) this.instrumentation.request(this.name, apiKey, correlationId, performance.now() - sentAtMs, error);
+        reject(error);
       }, timeoutMs) : null;
-      this.pending.set(correlationId, { resolve, reject, timer });
+      this.pending.set(correlationId, { resolve, reject, timer, apiKey, sentAtMs });
     });
   }
 

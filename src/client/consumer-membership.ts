@@ -44,8 +44,8 @@ export interface MembershipHooks {
   onLost(reason: string): void;
   /** A non-retriable error: the consumer cannot be a member. */
   onFatal(error: RillError): void;
-  /** Something retriable went wrong; reported, then retried. */
-  onWarning(error: Error): void;
+  /** Something retriable went wrong; reported, then retried after `delayMs` (attempt counts failures in a row). */
+  onWarning(error: Error, attempt: number, delayMs: number): void;
 }
 
 /** Errors after which only a rejoin (epoch 0, owning nothing) can help. */
@@ -193,7 +193,7 @@ export class Membership {
         this.onError(error, joining);
       } else {
         this.failures++;
-        this.hooks.onWarning(error as Error);
+        this.hooks.onWarning(error as Error, this.failures, this.retryDelayMs());
       }
     }
   }
@@ -206,7 +206,7 @@ export class Membership {
     if (findAgainErrors.has(error.code)) this.coordinator = null;
     if (error.retriable || findAgainErrors.has(error.code)) {
       this.failures++;
-      this.hooks.onWarning(error);
+      this.hooks.onWarning(error, this.failures, this.retryDelayMs());
       return;
     }
     // INVALID_SESSION_TIMEOUT, INVALID_GROUP_ID, GROUP_MAX_SIZE_REACHED, ...: retrying cannot help.
@@ -259,14 +259,17 @@ export class Membership {
       this.heartbeatNow();
       return;
     }
-    const delayMs = this.failures > 0
-      ? Math.min(this.heartbeatIntervalMs, retryBackoffMsMin * 2 ** Math.min(this.failures - 1, 10))
-      : Math.max(0, this.lastSentMs + this.heartbeatIntervalMs - Date.now());
+    const delayMs = this.failures > 0 ? this.retryDelayMs() : Math.max(0, this.lastSentMs + this.heartbeatIntervalMs - Date.now());
     this.clearTimer();
     this.timer = setTimeout(() => {
       this.timer = null;
       this.heartbeatNow();
     }, delayMs);
+  }
+
+  /** Wait before the next heartbeat after `failures` failures in a row. */
+  private retryDelayMs(): number {
+    return Math.min(this.heartbeatIntervalMs, retryBackoffMsMin * 2 ** Math.min(this.failures - 1, 10));
   }
 
   /** A heartbeat that hangs longer than this is treated as failed (the session timer still rules). */

@@ -54,6 +54,7 @@ import { Cluster, type ClientOptions } from './cluster.js';
 import { byLeader, fetchFrom, listOffsets, type FetchedData } from './consumer-fetcher.js';
 import { Membership, newMemberId } from './consumer-membership.js';
 import { PartitionState, partitionKeyOf } from './consumer-partition.js';
+import { brokerOf } from './instrumentation.js';
 import type { Message } from './reader.js';
 
 export type { TopicPartition } from '../wire/groups.js';
@@ -183,7 +184,7 @@ export class Consumer implements AsyncIterable<Message> {
     };
     const memberId = options.memberId ?? newMemberId();
     if (typeof memberId !== 'string' || memberId.length === 0 || Buffer.byteLength(memberId) > 255) throw new RillError('INVALID_ARGUMENT', 'memberId must be 1..255 bytes');
-    this.cluster = new Cluster(options);
+    this.cluster = new Cluster(options, 'consumer');
     this.membership = new Membership(
       this.cluster,
       { groupId: this.groupId, memberId, clientId: this.cluster.clientId, sessionTimeoutMs: this.sessionTimeoutMs, rebalanceTimeoutMs: this.rebalanceTimeoutMs },
@@ -193,7 +194,10 @@ export class Consumer implements AsyncIterable<Message> {
         onAssignment: (assignment) => this.reconcile(assignment),
         onLost: (reason) => this.dropAll(reason),
         onFatal: (error) => this.fail(error),
-        onWarning: (error) => this.report(error),
+        onWarning: (error, attempt, delayMs) => {
+          if (error instanceof RillError && error.retriable) this.cluster.instrumentation.retry('heartbeat', brokerOf(error), attempt, delayMs, error);
+          this.report(error);
+        },
       },
     );
   }
@@ -367,6 +371,7 @@ export class Consumer implements AsyncIterable<Message> {
       }
       this.enqueue(() => this.revoke(revoked));
     }
+    const revokedList = revoked.map(toTopicPartition);
     const added: PartitionState[] = [];
     for (const tp of assignment) {
       const key = partitionKeyOf(tp.topic, tp.partition);
@@ -380,6 +385,14 @@ export class Consumer implements AsyncIterable<Message> {
       added.push(state);
     }
     if (added.length > 0) this.enqueue(() => this.assign(added));
+    if (added.length > 0 || revokedList.length > 0) this.publishRebalance('assignment', added.map(toTopicPartition), revokedList, undefined);
+  }
+
+  private publishRebalance(reason: 'assignment' | 'lost', assigned: TopicPartition[], revoked: TopicPartition[], detail: string | undefined): void {
+    this.cluster.instrumentation.rebalance({
+      groupId: this.groupId, memberId: this.memberId, memberEpoch: this.membership.memberEpoch, reason,
+      assigned: assigned.sort(compareTopicPartitions), revoked: revoked.sort(compareTopicPartitions), detail,
+    });
   }
 
   /** Newly assigned: committed offset (or seek, or reset policy), 'assigned', then fetch. */
@@ -391,8 +404,10 @@ export class Consumer implements AsyncIterable<Message> {
         await this.startPositions(live);
         break;
       } catch (error) {
+        const delayMs = Math.min(fetchRetryMsMax, fetchRetryMsMin * 2 ** attempt);
+        if (error instanceof RillError && error.retriable) this.cluster.instrumentation.retry('offset-fetch', brokerOf(error), attempt + 1, delayMs, error);
         this.report(error as Error);
-        await sleep(Math.min(fetchRetryMsMax, fetchRetryMsMin * 2 ** attempt));
+        await sleep(delayMs);
       }
     }
     const live = added.filter((s) => s.owned);
@@ -458,6 +473,7 @@ export class Consumer implements AsyncIterable<Message> {
     const dropped = [...this.states.values()];
     for (const state of dropped) state.drop();
     this.states.clear();
+    this.publishRebalance('lost', [], dropped.map(toTopicPartition), reason);
     if (dropped.length > 0) this.report(new RillError('UNKNOWN_MEMBER_ID', `group ${this.groupId}: dropped ${dropped.length} partitions (${reason}); rejoining`));
     this.enqueue(() => this.emit('lost', dropped.filter((s) => this.announced.has(s))));
   }
@@ -553,7 +569,9 @@ export class Consumer implements AsyncIterable<Message> {
     if (this.closing) return;
     this.fetchFailures++;
     if (this.fetchFailures === 1 || this.fetchFailures % 10 === 0) this.report(error);
-    const untilMs = Date.now() + Math.min(fetchRetryMsMax, fetchRetryMsMin * 2 ** Math.min(this.fetchFailures - 1, 10));
+    const delayMs = Math.min(fetchRetryMsMax, fetchRetryMsMin * 2 ** Math.min(this.fetchFailures - 1, 10));
+    if (error instanceof RillError && error.retriable) this.cluster.instrumentation.retry('fetch', brokerOf(error), this.fetchFailures, delayMs, error);
+    const untilMs = Date.now() + delayMs;
     for (const state of states) state.fetchBackoffUntilMs = untilMs;
   }
 

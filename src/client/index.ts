@@ -3,6 +3,15 @@ export { Producer, type ProducerOptions, type ProducerRecord, type RecordMetadat
 export { PartitionReader, type ReaderOptions, type Message, type StartOffset } from './reader.js';
 export { Admin, type NewTopic, type TopicDescription, type OffsetQuery } from './admin.js';
 export { Cluster, type ClientOptions } from './cluster.js';
+export {
+  clientChannelNames,
+  type ClientLogger,
+  type ClientKind,
+  type RequestEvent,
+  type RetryEvent,
+  type ReconnectEvent,
+  type RebalanceEvent,
+} from './instrumentation.js';
 export { partitionForKey, murmur2 } from './partitioner.js';
 export { RillError, DecodeError, errorTable, type ErrorName } from '../lib/errors.js';
 export { defaultTopicConfig, type TopicConfig } from '../wire/control.js';

@@ -47,6 +47,7 @@ import { ApiKey } from '../wire/apis.js';
 import { crc32c } from '../wire/crc32c.js';
 import { decodeInitProducerIdResponse, encodeInitProducerIdRequest, producerEpochMax, sequenceAfter } from '../wire/producer-id.js';
 import { checkReply } from './connection.js';
+import { brokerOf } from './instrumentation.js';
 import { Cluster, type ClientOptions } from './cluster.js';
 import type { TopicMetadata } from '../wire/control.js';
 import { partitionForKey } from './partitioner.js';
@@ -178,7 +179,7 @@ export class Producer {
   private closed = false;
 
   constructor(options: ProducerOptions = {}, cluster?: Cluster) {
-    this.cluster = cluster ?? new Cluster(options);
+    this.cluster = cluster ?? new Cluster(options, 'producer');
     this.ownsCluster = cluster === undefined;
     this.acks = acksValue(options.acks ?? 'all');
     this.lingerMs = positiveInteger('lingerMs', options.lingerMs, 0);
@@ -496,6 +497,7 @@ export class Producer {
         const rill = error instanceof RillError ? error : new RillError('CONNECTION_ERROR', String(error));
         const delayMs = this.backoffMs(attempt);
         if (!rill.retriable || this.closed || Date.now() - startedMs + delayMs >= this.deliveryTimeoutMs) throw rill;
+        this.cluster.instrumentation.retry('init-producer-id', brokerOf(rill), attempt, delayMs, rill);
         await new Promise((resolve) => setTimeout(resolve, delayMs));
       }
     }
@@ -528,7 +530,9 @@ export class Producer {
         return await this.cluster.topic(topic);
       } catch (error) {
         if (!(error instanceof RillError) || !error.retriable || this.closed || Date.now() >= deadlineMs) throw error;
-        await new Promise((resolve) => setTimeout(resolve, this.backoffMs(attempt)));
+        const delayMs = this.backoffMs(attempt);
+        this.cluster.instrumentation.retry('metadata', brokerOf(error), attempt, delayMs, error);
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
       }
     }
   }
@@ -561,6 +565,7 @@ export class Producer {
     if (retriable && !this.closed && elapsedMs < this.deliveryTimeoutMs) {
       batch.notBeforeMs = Date.now() + this.backoffMs(batch.attempts);
       if (error.code === 'UNKNOWN_TOPIC_OR_PARTITION') this.cluster.forget(batch.topic);
+      this.cluster.instrumentation.retry('produce', brokerOf(error), batch.attempts, batch.notBeforeMs - Date.now(), error);
       const queue = batch.queue;
       // Keep per-partition order: the retried batch goes back before any later one.
       const at = queue.ready.findIndex((b) => b.ordinal > batch.ordinal);

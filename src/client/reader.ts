@@ -2,6 +2,11 @@
  * Reading partitions by offset without a group: an async iterator of records from one or more
  * partitions of a topic. Fetches long-poll on their own connection; the next fetch is issued
  * while the application works through the current records, so the consumer keeps the pipe full.
+ *
+ * A retriable error (the broker restarting, a connection lost, a request timed out) does not end
+ * the iteration: the reader waits (retryBackoffMs doubling to retryBackoffMaxMs, with jitter),
+ * reconnects and fetches again from where it was, for as long as it takes; each wait is published
+ * on rill:client:retry. Non-retriable errors end it with a throw.
  */
 import { RillError } from '../lib/errors.js';
 import { responseHeaderBytes } from '../lib/limits.js';
@@ -11,6 +16,7 @@ import { forEachRecord, readBatchSize, type ConsumedRecord } from '../wire/recor
 import { checkReply } from './connection.js';
 import { Cluster, type ClientOptions } from './cluster.js';
 import { Admin } from './admin.js';
+import { brokerOf } from './instrumentation.js';
 
 export interface Message extends ConsumedRecord {
   topic: string;
@@ -32,6 +38,9 @@ export interface ReaderOptions extends ClientOptions {
   /** Bytes per fetch response / per partition. Defaults 16 MiB / 4 MiB. */
   maxBytes?: number;
   partitionMaxBytes?: number;
+  /** First wait after a retriable error; doubles per failure in a row up to retryBackoffMaxMs. Defaults 100 / 2 000 ms. */
+  retryBackoffMs?: number;
+  retryBackoffMaxMs?: number;
 }
 
 interface Position {
@@ -45,10 +54,46 @@ export class PartitionReader implements AsyncIterable<Message> {
   private readonly cluster: Cluster;
   private readonly ownsCluster: boolean;
   private closed = false;
+  /** Wakes a retry wait early when the reader is closed. */
+  private wakeRetry: (() => void) | null = null;
+  /** The broker the last fetch went to, named in retry events. */
+  private fetchBroker: string | undefined;
 
   constructor(private readonly options: ReaderOptions, cluster?: Cluster) {
-    this.cluster = cluster ?? new Cluster(options);
+    this.cluster = cluster ?? new Cluster(options, 'reader');
     this.ownsCluster = cluster === undefined;
+  }
+
+  /**
+   * Runs `attempt` until it succeeds, retrying retriable errors with backoff; rethrows others.
+   * Resolves undefined if the reader is closed meanwhile.
+   */
+  private async retrying<T>(operation: string, attempt: () => Promise<T>): Promise<T | undefined> {
+    for (let failures = 1; ; failures++) {
+      try {
+        return await attempt();
+      } catch (error) {
+        if (this.closed) return undefined;
+        await this.backoff(operation, failures, error);
+        if (this.closed) return undefined;
+      }
+    }
+  }
+
+  /** Rethrows a non-retriable error; otherwise publishes the retry and waits (less if closed). */
+  private async backoff(operation: string, failures: number, error: unknown): Promise<void> {
+    if (!(error instanceof RillError) || !error.retriable) throw error;
+    const baseMs = this.options.retryBackoffMs ?? 100;
+    const delayMs = Math.min(baseMs * 2 ** Math.min(failures - 1, 20), this.options.retryBackoffMaxMs ?? 2000) * (0.8 + Math.random() * 0.4);
+    this.cluster.instrumentation.retry(operation, brokerOf(error) ?? this.fetchBroker ?? this.cluster.bootstrapName, failures, delayMs, error);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, delayMs);
+      this.wakeRetry = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.wakeRetry = null;
   }
 
   private async positions(): Promise<Position[]> {
@@ -101,23 +146,38 @@ export class PartitionReader implements AsyncIterable<Message> {
    */
   async *batches(): AsyncGenerator<Message[]> {
     try {
-      let positions = await this.positions();
+      const start = await this.retrying('list-offsets', () => this.positions());
+      if (start === undefined) return;
+      let positions = start;
       const stopAtEnd = this.options.stopAtEnd ?? false;
       const stopAt = new Map(positions.map((p) => [p.partition, stopAtEnd ? p.stopAt : Infinity]));
       const unfinished = (): Position[] => (stopAtEnd ? positions.filter((p) => p.offset < p.stopAt) : positions);
       positions = unfinished();
       // One fetch is always in flight while the application works through the previous one.
       let pending = positions.length > 0 ? this.fetch(positions) : null;
+      let failures = 0;
       while (pending !== null && !this.closed) {
         let fetched: FetchedPartition[];
         try {
           fetched = await pending;
         } catch (error) {
           if (this.closed) return; // close() during iteration ends it; it is not an error
-          throw error;
+          // The same positions again after a backoff: nothing of the failed fetch was decoded.
+          await this.backoff('fetch', ++failures, error);
+          if (this.closed) return;
+          pending = this.fetch(positions);
+          continue;
         }
-        const messages = this.decode(fetched, positions, stopAt);
+        const retriable: RillError[] = [];
+        const messages = this.decode(fetched, positions, stopAt, retriable);
         positions = unfinished();
+        if (retriable.length === 0) failures = 0;
+        // A partition that answered a retriable error (STORAGE_ERROR, ...) is asked again, after a
+        // backoff when nothing else came back (otherwise the next fetch would spin on it).
+        if (retriable.length > 0 && messages.length === 0) {
+          await this.backoff('fetch', ++failures, retriable[0]);
+          if (this.closed) return;
+        }
         pending = positions.length > 0 && !this.closed ? this.fetch(positions) : null;
         if (messages.length > 0) yield messages;
       }
@@ -134,20 +194,29 @@ export class PartitionReader implements AsyncIterable<Message> {
       topics: [{ name: this.options.topic, partitions: positions.map((p) => ({ partition: p.partition, fetchOffset: p.offset, partitionMaxBytes: this.options.partitionMaxBytes ?? 4 * 1024 * 1024 })) }],
     });
     const connection = this.cluster.connectionForNode(this.cluster.cachedTopic(this.options.topic)?.partitions[0]?.leader ?? -1, 'fetch');
+    this.fetchBroker = connection.name;
     return connection.send(ApiKey.Fetch, 0, [request], { timeoutMs: (this.options.maxWaitMs ?? 500) + connection.requestTimeoutMs }).then((frame) => {
       checkReply(frame!);
       return decodeFetchResponse(frame!, responseHeaderBytes, Number.MAX_SAFE_INTEGER).flatMap((t) => t.partitions);
     });
   }
 
-  /** Turns fetched batches into messages in [position, stopAt) and advances the positions. */
-  private decode(partitions: FetchedPartition[], positions: Position[], stopAt: Map<number, number>): Message[] {
+  /**
+   * Turns fetched batches into messages in [position, stopAt) and advances the positions.
+   * Partitions that answered a retriable error keep their position and go to `retriable`.
+   */
+  private decode(partitions: FetchedPartition[], positions: Position[], stopAt: Map<number, number>, retriable: RillError[]): Message[] {
     const messages: Message[] = [];
     const topic = this.options.topic;
     for (const fetched of partitions) {
       const position = positions.find((p) => p.partition === fetched.partition);
       if (position === undefined) continue;
-      if (fetched.errorCode !== 0) throw RillError.fromCode(fetched.errorCode, `${topic}/${fetched.partition} at offset ${position.offset}`);
+      if (fetched.errorCode !== 0) {
+        const error = RillError.fromCode(fetched.errorCode, `${topic}/${fetched.partition} at offset ${position.offset}`);
+        if (!error.retriable) throw error;
+        retriable.push(error);
+        continue;
+      }
       const records = fetched.records;
       const from = position.offset;
       const partition = fetched.partition;
@@ -168,6 +237,7 @@ export class PartitionReader implements AsyncIterable<Message> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.wakeRetry?.();
     if (this.ownsCluster) this.cluster.close();
   }
 }

@@ -1,0 +1,83 @@
+/**
+ * What every client command shares: `-b, --bootstrap HOST:PORT` and `--timeout MS`, and the
+ * start-up check that fails in a few seconds with one line when no broker answers (instead of the
+ * producer's 120 s delivery timeout). Once a broker has answered, the clients ride through its
+ * restarts (see status.ts for what the user is told meanwhile).
+ */
+import type { Command } from 'commander';
+import { Admin } from '../client/admin.js';
+import { Cluster } from '../client/cluster.js';
+import type { ClientOptions } from '../client/cluster.js';
+import { RillError } from '../lib/errors.js';
+import { ApiKey } from '../wire/apis.js';
+import { decodeMetadataResponse } from '../wire/control.js';
+import { integerIn } from './args.js';
+
+export const defaultBootstrap = '127.0.0.1:9092';
+export const defaultTimeoutMs = 5000;
+
+/** Runs a command's body and sets the process exit code from its result. */
+export type Run = (action: () => Promise<number>) => Promise<void>;
+
+export interface ClientFlags {
+  bootstrap: string;
+  timeout: number;
+}
+
+export function addClientOptions(command: Command): Command {
+  return command
+    .option('-b, --bootstrap <host:port>', 'broker to connect to', defaultBootstrap)
+    .option('--timeout <ms>', 'fail when no broker answers within this many ms at start', integerIn('--timeout', 1, 3_600_000), defaultTimeoutMs);
+}
+
+/** Client options for a command: connects and single requests give up after --timeout. */
+export function clientOptions(flags: ClientFlags, extra: Partial<ClientOptions> = {}): ClientOptions {
+  return { bootstrap: flags.bootstrap, clientId: 'rill-cli', connectTimeoutMs: flags.timeout, ...extra };
+}
+
+const retryDelayMs = 200;
+
+/**
+ * Resolves once the bootstrap broker answers a Metadata request; retries refused connections
+ * until --timeout, then throws one clear CONNECTION_ERROR. A peer that is not a Rill broker
+ * fails at once (NOT_A_RILL_BROKER).
+ */
+export async function waitForBroker(flags: ClientFlags): Promise<void> {
+  const cluster = new Cluster(clientOptions(flags));
+  const deadlineMs = Date.now() + flags.timeout;
+  let last: RillError | null = null;
+  try {
+    for (;;) {
+      const remainingMs = deadlineMs - Date.now();
+      if (remainingMs <= 0) break;
+      try {
+        await cluster.anyConnection().call(ApiKey.Metadata, { topics: [] }, decodeMetadataResponse, { timeoutMs: remainingMs });
+        return;
+      } catch (error) {
+        if (!(error instanceof RillError) || !error.retriable) throw error;
+        last = error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(retryDelayMs, Math.max(0, deadlineMs - Date.now()))));
+    }
+  } finally {
+    cluster.close();
+  }
+  const cause = last?.cause instanceof Error ? `${last.code}: ${last.cause.message}` : last?.message;
+  throw new NoBrokerError(`no broker answered at ${flags.bootstrap} within ${flags.timeout} ms${cause === undefined ? '' : ` (${cause})`}; is it running? (-b HOST:PORT, --timeout MS)`);
+}
+
+/** No broker answered within --timeout: reported as one line, exit status 1. */
+export class NoBrokerError extends Error {
+  override name = 'NoBrokerError';
+}
+
+/** Waits for the broker, runs `action` with an Admin, closes it. */
+export async function withAdmin(flags: ClientFlags, action: (admin: Admin) => Promise<number>): Promise<number> {
+  await waitForBroker(flags);
+  const admin = new Admin(clientOptions(flags, { requestTimeoutMs: Math.max(flags.timeout, 30_000) }));
+  try {
+    return await action(admin);
+  } finally {
+    admin.close();
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * `rill topics create|list|describe|alter|add-partitions|delete`: one `topics.command(...)`
+ * each, with an example in its help.
+ */
+import type { Command } from 'commander';
+import type { TopicConfig } from '../wire/control.js';
+import { topicPartitionsMax as partitionsMax } from '../lib/limits.js';
+import { collect, integerIn, topicConfigEntries, UsageError } from './args.js';
+import { addClientOptions, withAdmin, type ClientFlags, type Run } from './client-options.js';
+import { printJson } from './output.js';
+
+export function registerTopics(program: Command, run: Run): void {
+  const topics = program.command('topics').description('create, list, describe and delete topics').addHelpText('after', `
+Examples:
+  rill topics create orders -p 8 --config retention.ms=86400000
+  rill topics list
+  rill topics describe orders --json
+  rill topics alter orders --config retention.ms=3600000
+  rill topics add-partitions orders --partitions 12`);
+
+  addClientOptions(topics.command('create').argument('<name>', 'topic name'))
+    .description('create a topic')
+    .option('-p, --partitions <n>', `number of partitions (1..${partitionsMax})`, integerIn('--partitions', 1, partitionsMax), 1)
+    .option('--config <key=value>', 'topic setting, repeatable (e.g. retention.ms=86400000 or retentionMs=86400000)', collect)
+    .addHelpText('after', `
+Examples:
+  rill topics create orders --partitions 8
+  rill topics create orders -p 3 --config retention.ms=86400000 --config segment.bytes=1048576`)
+    .action((name: string, flags: ClientFlags & { partitions: number; config?: string[] }) => run(async () => {
+      const config = topicConfigEntries(flags.config ?? []);
+      return withAdmin(flags, async (admin) => {
+        // Any key goes to the broker, which validates it and names the closest known key.
+        await admin.createTopics([{ topic: name, partitions: flags.partitions, config: config as Partial<TopicConfig> }]);
+        process.stdout.write(`created topic ${name} with ${flags.partitions} partition${flags.partitions === 1 ? '' : 's'}\n`);
+        return 0;
+      });
+    }));
+
+  addClientOptions(topics.command('list'))
+    .description('list topic names')
+    .option('--json', 'print a JSON array')
+    .addHelpText('after', '\nExample:\n  rill topics list --json')
+    .action((flags: ClientFlags & { json?: boolean }) => run(() => withAdmin(flags, async (admin) => {
+      const names = await admin.listTopics();
+      if (flags.json === true) printJson(names);
+      else for (const topic of names) process.stdout.write(`${topic}\n`);
+      return 0;
+    })));
+
+  addClientOptions(topics.command('describe').argument('<name>', 'topic name'))
+    .description('partitions, leaders, offsets and config of a topic')
+    .option('--json', 'print JSON')
+    .addHelpText('after', '\nExample:\n  rill topics describe orders')
+    .action((name: string, flags: ClientFlags & { json?: boolean }) => run(() => withAdmin(flags, async (admin) => {
+      const description = await admin.describeTopic(name);
+      if (flags.json === true) {
+        printJson(description);
+        return 0;
+      }
+      process.stdout.write(`topic ${description.name}: ${description.partitions.length} partitions\n`);
+      if (description.config !== null) process.stdout.write(`config ${Object.entries(description.config).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
+      process.stdout.write('PARTITION  LEADER  EARLIEST  LATEST\n');
+      for (const p of description.partitions) {
+        process.stdout.write(`${String(p.partition).padEnd(11)}${String(p.leader).padEnd(8)}${String(p.earliestOffset).padEnd(10)}${p.latestOffset}\n`);
+      }
+      return 0;
+    })));
+
+  addClientOptions(topics.command('alter').argument('<name>', 'topic name'))
+    .description('change a topic\'s settings; the keys not named keep their values')
+    .option('--config <key=value>', 'setting to change, repeatable (Kafka names such as retention.ms work too)', collect)
+    .option('--reset <key>', 'setting to put back to its default, repeatable', collect)
+    .option('--json', 'print the new config as JSON')
+    .addHelpText('after', `
+Takes effect at once on the open partitions (retention at the next housekeeping pass, segment
+size at the next append) and survives restarts.
+
+Examples:
+  rill topics alter orders --config retention.ms=3600000 --config segment.bytes=67108864
+  rill topics alter orders --reset retentionMs`)
+    .action((name: string, flags: ClientFlags & { config?: string[]; reset?: string[]; json?: boolean }) => run(async () => {
+      const set = topicConfigEntries(flags.config ?? []);
+      const reset = flags.reset ?? [];
+      if (Object.keys(set).length === 0 && reset.length === 0) throw new UsageError('give at least one --config KEY=VALUE or --reset KEY');
+      return withAdmin(flags, async (admin) => {
+        const config = await admin.alterTopicConfig(name, set, reset);
+        if (flags.json === true) printJson(config);
+        else process.stdout.write(`altered topic ${name}: ${Object.entries(config).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
+        return 0;
+      });
+    }));
+
+  addClientOptions(topics.command('add-partitions').argument('<name>', 'topic name'))
+    .description('grow a topic to a new partition count (partitions are never removed)')
+    .requiredOption('-p, --partitions <n>', `the new total number of partitions (more than now, at most ${partitionsMax})`, integerIn('--partitions', 1, partitionsMax))
+    .addHelpText('after', `
+Keyed records map to murmur2(key) % partitions: after this, a key may land on another partition
+than its earlier records, so per-key order holds only from here on. Producers and readers notice
+the new partitions within their metadata max age (30 s by default); group members are assigned
+them at once.
+
+Example:
+  rill topics add-partitions orders --partitions 12`)
+    .action((name: string, flags: ClientFlags & { partitions: number }) => run(() => withAdmin(flags, async (admin) => {
+      await admin.createPartitions(name, flags.partitions);
+      process.stdout.write(`topic ${name} now has ${flags.partitions} partitions\n`);
+      return 0;
+    })));
+
+  addClientOptions(topics.command('delete').argument('<name>', 'topic name'))
+    .description('delete a topic and its data')
+    .addHelpText('after', '\nExample:\n  rill topics delete orders')
+    .action((name: string, flags: ClientFlags) => run(() => withAdmin(flags, async (admin) => {
+      await admin.deleteTopics([name]);
+      process.stdout.write(`deleted topic ${name}\n`);
+      return 0;
+    })));
+}
