@@ -126,3 +126,15 @@ describe('broker settings', () => {
     expect(readme.includes(table), `README.md must contain this table, generated from src/broker/settings.ts:\n\n${table}\n`).toBe(true);
   });
 });
+
+describe('topic settings in the README', () => {
+  it('lists every topic config key with its Kafka name and default', async () => {
+    const { defaultTopicConfig, topicConfigAliases, topicConfigKeys } = await import('../../src/wire/topic-config.js');
+    const readme = fs.readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
+    const kafkaName = new Map(Object.entries(topicConfigAliases).map(([kafka, rill]) => [rill as string, kafka]));
+    for (const key of topicConfigKeys) {
+      const row = new RegExp(`^\\| \`${key}\` \\| \`${kafkaName.get(key)!.replace('.', '\\.')}\` \\| ${defaultTopicConfig[key]}\\b`, 'm');
+      expect(readme, `README's topic settings table needs a row for ${key}`).toMatch(row);
+    }
+  });
+});
