@@ -19,7 +19,7 @@ import type { TopicConfig } from '../wire/control.js';
 import { readBatchSize, readLastOffsetDelta, stampBaseOffset } from '../wire/record-batch.js';
 import { type FileOps, nodeFileOps } from './file-ops.js';
 import { writeCheckpoint } from './checkpoint.js';
-import { GroupCommit, type FlushRound } from './group-commit.js';
+import { GroupCommit, type FlushRound, type FlushRoundObserver } from './group-commit.js';
 import { type RecoveryReport, loadLog } from './recovery.js';
 import { Segment } from './segment.js';
 import { type ReadResult, emptyRead, offsetOutOfRange, readSegment } from './segment-reader.js';
@@ -34,6 +34,11 @@ export interface PartitionLogOptions {
   clock?: Clock;
   /** Notable events (recovery, index rebuilds, fsync failures); default: ignored. */
   log?: (message: string) => void;
+  /**
+   * Told of every group-commit round: requests answered and seconds its fsyncs took (the broker
+   * turns these into histograms; storage stays free of any metrics library). Default: none.
+   */
+  observeFlushRound?: FlushRoundObserver;
 }
 
 /** One batch for appendMany(). */
@@ -77,10 +82,11 @@ export class PartitionLog {
     private readonly log: (message: string) => void,
     segments: Segment[],
     readonly recovery: RecoveryReport,
+    observeFlushRound: FlushRoundObserver | undefined,
   ) {
     this.segments = segments;
     this.flushedOffsetValue = this.active.nextOffset;
-    this.groupCommit = new GroupCommit(() => this.beginFlushRound());
+    this.groupCommit = new GroupCommit(() => this.beginFlushRound(), observeFlushRound);
   }
 
   /** Opens (creating if needed) the partition directory; see recovery.ts for what recover does. */
@@ -89,7 +95,7 @@ export class PartitionLog {
     const clock = options.clock ?? systemClock;
     const log = options.log ?? (() => {});
     const loaded = loadLog(fileOps, dir, options.recover, clock.nowMs(), log);
-    const partitionLog = new PartitionLog(dir, config, fileOps, clock, log, loaded.segments, loaded.report);
+    const partitionLog = new PartitionLog(dir, config, fileOps, clock, log, loaded.segments, loaded.report, options.observeFlushRound);
     if (loaded.createdFresh) {
       partitionLog.directoryDirty = true;
       partitionLog.parentDirectoryDirty = true;
