@@ -11,6 +11,11 @@ import { crc32cImplementation } from '../wire/crc32c.js';
 import { brokerConfig, type BrokerConfig } from './config.js';
 import { Connection, FrameMemoryBudget, type Dispatch, type ConnectionEvents, type RequestContext } from './connection.js';
 import { BrokerMetrics } from './metrics.js';
+import { OperatorAlerts } from './operator-alerts.js';
+import { BrokerRegistry } from './prometheus.js';
+import { HttpListener } from './http/server.js';
+import type { OverviewSource } from './http/overview.js';
+import { brokerVersion } from './version.js';
 import { PartitionManager } from './partition-manager.js';
 import { GroupHost } from './group-host.js';
 import { handleInitProducerId, handleProduce } from './handlers/produce.js';
@@ -26,7 +31,9 @@ export const groupHeartbeatIntervalMs = 500;
 
 export class Broker {
   readonly config: BrokerConfig;
-  readonly metrics = new BrokerMetrics();
+  readonly metrics: BrokerMetrics;
+  /** Prometheus view of this broker (its own Registry: several brokers may share a process). */
+  readonly prometheus: BrokerRegistry;
   readonly partitions: PartitionManager;
   readonly producers: ProducerStates;
   private server: net.Server | null = null;
@@ -36,15 +43,50 @@ export class Broker {
   private housekeeping: NodeJS.Timeout | null = null;
   private stopping: Promise<void> | null = null;
   private boundPort = 0;
+  private http: HttpListener | null = null;
+  private isReady = false;
+  private readonly startedAtMs = Date.now();
 
   constructor(config: Partial<BrokerConfig> = {}) {
     this.config = brokerConfig(config);
-    this.partitions = new PartitionManager(this.config.dataDir, this.config.log, this.config.fileOps);
+    const alerts = new OperatorAlerts(this.config.log);
+    this.metrics = new BrokerMetrics(alerts);
+    this.prometheus = new BrokerRegistry(this.metricsSource);
+    // Partition lines tagged with a `condition` (fsync failures, ...) are rate-limited and counted.
+    this.partitions = new PartitionManager(this.config.dataDir, alerts.log, this.config.fileOps);
     this.producers = new ProducerStates(this.config.dataDir, this.config.log);
   }
 
   get port(): number {
     return this.boundPort;
+  }
+
+  /** The HTTP listener's port, or null when it is off (or not started yet). */
+  get httpPort(): number | null {
+    return this.http?.port ?? null;
+  }
+
+  /** True once recovery is done and the TCP listener accepts; false again once stop() begins. */
+  get ready(): boolean {
+    return this.isReady;
+  }
+
+  private get metricsSource(): OverviewSource {
+    const broker = this;
+    return {
+      metrics: this.metrics,
+      partitions: () => broker.partitions.all(),
+      requestsInFlight: () => {
+        let total = 0;
+        for (const connection of broker.connections) total += connection.requestsInFlight;
+        return total;
+      },
+      groups: () => broker.groups?.views() ?? [],
+      get ready() {
+        return broker.isReady;
+      },
+      info: () => ({ nodeId: broker.config.nodeId, host: broker.config.advertisedHost ?? broker.config.host, port: broker.boundPort, httpPort: broker.httpPort, version: brokerVersion(), startedAtMs: broker.startedAtMs }),
+    };
   }
 
   async start(): Promise<void> {
@@ -71,6 +113,12 @@ export class Broker {
     this.housekeeping = setInterval(() => this.runHousekeeping(), this.config.housekeepingIntervalMs);
     this.housekeeping.unref();
     log('info', `rill broker listening on ${this.config.host}:${this.boundPort}`);
+    if (this.config.http !== null) {
+      this.prometheus.collectProcessMetrics();
+      this.http = await HttpListener.start(this.config.http.host, this.config.http.port, this.metricsSource, this.prometheus, log);
+      log('info', `http listener (/metrics, /healthz, /readyz, console) on ${this.config.http.host}:${this.http.port}`);
+    }
+    this.isReady = true;
   }
 
   private accept(socket: net.Socket): void {
@@ -87,21 +135,26 @@ export class Broker {
   private readonly connectionEvents: ConnectionEvents = {
     onProtocolError: (connection: Connection, error: DecodeError) => {
       this.metrics.countError(error.code);
-      this.config.log('warn', `closing ${connection.remote}: ${error.message}`);
+      this.metrics.clientError(connection, error.code);
+      this.config.log('warn', `closing ${connection.remote}: ${error.message}`, { remote: connection.remote });
     },
-    onRequestError: (_connection: Connection, error: RillError) => this.metrics.countError(error.code),
+    onRequestError: (connection: Connection, error: RillError) => {
+      this.metrics.countError(error.code);
+      this.metrics.clientError(connection, error.code);
+    },
     onInternalError: (connection: Connection, error: unknown) => {
       this.metrics.countError('UNKNOWN_SERVER_ERROR');
-      this.config.log('error', `internal error serving ${connection.remote}: ${(error as Error)?.stack ?? String(error)}`);
+      this.config.log('error', `internal error serving ${connection.remote}: ${(error as Error)?.stack ?? String(error)}`, { remote: connection.remote });
     },
+    onRequestDone: (apiKey: number, seconds: number) => this.prometheus.observeRequest(apiKey, seconds),
     onClose: (connection: Connection) => {
       if (this.connections.delete(connection)) this.metrics.connectionsOpen--;
     },
   };
 
   private readonly dispatch: Dispatch = (context: RequestContext) => {
-    this.metrics.requests++;
     const { apiKey, apiVersion } = context.header;
+    this.metrics.countRequest(apiKey);
     const range = apiVersionRanges.get(apiKey);
     if (range === undefined) throw new RillError('UNSUPPORTED_VERSION', `api key ${apiKey} is not supported by this broker`);
     if (apiVersion < range[0] || apiVersion > range[1]) {
@@ -147,12 +200,12 @@ export class Broker {
     for (const partition of this.partitions.all()) {
       try {
         const deleted = partition.log.applyRetention(nowMs);
-        if (deleted.deletedSegments > 0) this.config.log('info', `${partition.topic}/${partition.index}: retention deleted ${deleted.deletedSegments} segments (${deleted.deletedBytes} bytes)`);
+        if (deleted.deletedSegments > 0) this.config.log('info', `${partition.topic}/${partition.index}: retention deleted ${deleted.deletedSegments} segments (${deleted.deletedBytes} bytes)`, partition.fields);
         if (partition.log.needsFlush(nowMs)) {
-          partition.flush().catch((error: unknown) => this.config.log('warn', `${partition.topic}/${partition.index}: background flush failed: ${(error as Error).message}`));
+          partition.flush().catch((error: unknown) => this.config.log('warn', `${partition.topic}/${partition.index}: background flush failed: ${(error as Error).message}`, partition.fields));
         }
       } catch (error) {
-        this.config.log('warn', `${partition.topic}/${partition.index}: housekeeping failed: ${(error as Error).message}`);
+        this.config.log('warn', `${partition.topic}/${partition.index}: housekeeping failed: ${(error as Error).message}`, partition.fields);
       }
     }
   }
@@ -168,6 +221,7 @@ export class Broker {
 
   private async doStop(): Promise<void> {
     const log = this.config.log;
+    this.isReady = false;
     if (this.housekeeping !== null) clearInterval(this.housekeeping);
     const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     const deadlineMs = Date.now() + this.config.shutdownGraceMs;
@@ -179,6 +233,7 @@ export class Broker {
     await this.groups?.close();
     this.producers.snapshotAll(this.partitions.all());
     this.partitions.closeClean();
+    await this.http?.close();
     log('info', 'rill broker stopped cleanly');
   }
 }

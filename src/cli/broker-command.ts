@@ -41,6 +41,7 @@ export async function brokerCommand(flags: BrokerFlags): Promise<number> {
   await broker.start();
   // The line tests and scripts wait for: the port actually bound (useful with --port 0).
   process.stdout.write(`rill broker ready on ${broker.config.host}:${broker.port}\n`);
+  if (broker.config.http !== null) process.stdout.write(`rill http ready on ${broker.config.http.host}:${broker.httpPort}\n`);
   return new Promise<number>((resolve) => {
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals): void => {
