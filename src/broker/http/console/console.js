@@ -22,8 +22,9 @@ function el(tag, attributes, ...children) {
   return node;
 }
 
-function row(cells, numericFrom = Infinity) {
-  return el('tr', {}, ...cells.map((cell, i) => el('td', i >= numericFrom ? { class: 'num' } : {}, cell)));
+/** A table row; cells from index numericFrom to numericTo (inclusive) are right-aligned numbers. */
+function row(cells, numericFrom = Infinity, numericTo = Infinity) {
+  return el('tr', {}, ...cells.map((cell, i) => el('td', i >= numericFrom && i <= numericTo ? { class: 'num' } : {}, cell)));
 }
 
 function formatCount(value) {
@@ -92,9 +93,9 @@ function assignedText(assigned) {
   return assigned.map((tp) => `${tp.topic}[${tp.partitions.join(',')}]`).join(' ') || '–';
 }
 
-function table(headers, rows, numericFrom) {
+function table(headers, rows, numericFrom, numericTo = Infinity) {
   return el('table', {},
-    el('thead', {}, el('tr', {}, ...headers.map((h, i) => el('th', i >= numericFrom ? { class: 'num' } : {}, h)))),
+    el('thead', {}, el('tr', {}, ...headers.map((h, i) => el('th', i >= numericFrom && i <= numericTo ? { class: 'num' } : {}, h)))),
     el('tbody', {}, ...rows));
 }
 
@@ -102,7 +103,7 @@ function renderGroup(group, nowMs) {
   const members = group.members.map((m) => row([m.memberId, m.clientId, m.host, m.state, m.memberEpoch, assignedText(m.assigned)]));
   const lag = group.offsets.map((o) => {
     const lagCell = o.lag < 0 ? el('span', { class: 'muted' }, 'no commit') : el('span', { class: o.lag > 0 ? 'lag-positive' : '' }, String(o.lag));
-    return row([o.topic, o.partition, o.committedOffset < 0 ? '–' : o.committedOffset, o.endOffset, lagCell, o.owner ?? '–'], 1);
+    return row([o.topic, o.partition, o.committedOffset < 0 ? '–' : o.committedOffset, o.endOffset, lagCell, o.owner ?? '–'], 1, 4);
   });
   const history = group.history.slice().reverse().map((event) => row([
     event.groupEpoch, `${formatDuration(Math.max(0, (nowMs - event.atMs) / 1000))} ago`, event.reason, event.memberId ?? '–', event.moves,
@@ -113,7 +114,7 @@ function renderGroup(group, nowMs) {
     el('h3', {}, group.groupId, ' ', el('span', { class: `state ${group.state}` }, group.state), ' ',
       el('span', { class: 'muted' }, `${group.members.length} members · epoch ${group.groupEpoch} · total lag ${totalLag}`)),
     members.length > 0 ? table(['Member', 'Client', 'Host', 'State', 'Epoch', 'Assigned'], members, 99) : el('p', { class: 'muted' }, 'no members'),
-    lag.length > 0 ? table(['Topic', 'Partition', 'Committed', 'End offset', 'Lag', 'Owner'], lag, 1) : null,
+    lag.length > 0 ? table(['Topic', 'Partition', 'Committed', 'End offset', 'Lag', 'Owner'], lag, 1, 4) : null,
     history.length > 0 ? el('details', {}, el('summary', {}, `Rebalance history (${history.length})`), table(['Epoch', 'When', 'Reason', 'Member', 'Moves', 'Stable after'], history, 99)) : null);
 }
 
@@ -160,7 +161,8 @@ function polyline(values, maxValue, cssClass) {
   const points = [];
   values.forEach((value, i) => {
     if (value === null) return;
-    const x = (400 * (i + windowPoints - values.length)) / (windowPoints - 1);
+    // Until the window is full the line spans the chart; then it scrolls.
+    const x = (400 * i) / Math.max(1, values.length - 1);
     const y = 118 - (value / maxValue) * 110;
     points.push(`${x.toFixed(1)},${y.toFixed(1)}`);
   });
@@ -199,7 +201,8 @@ function renderCharts() {
   document.getElementById('value-records').textContent = `now: in ${formatCount(last(series.recordsIn))}/s, out ${formatCount(last(series.recordsOut))}/s · scale ${formatCount(recordsMax)}/s`;
   const bytesMax = drawChart('chart-bytes', [{ values: series.bytesIn, cssClass: 'in' }, { values: series.bytesOut, cssClass: 'out' }]);
   document.getElementById('value-bytes').textContent = `now: in ${formatBytes(last(series.bytesIn))}/s, out ${formatBytes(last(series.bytesOut))}/s · scale ${formatBytes(bytesMax)}/s`;
-  const latencyMax = drawChart('chart-latency', [{ values: series.produceMs, cssClass: 'in' }, { values: series.fetchMs, cssClass: 'out' }, { values: series.otherMs, cssClass: 'other' }]);
+  // Fetch is left off the chart: its long polls (up to maxWaitMs) would flatten everything else.
+  const latencyMax = drawChart('chart-latency', [{ values: series.produceMs, cssClass: 'in' }, { values: series.otherMs, cssClass: 'other' }]);
   const ms = (value) => (value === null ? '–' : `${value.toFixed(2)} ms`);
   document.getElementById('value-latency').textContent = `now: produce ${ms(last(series.produceMs))}, fetch ${ms(last(series.fetchMs))} (long polls included), others ${ms(last(series.otherMs))} · scale ${latencyMax.toFixed(2)} ms`;
 }
