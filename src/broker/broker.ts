@@ -202,10 +202,11 @@ export class Broker {
         const deleted = partition.log.applyRetention(nowMs);
         if (deleted.deletedSegments > 0) this.config.log('info', `${partition.topic}/${partition.index}: retention deleted ${deleted.deletedSegments} segments (${deleted.deletedBytes} bytes)`, partition.fields);
         if (partition.log.needsFlush(nowMs)) {
-          partition.flush().catch((error: unknown) => this.config.log('warn', `${partition.topic}/${partition.index}: background flush failed: ${(error as Error).message}`, partition.fields));
+          partition.flush().catch((error: unknown) => this.metrics.alerts.log('warn', `${partition.topic}/${partition.index}: background flush failed: ${(error as Error).message}`, { ...partition.fields, condition: 'storage_error' }));
         }
       } catch (error) {
-        this.config.log('warn', `${partition.topic}/${partition.index}: housekeeping failed: ${(error as Error).message}`, partition.fields);
+        // Every second while a partition is offline: rate-limited and counted as storage_error.
+        this.metrics.alerts.log('warn', `${partition.topic}/${partition.index}: housekeeping failed: ${(error as Error).message}`, { ...partition.fields, condition: 'storage_error' });
       }
     }
   }
