@@ -5,8 +5,13 @@
  * one FixedHistogram.observe (an array walk, no label lookup).
  *
  * Every metric is listed in docs/metrics.md; test/broker/prometheus.test.ts keeps the two equal.
+ *
+ * prom-client is loaded on the first scrape (or collectProcessMetrics), not at start: a broker
+ * without an HTTP listener never loads it. Measured: the extra ~1.4 MB of baseline heap (prom-client,
+ * node:http) made V8 run several more old-generation collections on a small broker heap, which
+ * showed as ~10% more CPU per produced record (docs/metrics.md, Measured cost).
  */
-import { Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import type { Metric, Registry } from 'prom-client';
 import { apiNameByKey } from '../wire/apis.js';
 import type { BrokerMetrics } from './metrics.js';
 import type { Partition } from './partition.js';
@@ -81,23 +86,40 @@ export interface MetricsSource {
   readonly ready: boolean;
 }
 
+/** Prometheus text exposition format 0.0.4 (what prom-client's Registry produces). */
+export const prometheusContentType = 'text/plain; version=0.0.4; charset=utf-8';
+
 export class BrokerRegistry {
-  readonly registry = new Registry();
+  private registryLoading: Promise<Registry> | null = null;
+  private processMetrics = false;
   /** Request latency per api key (created on first use; api keys are a fixed small set). */
   readonly requestSeconds = new Map<number, FixedHistogram>();
   readonly fsyncSeconds = new FixedHistogram(fsyncSecondsBuckets);
   readonly groupCommitRequests = new FixedHistogram(groupCommitRequestsBuckets);
 
-  constructor(private readonly source: MetricsSource) {
-    for (const metric of this.definitions()) this.registry.registerMetric(metric as unknown as Metric);
+  constructor(private readonly source: MetricsSource) {}
+
+  /** This broker's own prom-client Registry (several brokers may share a process), loaded once. */
+  registry(): Promise<Registry> {
+    this.registryLoading ??= import('prom-client').then(({ Registry: RegistryClass, collectDefaultMetrics }) => {
+      const registry = new RegistryClass();
+      for (const metric of this.definitions()) registry.registerMetric(metric as unknown as Metric);
+      if (this.processMetrics) {
+        collectDefaultMetrics({ register: registry });
+        // Gauges prom-client names with a counter's suffix (promtool check metrics rejects them);
+        // nodejs_active_handles, nodejs_active_requests and nodejs_active_resources carry the same counts.
+        for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
+      }
+      return registry;
+    });
+    return this.registryLoading;
   }
 
-  /** Node process metrics (event-loop lag, GC, RSS, CPU). Call once, for a broker that serves HTTP. */
-  collectProcessMetrics(): void {
-    collectDefaultMetrics({ register: this.registry });
-    // Gauges that prom-client names with a counter's suffix (promtool check metrics rejects them);
-    // nodejs_active_handles, nodejs_active_requests and nodejs_active_resources carry the same counts.
-    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
+  /** Adds Node process metrics (event-loop lag, GC, RSS, CPU); for a broker that serves HTTP. Call before the first scrape. */
+  async collectProcessMetrics(): Promise<void> {
+    if (this.registryLoading !== null && !this.processMetrics) throw new Error('collectProcessMetrics must be called before the registry is loaded');
+    this.processMetrics = true;
+    await this.registry();
   }
 
   observeRequest(apiKey: number, seconds: number): void {
@@ -116,12 +138,8 @@ export class BrokerRegistry {
     this.groupCommitRequests.observe(requests);
   };
 
-  text(): Promise<string> {
-    return this.registry.metrics();
-  }
-
-  get contentType(): string {
-    return this.registry.contentType;
+  async text(): Promise<string> {
+    return (await this.registry()).metrics();
   }
 
   private definitions(): ScrapedMetric[] {

@@ -35,7 +35,7 @@ describe('Prometheus registry', () => {
   it('has exactly the metrics docs/metrics.md lists, with their types', async () => {
     const broker = await startBroker();
     const registered = new Map<string, string>();
-    for (const metric of broker.prometheus.registry.getMetricsAsArray()) {
+    for (const metric of (await broker.prometheus.registry()).getMetricsAsArray()) {
       const { name, type } = await (metric as unknown as { get(): Promise<{ name: string; type: string }> | { name: string; type: string } }).get();
       if (name.startsWith('rill_')) registered.set(name, type);
     }
@@ -52,7 +52,7 @@ describe('Prometheus registry', () => {
     await producer.close();
     expect(await a.prometheus.text()).toMatch(/^rill_partition_records_in_total\{topic="in-process",partition="0"\} 10$/m);
     expect(await b.prometheus.text()).not.toContain('in-process');
-    expect(a.prometheus.registry).not.toBe(b.prometheus.registry);
+    expect(await a.prometheus.registry()).not.toBe(await b.prometheus.registry());
   });
 
   it('renders cumulative buckets, sum and count', () => {

@@ -15,7 +15,7 @@
 import http from 'node:http';
 import type net from 'node:net';
 import type { Log } from '../../lib/log.js';
-import type { BrokerRegistry } from '../prometheus.js';
+import { prometheusContentType, type BrokerRegistry } from '../prometheus.js';
 import { consoleAssets, type Asset } from './assets.js';
 import {
   httpConnectionsMax, httpHeaderBytesMax, httpHeadersTimeoutMs, httpKeepAliveTimeoutMs, httpRequestTimeoutMs,
@@ -99,7 +99,7 @@ export class HttpListener {
 
   private metrics(response: http.ServerResponse, head: boolean): void {
     this.registry.text().then(
-      (text) => this.send(response, head, 200, this.registry.contentType, text),
+      (text) => this.send(response, head, 200, prometheusContentType, text),
       (error: unknown) => this.fail(response, error),
     );
   }
