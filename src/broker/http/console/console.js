@@ -8,6 +8,8 @@ const pollIntervalMs = 1500;
 const windowPoints = 120;
 const svgNs = 'http://www.w3.org/2000/svg';
 
+/** Groups whose rebalance history the user closed (the page is re-rendered on every poll). */
+const closedHistories = new Set();
 const series = { recordsIn: [], recordsOut: [], bytesIn: [], bytesOut: [], produceMs: [], fetchMs: [], otherMs: [] };
 let previous = null;
 
@@ -115,7 +117,18 @@ function renderGroup(group, nowMs) {
       el('span', { class: 'muted' }, `${group.members.length} members · epoch ${group.groupEpoch} · total lag ${totalLag}`)),
     members.length > 0 ? table(['Member', 'Client', 'Host', 'State', 'Epoch', 'Assigned'], members, 99) : el('p', { class: 'muted' }, 'no members'),
     lag.length > 0 ? table(['Topic', 'Partition', 'Committed', 'End offset', 'Lag', 'Owner'], lag, 1, 4) : null,
-    history.length > 0 ? el('details', {}, el('summary', {}, `Rebalance history (${history.length})`), table(['Epoch', 'When', 'Reason', 'Member', 'Moves', 'Stable after'], history, 99)) : null);
+    history.length > 0 ? historyDetails(group.groupId, history) : null);
+}
+
+function historyDetails(groupId, history) {
+  const details = el('details', closedHistories.has(groupId) ? {} : { open: '' },
+    el('summary', {}, `Rebalance history (${history.length}, newest first)`),
+    table(['Epoch', 'When', 'Reason', 'Member', 'Moves', 'Stable after'], history, 99));
+  details.addEventListener('toggle', () => {
+    if (details.open) closedHistories.delete(groupId);
+    else closedHistories.add(groupId);
+  });
+  return details;
 }
 
 function renderGroups(data) {
