@@ -110,6 +110,22 @@ describe('HTTP listener', () => {
     expect(after).toMatch(/^rill_broker_ready 1$/m);
   });
 
+  it('reports consumer groups and their lag per partition', async () => {
+    const admin = new Admin({ bootstrap: broker.bootstrap });
+    try {
+      // Offsets set without members: partition 0 is empty (lag 0), partition 1 ends at 250.
+      await admin.resetGroupOffsets('lagging', 'metrics-e2e', 100n);
+    } finally {
+      admin.close();
+    }
+    const text = (await request('/metrics')).body;
+    expect(sample(text, 'rill_consumer_group_lag', 'group="lagging",topic="metrics-e2e",partition="1"')).toBe(150);
+    expect(sample(text, 'rill_consumer_group_lag', 'group="lagging",topic="metrics-e2e",partition="0"')).toBe(0);
+    expect(sample(text, 'rill_consumer_group_members', 'group="lagging"')).toBe(0);
+    expect(text).toMatch(/^rill_consumer_groups 1$/m);
+    expect((await promtool(text)).code).toBe(0);
+  });
+
   it('answers /healthz and /readyz', async () => {
     expect((await request('/healthz')).status).toBe(200);
     expect((await request('/readyz')).status).toBe(200);
