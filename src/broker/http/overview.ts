@@ -4,6 +4,7 @@
  * bounded (limits.ts); what is left out is counted in `omitted`.
  */
 import type { BrokerRegistry, MetricsSource } from '../prometheus.js';
+import type { Partition } from '../partition.js';
 import { requestSecondsBuckets } from '../prometheus.js';
 import { apiNameByKey } from '../../wire/apis.js';
 import { overviewGroupsMax, overviewHistoryMax, overviewPartitionsMax } from './limits.js';
@@ -34,7 +35,7 @@ export interface PartitionOverview {
   bytesOut: number;
 }
 
-function partitionOverview(p: ReturnType<MetricsSource['partitions']>[number]): PartitionOverview {
+function partitionOverview(p: Partition): PartitionOverview {
   const traffic = { recordsIn: p.recordsIn, bytesIn: p.bytesIn, recordsOut: p.recordsOut, bytesOut: p.bytesOut };
   if (p.isOffline) return { partition: p.index, offline: true, logStartOffset: null, logEndOffset: null, highWatermark: p.highWatermark, sizeBytes: null, ...traffic };
   const log = p.log;
