@@ -92,6 +92,11 @@ export const prometheusContentType = 'text/plain; version=0.0.4; charset=utf-8';
 export class BrokerRegistry {
   private registryLoading: Promise<Registry> | null = null;
   private processMetrics = false;
+  /**
+   * Group views of the scrape in progress: four metrics read them, computed once. prom-client calls
+   * every metric's get() synchronously when a scrape starts, so they are kept until the next microtask.
+   */
+  private scrapeGroups: readonly GroupView[] | null = null;
   /** Request latency per api key (created on first use; api keys are a fixed small set). */
   readonly requestSeconds = new Map<number, FixedHistogram>();
   readonly fsyncSeconds = new FixedHistogram(fsyncSecondsBuckets);
@@ -150,7 +155,13 @@ export class BrokerRegistry {
     const perOnlinePartition = (read: (p: Partition) => number) => (): Sample[] =>
       this.source.partitions().filter((p) => !p.isOffline).map((p) => sampleOf(p, read(p)));
     const one = (value: () => number): (() => Sample[]) => () => [{ labels: {}, value: value() }];
-    const groups = (): readonly GroupView[] => this.source.groups();
+    const groups = (): readonly GroupView[] => {
+      if (this.scrapeGroups === null) {
+        this.scrapeGroups = this.source.groups();
+        queueMicrotask(() => (this.scrapeGroups = null));
+      }
+      return this.scrapeGroups;
+    };
     return [
       new ScrapedMetric('rill_partition_records_in_total',
         'Records appended to the partition by produce requests since the broker started.',
