@@ -52,6 +52,12 @@ describe('module layering', () => {
     expect(violations).toEqual([]);
   });
 
+  it('only the broker imports prom-client (storage reports through observer callbacks)', () => {
+    for (const file of files.filter((f) => !path.relative(srcDir, f).startsWith('broker'))) {
+      expect(fs.readFileSync(file, 'utf8'), file).not.toMatch(/from\s+'prom-client'/);
+    }
+  });
+
   it('lib imports only node: builtins among packages', () => {
     for (const file of files.filter((f) => path.relative(srcDir, f).startsWith('lib'))) {
       const text = fs.readFileSync(file, 'utf8');

@@ -13,6 +13,11 @@ import { DataDirLock } from './data-dir-lock.js';
 import { SettingsError } from './settings.js';
 import { Connection, FrameMemoryBudget, type Dispatch, type ConnectionEvents, type RequestContext } from './connection.js';
 import { BrokerMetrics } from './metrics.js';
+import { OperatorAlerts } from './operator-alerts.js';
+import { BrokerRegistry } from './prometheus.js';
+import type { HttpListener } from './http/server.js';
+import type { OverviewSource } from './http/overview.js';
+import { brokerVersion } from './version.js';
 import { PartitionManager } from './partition-manager.js';
 import { GroupHost } from './group-host.js';
 import { handleInitProducerId, handleProduce } from './handlers/produce.js';
@@ -40,7 +45,9 @@ interface BoundListener {
 
 export class Broker {
   readonly config: BrokerConfig;
-  readonly metrics = new BrokerMetrics();
+  readonly metrics: BrokerMetrics;
+  /** Prometheus view of this broker (its own Registry: several brokers may share a process). */
+  readonly prometheus: BrokerRegistry;
   readonly partitions: PartitionManager;
   readonly producers: ProducerStates;
   private readonly listeners: BoundListener[] = [];
@@ -53,16 +60,50 @@ export class Broker {
   private readonly frameBudget = new FrameMemoryBudget(partialFramesBytesMax);
   private housekeeping: NodeJS.Timeout | null = null;
   private stopping: Promise<void> | null = null;
+  private http: HttpListener | null = null;
+  private readonly startedAtMs = Date.now();
 
   constructor(config: Partial<BrokerConfig> = {}) {
     this.config = brokerConfig(config);
-    this.partitions = new PartitionManager(this.config.dataDir, this.config.log, this.config.fileOps);
+    const alerts = new OperatorAlerts(this.config.log);
+    this.metrics = new BrokerMetrics(alerts);
+    this.prometheus = new BrokerRegistry(this.metricsSource);
+    // Partition lines tagged with a `condition` (fsync failures, ...) are rate-limited and counted.
+    this.partitions = new PartitionManager(this.config.dataDir, alerts.log, this.config.fileOps, this.prometheus.observeFlushRound);
     this.producers = new ProducerStates(this.config.dataDir, this.config.log);
   }
 
   /** The bound port of the first listener (useful with port 0). */
   get port(): number {
     return this.listeners[0]?.port ?? 0;
+  }
+
+  /** The HTTP listener's port, or null when it is off (or not started yet). */
+  get httpPort(): number | null {
+    return this.http?.port ?? null;
+  }
+
+  private get metricsSource(): OverviewSource {
+    const broker = this;
+    return {
+      metrics: this.metrics,
+      partitions: () => broker.partitions.all(),
+      requestsInFlight: () => {
+        let total = 0;
+        for (const connection of broker.connections) total += connection.requestsInFlight;
+        return total;
+      },
+      groups: () => broker.groups?.views() ?? [],
+      get ready() {
+        return broker.ready;
+      },
+      info: () => {
+        const first = broker.listeners[0];
+        const host = first === undefined ? broker.config.host : first.config.advertisedHost ?? first.config.host;
+        const port = first === undefined ? 0 : first.config.advertisedPort ?? first.port;
+        return { nodeId: broker.config.nodeId, host, port, httpPort: broker.httpPort, version: brokerVersion(), startedAtMs: broker.startedAtMs };
+      },
+    };
   }
 
   /** Every listener with the address it actually bound. */
@@ -97,6 +138,7 @@ export class Broker {
     }
     try {
       for (const listener of this.config.listeners!) this.listeners.push(await this.bind(listener));
+      await this.startHttp();
       this.logEffectiveConfig();
       await this.open();
     } catch (error) {
@@ -136,12 +178,41 @@ export class Broker {
   /** Undoes a start that failed after binding: no listener, no lock, no timer left behind. */
   private async abandonStart(): Promise<void> {
     if (this.housekeeping !== null) clearInterval(this.housekeeping);
+    await this.http?.close();
+    this.http = null;
     for (const socket of this.early.keys()) socket.destroy();
     this.early.clear();
     await Promise.all(this.listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve()))));
     this.listeners.length = 0;
     await this.groups?.close().catch(() => undefined);
     this.lock?.release();
+  }
+
+  /**
+   * The HTTP listener binds with the others, before the data directory is opened: /healthz
+   * answers during a long recovery and /readyz says when it is over. At its default address (not
+   * chosen by the operator) a port in use is a warning: the broker runs without it.
+   */
+  private async startHttp(): Promise<void> {
+    const address = this.config.http;
+    if (address === null) return;
+    // Loaded only when configured: a broker without HTTP does not carry prom-client (prometheus.ts).
+    const { HttpListener } = await import('./http/server.js');
+    try {
+      this.http = await HttpListener.start(address.host, address.port, this.metricsSource, this.prometheus, this.config.log);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const where = `${address.host}:${address.port}`;
+      if (code === 'EADDRINUSE' && this.config.httpOptional === true) {
+        this.config.log('warn', `HTTP listener not started: its default address ${where} is in use (another broker?); give this broker its own with --http HOST:PORT, or --http off`, { http: where });
+        return;
+      }
+      if (code === 'EADDRINUSE') throw new SettingsError(`HTTP listener: ${where} is already in use by another process; choose another with --http HOST:PORT (or http.listen), or --http off`);
+      if (code === 'EACCES' || code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new SettingsError(`HTTP listener: cannot listen on ${where} (${code}); choose another with --http HOST:PORT (or http.listen)`);
+      throw error;
+    }
+    await this.prometheus.collectProcessMetrics();
+    this.config.log('info', `http listener (/metrics, /healthz, /readyz, console) on ${address.host}:${this.http.port}`, { http: `${address.host}:${this.http.port}` });
   }
 
   /** Binds one listener; a port in use or not allowed is the operator's to fix (SettingsError). */
@@ -190,21 +261,26 @@ export class Broker {
   private readonly connectionEvents: ConnectionEvents = {
     onProtocolError: (connection: Connection, error: DecodeError) => {
       this.metrics.countError(error.code);
-      this.config.log('warn', `closing ${connection.remote}: ${error.message}`);
+      this.metrics.clientError(connection, error.code);
+      this.config.log('warn', `closing ${connection.remote}: ${error.message}`, { remote: connection.remote });
     },
-    onRequestError: (_connection: Connection, error: RillError) => this.metrics.countError(error.code),
+    onRequestError: (connection: Connection, error: RillError) => {
+      this.metrics.countError(error.code);
+      this.metrics.clientError(connection, error.code);
+    },
     onInternalError: (connection: Connection, error: unknown) => {
       this.metrics.countError('UNKNOWN_SERVER_ERROR');
-      this.config.log('error', `internal error serving ${connection.remote}: ${(error as Error)?.stack ?? String(error)}`);
+      this.config.log('error', `internal error serving ${connection.remote}: ${(error as Error)?.stack ?? String(error)}`, { remote: connection.remote });
     },
+    onRequestDone: (apiKey: number, seconds: number) => this.prometheus.observeRequest(apiKey, seconds),
     onClose: (connection: Connection) => {
       if (this.connections.delete(connection)) this.metrics.connectionsOpen--;
     },
   };
 
   private readonly dispatch: Dispatch = (context: RequestContext) => {
-    this.metrics.requests++;
     const { apiKey, apiVersion } = context.header;
+    this.metrics.countRequest(apiKey);
     const range = apiVersionRanges.get(apiKey);
     if (range === undefined) throw new RillError('UNSUPPORTED_VERSION', `api key ${apiKey} is not supported by this broker`);
     if (apiVersion < range[0] || apiVersion > range[1]) {
@@ -268,12 +344,13 @@ export class Broker {
     for (const partition of this.partitions.all()) {
       try {
         const deleted = partition.log.applyRetention(nowMs);
-        if (deleted.deletedSegments > 0) this.config.log('info', `${partition.topic}/${partition.index}: retention deleted ${deleted.deletedSegments} segments (${deleted.deletedBytes} bytes)`);
+        if (deleted.deletedSegments > 0) this.config.log('info', `${partition.topic}/${partition.index}: retention deleted ${deleted.deletedSegments} segments (${deleted.deletedBytes} bytes)`, partition.fields);
         if (partition.log.needsFlush(nowMs)) {
-          partition.flush().catch((error: unknown) => this.config.log('warn', `${partition.topic}/${partition.index}: background flush failed: ${(error as Error).message}`));
+          partition.flush().catch((error: unknown) => this.metrics.alerts.log('warn', `${partition.topic}/${partition.index}: background flush failed: ${(error as Error).message}`, { ...partition.fields, condition: 'storage_error' }));
         }
       } catch (error) {
-        this.config.log('warn', `${partition.topic}/${partition.index}: housekeeping failed: ${(error as Error).message}`);
+        // Every second while a partition is offline: rate-limited and counted as storage_error.
+        this.metrics.alerts.log('warn', `${partition.topic}/${partition.index}: housekeeping failed: ${(error as Error).message}`, { ...partition.fields, condition: 'storage_error' });
       }
     }
   }
@@ -289,6 +366,7 @@ export class Broker {
 
   private async doStop(): Promise<void> {
     const log = this.config.log;
+    this.isReady = false;
     if (this.housekeeping !== null) clearInterval(this.housekeeping);
     const closed = Promise.all(this.listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve()))));
     for (const socket of this.early.keys()) socket.destroy();
@@ -301,6 +379,7 @@ export class Broker {
     await this.groups?.close();
     this.producers.snapshotAll(this.partitions.all());
     this.partitions.closeClean();
+    await this.http?.close();
     this.lock?.release();
     log('info', 'rill broker stopped cleanly');
   }

@@ -32,6 +32,8 @@ export interface BrokerConfig {
   configFile?: string | null | undefined;
   /** The HTTP listener (/metrics, /healthz, /readyz, the console); null: none. */
   http: { host: string; port: number } | null;
+  /** The HTTP address is a default, not the operator's choice: if it is taken, run without it. */
+  httpOptional?: boolean | undefined;
   nodeId: number;
   /** How often retention and time-based flushes run. */
   housekeepingIntervalMs: number;

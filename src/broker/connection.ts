@@ -59,6 +59,8 @@ export interface ConnectionEvents {
   onRequestError(connection: Connection, error: RillError): void;
   onInternalError(connection: Connection, error: unknown): void;
   onClose(connection: Connection): void;
+  /** A request finished (replied, or dropped for acks 0 / a closed connection), after `seconds`. */
+  onRequestDone?(apiKey: number, seconds: number): void;
 }
 
 const emptyFrame = Buffer.alloc(0);
@@ -116,6 +118,9 @@ export class Connection {
   /** Reading stopped because the broker-wide frame budget is spent. */
   private waitingForBudget = false;
   readonly remote: string;
+  /** Error replies in the current window (operator-alerts.ts: a client drowning in errors). */
+  errorWindowStartMs = 0;
+  errorsInWindow = 0;
 
   constructor(readonly socket: net.Socket, private readonly dispatch: Dispatch, private readonly events: ConnectionEvents, private readonly budget: FrameMemoryBudget, readonly listenerName = 'rill') {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
@@ -200,19 +205,20 @@ export class Connection {
   private onFrame(frame: Buffer): void {
     if (this.closed) return;
     const header = decodeRequestHeader(frame);
+    const startedMs = performance.now();
     this.inFlight++;
     this.updateFlow();
     let result: Reply | null | Promise<Reply | null>;
     try {
       result = this.dispatch({ header, frame, connection: this });
     } catch (error) {
-      this.finish(header, this.replyForError(error));
+      this.finish(header, this.replyForError(error), startedMs);
       return;
     }
     if (result instanceof Promise) {
-      result.then((reply) => this.finish(header, reply), (error: unknown) => this.finish(header, this.replyForError(error)));
+      result.then((reply) => this.finish(header, reply, startedMs), (error: unknown) => this.finish(header, this.replyForError(error), startedMs));
     } else {
-      this.finish(header, result);
+      this.finish(header, result, startedMs);
     }
   }
 
@@ -225,8 +231,9 @@ export class Connection {
     return errorReply(new RillError('UNKNOWN_SERVER_ERROR', 'the broker hit an internal error; it has been logged'));
   }
 
-  private finish(header: RequestHeader, reply: Reply | null): void {
+  private finish(header: RequestHeader, reply: Reply | null, startedMs: number): void {
     this.inFlight--;
+    this.events.onRequestDone?.(header.apiKey, (performance.now() - startedMs) / 1000);
     if (this.closed) return;
     if (reply !== null) this.write(header.correlationId, reply);
     this.updateFlow();

@@ -7,7 +7,7 @@
  */
 import { RillError } from '../lib/errors.js';
 import { requestHeaderBytes } from '../lib/limits.js';
-import { Coordinator, type CoordinatorOptions } from '../coordinator/coordinator.js';
+import { Coordinator, type CoordinatorOptions, type GroupDescription } from '../coordinator/coordinator.js';
 import type { GroupRecord } from '../coordinator/records.js';
 import { decodeMsgpack } from '../wire/msgpack.js';
 import { decodeDeleteGroupsRequest } from '../wire/admin-ops.js';
@@ -23,6 +23,22 @@ import type { PartitionManager } from './partition-manager.js';
 export const groupTickIntervalMs = 100;
 
 import type { Log } from '../lib/log.js';
+
+/** One group with its members, per-partition lag (-1 where nothing is committed) and rebalance history. */
+export interface GroupView {
+  groupId: string;
+  state: string;
+  /** Bumped by every rebalance (persisted, so it only grows). */
+  groupEpoch: number;
+  assignmentEpoch: number;
+  members: {
+    memberId: string; clientId: string; host: string; memberEpoch: number; state: string; sessionTimeoutMs: number;
+    subscribedTopics: readonly string[];
+    assigned: ReturnType<typeof groupByTopic>; pendingRevocation: ReturnType<typeof groupByTopic>; pendingAssignment: ReturnType<typeof groupByTopic>;
+  }[];
+  offsets: { topic: string; partition: number; committedOffset: bigint; endOffset: bigint; lag: bigint; owner: string | null }[];
+  history: GroupDescription['history'];
+}
 
 function body(context: RequestContext): unknown {
   return decodeMsgpack(context.frame.subarray(requestHeaderBytes));
@@ -164,13 +180,23 @@ export class GroupHost {
   }
 
   private describe(groupId: string): Record<string, unknown> {
-    let description;
     try {
-      description = this.coordinator.describeGroup(groupId);
+      return { errorCode: 0, ...this.view(groupId) };
     } catch (error) {
       if (error instanceof RillError) return { groupId, errorCode: error.errorCode };
       throw error;
     }
+  }
+
+  /** Every group as DescribeGroups shows it (metrics and the console read this at scrape time). */
+  views(): GroupView[] {
+    if (this.reloading !== null) return [];
+    return this.coordinator.listGroups().map((listing) => this.view(listing.groupId));
+  }
+
+  /** Throws RillError GROUP_ID_NOT_FOUND. */
+  private view(groupId: string): GroupView {
+    const description = this.coordinator.describeGroup(groupId);
     const committed = new Map(description.offsets.map((o) => [`${o.topic}\u0000${o.partition}`, o.committedOffset]));
     // Every partition of every subscribed topic, with its end offset and lag.
     const topics = new Set(description.members.flatMap((m) => m.subscribedTopics));
@@ -190,7 +216,7 @@ export class GroupHost {
       assigned: groupByTopic(m.assigned), pendingRevocation: groupByTopic(m.pendingRevocation), pendingAssignment: groupByTopic(m.pendingAssignment),
     }));
     return {
-      groupId, errorCode: 0, state: description.state, groupEpoch: description.groupEpoch, assignmentEpoch: description.assignmentEpoch,
+      groupId, state: description.state, groupEpoch: description.groupEpoch, assignmentEpoch: description.assignmentEpoch,
       members, offsets, history: description.history,
     };
   }

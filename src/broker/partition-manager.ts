@@ -11,6 +11,7 @@ import { defaultTopicConfig, type TopicConfig } from '../wire/control.js';
 import { alterTopicConfig, type ConfigEntries } from '../wire/topic-config.js';
 import { PartitionLog } from '../storage/partition-log.js';
 import type { FileOps } from '../storage/file-ops.js';
+import type { FlushRoundObserver } from '../storage/group-commit.js';
 import { Partition } from './partition.js';
 import { TopicRegistry, partitionCountProblem, partitionDir, topicNameProblem, topicsDir, fsyncDirectory, type TopicDefinition } from './topic-registry.js';
 
@@ -20,7 +21,7 @@ export class PartitionManager {
   readonly registry: TopicRegistry;
   private readonly partitions = new Map<string, Partition[]>();
 
-  constructor(private readonly dataDir: string, private readonly log: Log, private readonly fileOps?: FileOps) {
+  constructor(private readonly dataDir: string, private readonly log: Log, private readonly fileOps?: FileOps, private readonly observeFlushRound?: FlushRoundObserver) {
     this.registry = new TopicRegistry(dataDir, (message) => log('warn', message));
   }
 
@@ -58,10 +59,10 @@ export class PartitionManager {
 
   private openLog(topic: string, index: number, config: TopicConfig, recover: boolean): PartitionLog {
     const dir = partitionDir(this.dataDir, topic, index);
-    const log = PartitionLog.open(dir, config, { recover, fileOps: this.fileOps, log: (message: string) => this.log('warn', `${topic}/${index}: ${message}`) });
+    const log = PartitionLog.open(dir, config, { recover, fileOps: this.fileOps, observeFlushRound: this.observeFlushRound, log: (message: string) => this.log('warn', `${topic}/${index}: ${message}`, { topic, partition: index }) });
     const report = log.recovery;
     if (report.droppedFromOffset !== null) {
-      this.log('warn', `${topic}/${index}: recovery truncated ${report.truncatedBytes} bytes from offset ${report.droppedFromOffset} (${report.reason}); ${report.segmentsDeleted} later segments deleted`);
+      this.log('warn', `${topic}/${index}: recovery truncated ${report.truncatedBytes} bytes from offset ${report.droppedFromOffset} (${report.reason}); ${report.segmentsDeleted} later segments deleted`, { topic, partition: index });
     }
     return log;
   }
@@ -156,7 +157,7 @@ export class PartitionManager {
         partition.close();
       } catch (error) {
         // The files are deleted below anyway.
-        this.log('warn', `${name}/${partition.index}: close before delete failed: ${(error as Error).message}`);
+        this.log('warn', `${name}/${partition.index}: close before delete failed: ${(error as Error).message}`, { topic: name, partition: partition.index });
       }
     }
     const from = path.join(topicsDir(this.dataDir), name);
@@ -182,7 +183,7 @@ export class PartitionManager {
         partition.close();
       } catch (error) {
         failures++;
-        this.log('error', `${partition.topic}/${partition.index}: close failed: ${(error as Error).message}`);
+        this.log('error', `${partition.topic}/${partition.index}: close failed: ${(error as Error).message}`, { topic: partition.topic, partition: partition.index });
       }
     }
     this.partitions.clear();

@@ -52,6 +52,14 @@ export class Partition {
   private lastReopenAttemptMs = Number.NEGATIVE_INFINITY;
   /** Times the log was reopened after an fsync failure (for tests and metrics). */
   reopenCount = 0;
+  /**
+   * Traffic since the broker started, bumped by the produce and fetch handlers and read by the
+   * metrics collectors at scrape time (plain fields: no label lookup per request).
+   */
+  recordsIn = 0;
+  bytesIn = 0;
+  recordsOut = 0;
+  bytesOut = 0;
 
   constructor(
     readonly topic: string,
@@ -62,6 +70,11 @@ export class Partition {
   ) {
     this.current = log;
     this.visibleEnd = log.nextOffset;
+  }
+
+  /** The fields of every log line about this partition. */
+  get fields(): { topic: string; partition: number } {
+    return { topic: this.topic, partition: this.index };
   }
 
   /** The open log. Throws STORAGE_ERROR (retriable) while the partition is offline. */
@@ -141,7 +154,7 @@ export class Partition {
   private reopenAfterFailure(failed: PartitionLog, error: unknown): void {
     if (failed !== this.current || this.offline !== null || this.reopenLog === null) return;
     const lostEnd = failed.nextOffset;
-    this.report('error', `${this.topic}/${this.index}: fsync failed (${(error as Error).message}); reopening the log with recovery (log end was ${lostEnd}, last durable offset ${failed.flushedOffset})`);
+    this.report('error', `${this.topic}/${this.index}: fsync failed (${(error as Error).message}); reopening the log with recovery (log end was ${lostEnd}, last durable offset ${failed.flushedOffset})`, { ...this.fields, condition: 'fsync_failed' });
     try {
       failed.close();
     } catch {
@@ -162,7 +175,7 @@ export class Partition {
     try {
       log = this.reopenLog!();
     } catch (error) {
-      this.report('error', `${this.topic}/${this.index}: reopening the log failed (${(error as Error).message}); the partition answers STORAGE_ERROR and retries at most every ${reopenRetryMs} ms`);
+      this.report('error', `${this.topic}/${this.index}: reopening the log failed (${(error as Error).message}); the partition answers STORAGE_ERROR and retries at most every ${reopenRetryMs} ms`, { ...this.fields, condition: 'storage_error' });
       return;
     }
     const visibleBefore = this.visibleEnd;
@@ -172,10 +185,10 @@ export class Partition {
     this.pendingDurable = [];
     this.pendingHead = 0;
     if (log.nextOffset < visibleBefore) {
-      this.report('warn', `${this.topic}/${this.index}: offsets ${log.nextOffset}..${visibleBefore - 1} were visible (acks 0/1) but did not survive the reopen; they will be reused`);
+      this.report('warn', `${this.topic}/${this.index}: offsets ${log.nextOffset}..${visibleBefore - 1} were visible (acks 0/1) but did not survive the reopen; they will be reused`, this.fields);
       this.visibleEnd = log.nextOffset;
     }
-    this.report('info', `${this.topic}/${this.index}: log reopened after an fsync failure; log end ${log.nextOffset}, all of it durable`);
+    this.report('info', `${this.topic}/${this.index}: log reopened after an fsync failure; log end ${log.nextOffset}, all of it durable`, this.fields);
     this.publish();
   }
 

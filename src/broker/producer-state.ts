@@ -408,7 +408,7 @@ export class ProducerStates {
       writeFileDurably(snapshotPath(loaded.log), encodeSnapshot(loaded.log.nextOffset, loaded.producers), sync);
     } catch (error) {
       // Only costs a longer replay after a crash.
-      this.log('warn', `${partition.topic}/${partition.index}: could not write the producer-state snapshot: ${(error as Error).message}`);
+      this.log('warn', `${partition.topic}/${partition.index}: could not write the producer-state snapshot: ${(error as Error).message}`, partition.fields);
     }
   }
 
@@ -426,16 +426,16 @@ export class ProducerStates {
         producers = PartitionProducers.fromRows(snapshot.rows, snapshot.forgottenBelow);
         from = snapshot.offset;
       } else if (snapshot !== null) {
-        this.log('warn', `${name}: producer-state snapshot at offset ${snapshot.offset} is outside ${scanFloor}..${log.nextOffset}; rebuilding from the log`);
+        this.log('warn', `${name}: producer-state snapshot at offset ${snapshot.offset} is outside ${scanFloor}..${log.nextOffset}; rebuilding from the log`, partition.fields);
         fs.rmSync(file, { force: true });
       }
     } catch (error) {
-      this.log('warn', `${name}: producer-state snapshot unusable (${(error as Error).message}); rebuilding from the log`);
+      this.log('warn', `${name}: producer-state snapshot unusable (${(error as Error).message}); rebuilding from the log`, partition.fields);
       fs.rmSync(file, { force: true });
     }
-    const replayed = replay(log, from, producers, (message) => this.log('warn', `${name}: ${message}`));
+    const replayed = replay(log, from, producers, (message) => this.log('warn', `${name}: ${message}`, partition.fields));
     if (replayed > 0 || producers.size > 0) {
-      this.log('info', `${name}: producer state of ${producers.size} producers rebuilt from offset ${from} (${replayed} batches replayed, ${Date.now() - startedMs} ms)`);
+      this.log('info', `${name}: producer state of ${producers.size} producers rebuilt from offset ${from} (${replayed} batches replayed, ${Date.now() - startedMs} ms)`, partition.fields);
     }
     return producers;
   }

@@ -50,6 +50,7 @@ export async function brokerCommand(flags: BrokerFlags): Promise<number> {
     port: rill.port,
     listeners: settings.listeners.map((l) => ({ name: l.name, host: l.host, port: l.port, advertisedHost: l.advertise?.host, advertisedPort: l.advertise?.port })),
     http: settings.http,
+    httpOptional: !settings.httpExplicit,
     shutdownGraceMs: settings.shutdownGraceMs,
     housekeepingIntervalMs: settings.housekeepingIntervalMs,
     effectiveConfig: effective,
@@ -65,6 +66,7 @@ export async function brokerCommand(flags: BrokerFlags): Promise<number> {
   }
   // The line tests and scripts wait for: the address actually bound (useful with --port 0).
   process.stdout.write(`rill broker ready on ${rill.host}:${broker.port}\n`);
+  if (broker.httpPort !== null) process.stdout.write(`rill http ready on ${settings.http!.host}:${broker.httpPort}\n`);
   return new Promise<number>((resolve) => {
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals): void => {

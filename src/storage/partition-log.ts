@@ -20,7 +20,7 @@ import { readBatchSize, readLastOffsetDelta, stampBaseOffset } from '../wire/rec
 import { type FileOps, nodeFileOps } from './file-ops.js';
 import { writeCheckpoint } from './checkpoint.js';
 import { readLogStart, writeLogStart } from './log-start.js';
-import { GroupCommit, type FlushRound } from './group-commit.js';
+import { GroupCommit, type FlushRound, type FlushRoundObserver } from './group-commit.js';
 import { type RecoveryReport, loadLog } from './recovery.js';
 import { Segment } from './segment.js';
 import { type ReadResult, emptyRead, offsetOutOfRange, readSegment } from './segment-reader.js';
@@ -35,6 +35,11 @@ export interface PartitionLogOptions {
   clock?: Clock;
   /** Notable events (recovery, index rebuilds, fsync failures); default: ignored. */
   log?: (message: string) => void;
+  /**
+   * Told of every group-commit round: requests answered and seconds its fsyncs took (the broker
+   * turns these into histograms; storage stays free of any metrics library). Default: none.
+   */
+  observeFlushRound?: FlushRoundObserver;
 }
 
 /** One batch for appendMany(). */
@@ -81,11 +86,12 @@ export class PartitionLog {
     segments: Segment[],
     readonly recovery: RecoveryReport,
     logStartOffset: number,
+    observeFlushRound: FlushRoundObserver | undefined,
   ) {
     this.segments = segments;
     this.logStartValue = logStartOffset;
     this.flushedOffsetValue = this.active.nextOffset;
-    this.groupCommit = new GroupCommit(() => this.beginFlushRound());
+    this.groupCommit = new GroupCommit(() => this.beginFlushRound(), observeFlushRound);
   }
 
   /** Opens (creating if needed) the partition directory; see recovery.ts for what recover does. */
@@ -102,7 +108,7 @@ export class PartitionLog {
     if (logStart.problem !== null) log(`${dir}: ${logStart.problem}; the log starts at its first segment`);
     const loaded = loadLog(fileOps, dir, options.recover, clock.nowMs(), log, logStart.logStartOffset);
     settleLogStart(fileOps, dir, loaded.segments, logStart.logStartOffset, clock.nowMs(), log);
-    const partitionLog = new PartitionLog(dir, config, fileOps, clock, log, loaded.segments, loaded.report, logStart.logStartOffset);
+    const partitionLog = new PartitionLog(dir, config, fileOps, clock, log, loaded.segments, loaded.report, logStart.logStartOffset, options.observeFlushRound);
     if (loaded.createdFresh) {
       partitionLog.directoryDirty = true;
       partitionLog.parentDirectoryDirty = true;

@@ -14,6 +14,8 @@ export const cliPath = path.join(repoRoot, 'dist/src/cli/main.js');
 
 export interface BrokerProcess {
   port: number;
+  /** The HTTP listener's port when started with `http` (parsed from `rill http ready on`), else null. */
+  httpPort: number | null;
   bootstrap: string;
   dataDir: string;
   child: ChildProcess;
@@ -28,20 +30,27 @@ export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `rill-${prefix}-`));
 }
 
-export async function startBroker(options: { dataDir?: string; /** null: no --port flag (the test gives --listen or a config file). */ port?: number | null; timeoutMs?: number; args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<BrokerProcess> {
+/**
+ * `http`: HOST:PORT for `--http` (e.g. 127.0.0.1:0); the helper then also waits for `rill http ready on`.
+ * `port: null`: no --port flag (the test gives --listen or a config file).
+ */
+export async function startBroker(options: { dataDir?: string; port?: number | null; timeoutMs?: number; http?: string; args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<BrokerProcess> {
   const dataDir = options.dataDir ?? tempDir('broker');
-  const child = spawn(process.execPath, [cliPath, 'broker', '--data-dir', dataDir, ...(options.port === null ? [] : ['--port', String(options.port ?? 0)]), ...(options.args ?? [])], { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
+  const httpArgs = options.http === undefined ? [] : ['--http', options.http];
+  const portArgs = options.port === null ? [] : ['--port', String(options.port ?? 0)];
+  const child = spawn(process.execPath, [cliPath, 'broker', '--data-dir', dataDir, ...portArgs, ...httpArgs, ...(options.args ?? [])], { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const port = await new Promise<number>((resolve, reject) => {
+  const [port, httpPort] = await new Promise<[number, number | null]>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`broker did not start within ${options.timeoutMs ?? 20_000} ms:\n${output}`)), options.timeoutMs ?? 20_000);
     const check = (): void => {
       const match = /rill broker ready on [^:\s]+:(\d+)/.exec(output);
-      if (match) {
+      const httpMatch = /rill http ready on [^:\s]+:(\d+)/.exec(output);
+      if (match && (options.http === undefined || httpMatch)) {
         clearTimeout(timer);
-        resolve(Number(match[1]));
+        resolve([Number(match[1]), httpMatch ? Number(httpMatch[1]) : null]);
       }
     };
     child.stdout!.on('data', check);
@@ -52,6 +61,7 @@ export async function startBroker(options: { dataDir?: string; /** null: no --po
   });
   return {
     port,
+    httpPort,
     bootstrap: `127.0.0.1:${port}`,
     dataDir,
     child,

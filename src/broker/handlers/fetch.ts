@@ -13,34 +13,35 @@ import type { Partition } from '../partition.js';
 import type { PartitionManager } from '../partition-manager.js';
 
 import type { Log } from '../../lib/log.js';
-
-/** A corrupt range is logged at most this often per partition: every reader retrying it must not flood the log. */
-const corruptionLogIntervalMs = 10_000;
-const corruptionLoggedAtMs = new Map<string, number>();
-
-function reportCorruption(partition: string, error: RillError, log: Log): void {
-  const nowMs = Date.now();
-  if (nowMs - (corruptionLoggedAtMs.get(partition) ?? -Infinity) < corruptionLogIntervalMs) return;
-  corruptionLoggedAtMs.set(partition, nowMs);
-  log('error', `${partition}: ${error.message}; this range is not served (see README, Guarantees)`);
-}
+import { readLastOffsetDelta } from '../../wire/record-batch.js';
 
 interface Attempt {
   topics: FetchTopic<FetchPartitionResponse>[];
   bytes: number;
   errors: number;
+  /** What each partition contributes, counted as traffic out once the attempt becomes the reply. */
+  served: { partition: Partition; batches: Buffer[]; bytes: number }[];
 }
 
-export function handleFetch(context: RequestContext, partitions: PartitionManager, metrics: BrokerMetrics, log: Log): Reply | Promise<Reply | null> {
+/** `_log` is unused: partition errors are raised through metrics (rate-limited there). */
+export function handleFetch(context: RequestContext, partitions: PartitionManager, metrics: BrokerMetrics, _log: Log): Reply | Promise<Reply | null> {
   const request = decodeFetchRequest(context.frame, requestHeaderBytes);
   const waitMs = Math.min(request.maxWaitMs, fetchWaitMsMax);
-  const first = attempt(request, partitions, metrics, log, context, waitMs === 0);
-  if (first.bytes >= request.minBytes || first.errors > 0 || waitMs === 0) return toReply(first);
-  return longPoll(request, partitions, metrics, waitMs, context, log, first.bytes);
+  const first = attempt(request, partitions, metrics, context, waitMs === 0);
+  if (first.bytes >= request.minBytes || first.errors > 0 || waitMs === 0) return toReply(first, metrics);
+  return longPoll(request, partitions, metrics, waitMs, context, first.bytes);
 }
 
-function toReply(result: Attempt): Reply {
+function toReply(result: Attempt, metrics: BrokerMetrics): Reply {
   const { chunks } = encodeFetchResponse(result.topics);
+  for (const { partition, batches, bytes } of result.served) {
+    let records = 0;
+    for (const batch of batches) records += readLastOffsetDelta(batch, 0) + 1;
+    partition.recordsOut += records;
+    partition.bytesOut += bytes;
+    metrics.recordsFetched += records;
+    metrics.bytesFetched += bytes;
+  }
   return replyOf(chunks);
 }
 
@@ -59,11 +60,12 @@ function replyBudget(request: FetchRequest, context: RequestContext): number {
  * whatever it holds), a budget below minBytes reads nothing: such a reply could not satisfy the
  * fetch, and reading it on every append would only burn the disk.
  */
-function attempt(request: FetchRequest, partitions: PartitionManager, metrics: BrokerMetrics, log: Log, context: RequestContext, final: boolean): Attempt {
+function attempt(request: FetchRequest, partitions: PartitionManager, metrics: BrokerMetrics, context: RequestContext, final: boolean): Attempt {
   let remaining = replyBudget(request, context);
   if (!final && remaining < request.minBytes) remaining = 0;
   let bytes = 0;
   let errors = 0;
+  const served: Attempt['served'] = [];
   const topics = request.topics.map((topic) => ({
     name: topic.name,
     partitions: topic.partitions.map((p): FetchPartitionResponse => {
@@ -87,17 +89,20 @@ function attempt(request: FetchRequest, partitions: PartitionManager, metrics: B
         for (const batch of batches) read += batch.length;
         remaining -= read;
         bytes += read;
+        if (read > 0) served.push({ partition, batches, bytes: read });
         return { ...base, errorCode: 0, records: batches };
       } catch (error) {
         if (!(error instanceof RillError)) throw error;
         errors++;
-        metrics.countError(error.code);
-        if (error.code === 'CORRUPT_LOG') reportCorruption(`${topic.name}/${p.partition}`, error, log);
+        // A corrupt range is raised (rate-limited: every reader retrying it must not flood the log).
+        metrics.partitionError(topic.name, p.partition, error.code === 'CORRUPT_LOG'
+          ? { code: error.code, message: `${error.message}; this range is not served (see README, Guarantees)` }
+          : error);
         return { ...base, errorCode: error.errorCode, records: [] };
       }
     }),
   }));
-  return { topics, bytes, errors };
+  return { topics, bytes, errors, served };
 }
 
 /** Bytes the watched partitions' logs hold now (a cheap measure of what has been appended). */
@@ -118,7 +123,7 @@ function logBytes(watched: readonly Partition[]): number {
  * reach minBytes, so a fetch with a large minBytes does not re-read the growing tail on every
  * append.
  */
-function longPoll(request: FetchRequest, partitions: PartitionManager, metrics: BrokerMetrics, waitMs: number, context: RequestContext, log: Log, bytesSeen: number): Promise<Reply | null> {
+function longPoll(request: FetchRequest, partitions: PartitionManager, metrics: BrokerMetrics, waitMs: number, context: RequestContext, bytesSeen: number): Promise<Reply | null> {
   return new Promise((resolve) => {
     const watched = request.topics.flatMap((topic) => topic.partitions.map((p) => partitions.get(topic.name, p.partition))).filter((p) => p !== undefined);
     let seenBytes = bytesSeen;
@@ -138,8 +143,8 @@ function longPoll(request: FetchRequest, partitions: PartitionManager, metrics: 
       if (context.connection.isClosed) return finish(null);
       const logBytesNow = logBytes(watched);
       if (seenBytes + (logBytesNow - logBytesAtLastRead) < request.minBytes) return;
-      const result = attempt(request, partitions, metrics, log, context, false);
-      if (result.bytes >= request.minBytes || result.errors > 0) return finish(toReply(result));
+      const result = attempt(request, partitions, metrics, context, false);
+      if (result.bytes >= request.minBytes || result.errors > 0) return finish(toReply(result, metrics));
       seenBytes = result.bytes;
       logBytesAtLastRead = logBytesNow;
     };
@@ -149,7 +154,7 @@ function longPoll(request: FetchRequest, partitions: PartitionManager, metrics: 
       scheduled = true;
       setImmediate(retry);
     };
-    const timer = setTimeout(() => finish(context.connection.isClosed ? null : toReply(attempt(request, partitions, metrics, log, context, true))), waitMs);
+    const timer = setTimeout(() => finish(context.connection.isClosed ? null : toReply(attempt(request, partitions, metrics, context, true), metrics)), waitMs);
     for (const partition of watched) partition.onAdvance(onAdvance);
   });
 }

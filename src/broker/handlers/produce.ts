@@ -77,7 +77,7 @@ export function handleProduce(context: RequestContext, partitions: PartitionMana
         if (durable && result.errorCode === 0) flushes.push(awaitFlush(partition, result));
         else if (result.errorCode === 0) partition.publish();
       }
-      if (result.errorCode !== 0) metrics.countError(RillError.fromCode(result.errorCode).code);
+      if (result.errorCode !== 0) countFailure(metrics, context, topic.name, result);
       topicResults.push(result);
     }
   }
@@ -114,9 +114,20 @@ function appendEntry(partition: Partition, records: Buffer, durable: boolean, me
     if (error instanceof RillError) return failure(partition.index, error);
     throw error;
   }
-  for (const batch of batches) metrics.recordsAppended += batch.recordsCount;
+  let recordsCount = 0;
+  for (const batch of batches) recordsCount += batch.recordsCount;
+  metrics.recordsAppended += recordsCount;
   metrics.bytesAppended += records.length;
+  partition.recordsIn += recordsCount;
+  partition.bytesIn += records.length;
   return success(partition, baseOffset);
+}
+
+/** Counts a partition's failure; a full disk or a storage failure is also raised to the operator. */
+function countFailure(metrics: BrokerMetrics, context: RequestContext, topic: string, result: ProducePartitionResponse): void {
+  const code = RillError.fromCode(result.errorCode).code;
+  metrics.partitionError(topic, result.partition, { code, message: result.errorMessage });
+  metrics.clientError(context.connection, code);
 }
 
 function success(partition: Partition, baseOffset: number): ProducePartitionResponse {
