@@ -123,6 +123,28 @@ describe('listeners', () => {
   });
 });
 
+describe('the default HTTP address', () => {
+  it('when taken (another broker on this machine), the broker warns and serves without HTTP', async () => {
+    // Hold the default HTTP port (or find it already held: either way it is taken).
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => {
+      blocker.once('error', () => resolve());
+      blocker.listen(9644, '127.0.0.1', resolve);
+    });
+    const free = net.createServer();
+    await new Promise<void>((resolve) => free.listen(0, '127.0.0.1', resolve));
+    const port = (free.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => free.close(() => resolve()));
+    try {
+      const broker = await started({ port });
+      expect(broker.output()).toContain('HTTP listener not started: its default address 127.0.0.1:9644 is in use');
+      await produceSome(broker.bootstrap, 'no-http', 3);
+    } finally {
+      blocker.close();
+    }
+  });
+});
+
 describe('configuration mistakes exit 2 with one line and change nothing', () => {
   it('an unknown key in the config file, naming the closest', async () => {
     const dir = tempDir('bad-config');
@@ -157,6 +179,21 @@ describe('configuration mistakes exit 2 with one line and change nothing', () =>
       expect(result.code).toBe(2);
       expect(result.stderr).toContain(`127.0.0.1:${port} is already in use`);
       expect(snapshot(first.dataDir)).toEqual(before);
+    } finally {
+      blocker.close();
+    }
+  });
+
+  it('an HTTP port in use that the operator chose', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as net.AddressInfo).port;
+    try {
+      const dataDir = tempDir('http-in-use');
+      const result = await runCli(['broker', '--data-dir', dataDir, '--port', '0', '--http', `127.0.0.1:${port}`], undefined, 30_000);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain(`HTTP listener: 127.0.0.1:${port} is already in use`);
+      expect(fs.readdirSync(dataDir)).toEqual([]);
     } finally {
       blocker.close();
     }
