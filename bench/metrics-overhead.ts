@@ -6,8 +6,10 @@
  *
  *   node dist/bench/metrics-overhead.js [--records N] [--runs N] [--http] [--scrape-ms N] [--cpu-prof DIR] [--node-arg FLAG]...
  *
- * --http starts the HTTP listener (`--http 127.0.0.1:0`); --scrape-ms GETs /metrics that often
- * during the load, as a Prometheus server would (its CPU counts in the broker's figure).
+ * --http starts the HTTP listener (`--http 127.0.0.1:0`) and GETs /metrics once before measuring
+ * (the first request compiles the HTTP and exposition code: ~tens of ms, once per process);
+ * --scrape-ms GETs /metrics that often during the load from a separate process, as a Prometheus
+ * server would (the broker's side of it counts in the figure).
  * --cpu-prof DIR runs the broker under `node --cpu-prof` (see bench/profile-summary.ts).
  * Linux only (/proc). Not part of `npm run bench`: a tool for one question.
  */
@@ -88,14 +90,43 @@ async function start(withHttp: boolean, profileDir: string | null, nodeArgs: str
   return { child, dataDir, ...ready };
 }
 
-function scrape(port: number): Promise<number> {
+/**
+ * Scrapes from a separate process, as Prometheus would: scraping from the bench process took CPU
+ * from the producers, changed how they batch, and so changed the broker's work per record.
+ */
+const scraperSource = `
+const http = require('node:http');
+const [port, intervalMs] = process.argv.slice(1).map(Number);
+let scrapes = 0;
+setInterval(() => http.get({ host: '127.0.0.1', port, path: '/metrics', agent: false }, (response) => {
+  response.resume();
+  response.on('end', () => scrapes++);
+}), intervalMs);
+process.on('SIGTERM', () => { process.stdout.write(String(scrapes)); process.exit(0); });
+`;
+
+/** One GET /metrics before measuring: the first request compiles the HTTP and exposition code paths. */
+function warmUp(port: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: '/metrics' }, (response) => {
-      let bytes = 0;
-      response.on('data', (chunk: Buffer) => (bytes += chunk.length));
-      response.on('end', () => resolve(bytes));
+    http.get({ host: '127.0.0.1', port, path: '/metrics', agent: false }, (response) => {
+      response.resume();
+      response.on('end', () => resolve());
     }).on('error', reject);
   });
+}
+
+function startScraper(port: number, intervalMs: number): { stop(): Promise<number> } {
+  const child = spawn(process.execPath, ['-e', scraperSource, String(port), String(intervalMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+      return Number(output);
+    },
+  };
 }
 
 async function run(options: Options, index: number): Promise<number> {
@@ -104,9 +135,8 @@ async function run(options: Options, index: number): Promise<number> {
   try {
     await createTopic(bootstrap, 'overhead', 8);
     let scrapes = 0;
-    const scraper = options.scrapeMs > 0 && broker.httpPort !== null
-      ? setInterval(() => void scrape(broker.httpPort!).then(() => scrapes++), options.scrapeMs)
-      : null;
+    if (broker.httpPort !== null) await warmUp(broker.httpPort);
+    const scraper = options.scrapeMs > 0 && broker.httpPort !== null ? startScraper(broker.httpPort, options.scrapeMs) : null;
     const before = cpuSeconds(broker.child.pid!);
     const mainBefore = mainThreadSeconds(broker.child.pid!);
     const startedMs = performance.now();
@@ -117,7 +147,7 @@ async function run(options: Options, index: number): Promise<number> {
     const seconds = (performance.now() - startedMs) / 1000;
     const used = cpuSeconds(broker.child.pid!) - before;
     const mainUsed = mainThreadSeconds(broker.child.pid!) - mainBefore;
-    if (scraper !== null) clearInterval(scraper);
+    if (scraper !== null) scrapes = await scraper.stop();
     await closeAll(figures.producers);
     if (figures.failed > 0) throw new Error(`${figures.failed} sends failed: ${figures.firstError}`);
     const perMillion = used / (figures.acked / 1e6);
