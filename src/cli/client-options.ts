@@ -62,6 +62,9 @@ export async function waitForBroker(flags: ClientFlags): Promise<void> {
   } finally {
     cluster.close();
   }
+  if (last?.code === 'REQUEST_TIMED_OUT') {
+    throw new NoBrokerError(`${flags.bootstrap} accepted the connection but sent no reply within ${flags.timeout} ms; is it a Rill broker? (-b HOST:PORT, --timeout MS)`);
+  }
   const cause = last?.cause instanceof Error ? `${last.code}: ${last.cause.message}` : last?.message;
   throw new NoBrokerError(`no broker answered at ${flags.bootstrap} within ${flags.timeout} ms${cause === undefined ? '' : ` (${cause})`}; is it running? (-b HOST:PORT, --timeout MS)`);
 }
