@@ -18,27 +18,40 @@ import type { FileOps } from './file-ops.js';
 import { checkpointFileName, tempSuffix } from './segment-files.js';
 
 const checkpointMagic = 0x52494c52;
-const checkpointVersion = 1;
+const offsetFileVersion = 1;
 export const checkpointBytes = 20;
 
-export function encodeCheckpoint(recoveryPointOffset: number): Buffer {
+/**
+ * The 20-byte offset file both the recovery point and the log start (log-start.ts) use:
+ * magic, version, reserved, u64 offset, CRC-32C of the first 16 bytes. Only the magic differs.
+ */
+export function encodeOffsetFile(magic: number, offset: number): Buffer {
   const bytes = Buffer.alloc(checkpointBytes);
-  bytes.writeUInt32BE(checkpointMagic, 0);
-  bytes.writeUInt16BE(checkpointVersion, 4);
-  bytes.writeBigUInt64BE(BigInt(recoveryPointOffset), 8);
+  bytes.writeUInt32BE(magic, 0);
+  bytes.writeUInt16BE(offsetFileVersion, 4);
+  bytes.writeBigUInt64BE(BigInt(offset), 8);
   bytes.writeUInt32BE(crc32c(bytes.subarray(0, 16)), 16);
   return bytes;
 }
 
-/** The recovery point, or the reason the bytes are not a valid checkpoint. */
-export function decodeCheckpoint(bytes: Buffer): number | string {
+/** The offset, or the reason the bytes are not a valid offset file with this magic. */
+export function decodeOffsetFile(magic: number, bytes: Buffer): number | string {
   if (bytes.length !== checkpointBytes) return `size ${bytes.length} is not ${checkpointBytes}`;
-  if (bytes.readUInt32BE(0) !== checkpointMagic) return 'bad magic';
-  if (bytes.readUInt16BE(4) !== checkpointVersion) return `unknown version ${bytes.readUInt16BE(4)}`;
+  if (bytes.readUInt32BE(0) !== magic) return 'bad magic';
+  if (bytes.readUInt16BE(4) !== offsetFileVersion) return `unknown version ${bytes.readUInt16BE(4)}`;
   if (bytes.readUInt32BE(16) !== crc32c(bytes.subarray(0, 16))) return 'CRC-32C mismatch';
   const offset = bytes.readBigUInt64BE(8);
   if (offset > BigInt(Number.MAX_SAFE_INTEGER)) return `offset ${offset} is out of range`;
   return Number(offset);
+}
+
+export function encodeCheckpoint(recoveryPointOffset: number): Buffer {
+  return encodeOffsetFile(checkpointMagic, recoveryPointOffset);
+}
+
+/** The recovery point, or the reason the bytes are not a valid checkpoint. */
+export function decodeCheckpoint(bytes: Buffer): number | string {
+  return decodeOffsetFile(checkpointMagic, bytes);
 }
 
 export function writeCheckpoint(fileOps: FileOps, dir: string, recoveryPointOffset: number): void {

@@ -5,40 +5,23 @@
  * segment is deleted or any reader is told the new start. A crash leaves the old or the new
  * file whole; the open that follows deletes the segments the new start covers.
  *
- * Format, 20 bytes, big-endian:
- *   0  u32 magic 0x52494c53 ("RILS")
- *   4  u16 version = 1
- *   6  u16 reserved = 0
- *   8  u64 logStartOffset
- *  16  u32 CRC-32C of bytes 0..15
+ * Format: the 20-byte offset file of checkpoint.ts with magic 0x52494c53 ("RILS").
  */
 import path from 'node:path';
-import { crc32c } from '../wire/crc32c.js';
+import { checkpointBytes, decodeOffsetFile, encodeOffsetFile } from './checkpoint.js';
 import { type FileOps, writeAllSync } from './file-ops.js';
 import { logStartFileName, tempSuffix } from './segment-files.js';
 
 const logStartMagic = 0x52494c53;
-const logStartVersion = 1;
-export const logStartFileBytes = 20;
+export const logStartFileBytes = checkpointBytes;
 
 export function encodeLogStart(logStartOffset: number): Buffer {
-  const bytes = Buffer.alloc(logStartFileBytes);
-  bytes.writeUInt32BE(logStartMagic, 0);
-  bytes.writeUInt16BE(logStartVersion, 4);
-  bytes.writeBigUInt64BE(BigInt(logStartOffset), 8);
-  bytes.writeUInt32BE(crc32c(bytes.subarray(0, 16)), 16);
-  return bytes;
+  return encodeOffsetFile(logStartMagic, logStartOffset);
 }
 
 /** The offset, or the reason the bytes are not a valid log-start file. */
 export function decodeLogStart(bytes: Buffer): number | string {
-  if (bytes.length !== logStartFileBytes) return `size ${bytes.length} is not ${logStartFileBytes}`;
-  if (bytes.readUInt32BE(0) !== logStartMagic) return 'bad magic';
-  if (bytes.readUInt16BE(4) !== logStartVersion) return `unknown version ${bytes.readUInt16BE(4)}`;
-  if (bytes.readUInt32BE(16) !== crc32c(bytes.subarray(0, 16))) return 'CRC-32C mismatch';
-  const offset = bytes.readBigUInt64BE(8);
-  if (offset > BigInt(Number.MAX_SAFE_INTEGER)) return `offset ${offset} is out of range`;
-  return Number(offset);
+  return decodeOffsetFile(logStartMagic, bytes);
 }
 
 /** Durable replace; throws the file layer's error (the caller maps it to STORAGE_ERROR / DISK_FULL). */
