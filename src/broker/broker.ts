@@ -207,7 +207,7 @@ export class Broker {
         this.config.log('warn', `HTTP listener not started: its default address ${where} is in use (another broker?); give this broker its own with --http HOST:PORT, or --http off`, { http: where });
         return;
       }
-      if (code === 'EADDRINUSE') throw new SettingsError(`HTTP listener: ${where} is already in use by another process; choose another with --http HOST:PORT (or http.listen), or --http off`);
+      if (code === 'EADDRINUSE') throw new SettingsError(`HTTP listener: ${where} is already in use by another process (EADDRINUSE); choose another with --http HOST:PORT (or http.listen), or --http off`);
       if (code === 'EACCES' || code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new SettingsError(`HTTP listener: cannot listen on ${where} (${code}); choose another with --http HOST:PORT (or http.listen)`);
       throw error;
     }
@@ -223,7 +223,7 @@ export class Broker {
     await new Promise<void>((resolve, reject) => {
       server.once('error', (error: NodeJS.ErrnoException) => {
         const address = `${config.host}:${config.port}`;
-        if (error.code === 'EADDRINUSE') reject(new SettingsError(`listener ${config.name}: ${address} is already in use by another process; choose another port (--port, --listen or listeners.${config.name}.listen)`));
+        if (error.code === 'EADDRINUSE') reject(new SettingsError(`listener ${config.name}: ${address} is already in use by another process (EADDRINUSE); choose another port (--port, --listen or listeners.${config.name}.listen)`));
         else if (error.code === 'EACCES') reject(new SettingsError(`listener ${config.name}: not allowed to listen on ${address} (ports below 1024 need privileges); choose another port`));
         else if (error.code === 'EADDRNOTAVAIL' || error.code === 'ENOTFOUND') reject(new SettingsError(`listener ${config.name}: ${config.host} is not an address of this machine; choose another host (--host, --listen or listeners.${config.name}.listen)`));
         else reject(error);

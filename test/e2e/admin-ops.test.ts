@@ -28,7 +28,7 @@ async function start(options: { dataDir?: string; port?: number } = {}): Promise
       brokers.push(broker);
       return broker;
     } catch (error) {
-      if (attempt >= 20 || !/EADDRINUSE/.test(String(error))) throw error;
+      if (attempt >= 20 || !/EADDRINUSE|already in use/.test(String(error))) throw error;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
