@@ -58,6 +58,8 @@ export { sequenceAfter, sequenceMax };
 import { BatchField } from '../wire/record-batch.js';
 import { Schema } from '../wire/schema.js';
 import type { PartitionLog } from '../storage/partition-log.js';
+import { replaceFile } from '../storage/durable-file.js';
+import { nodeFileOps } from '../storage/file-ops.js';
 import type { Partition } from './partition.js';
 
 /** check() result meaning "store the batch"; any value >= 0 is a duplicate's original base offset. */
@@ -321,23 +323,7 @@ class ProducerIdAllocator {
 }
 
 function writeFileDurably(file: string, bytes: Buffer, sync: boolean): void {
-  const temp = `${file}.tmp`;
-  const fd = fs.openSync(temp, 'w');
-  try {
-    fs.writeSync(fd, bytes);
-    if (sync) fs.fdatasyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(temp, file);
-  if (sync) {
-    const dirFd = fs.openSync(path.dirname(file), 'r');
-    try {
-      fs.fsyncSync(dirFd);
-    } finally {
-      fs.closeSync(dirFd);
-    }
-  }
+  replaceFile(nodeFileOps, file, bytes, { durable: sync });
 }
 
 // ---- The broker's view: ids, and the state of each partition ---------------------------------

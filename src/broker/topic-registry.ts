@@ -8,6 +8,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { RillError } from '../lib/errors.js';
+import { replaceFile } from '../storage/durable-file.js';
+import { nodeFileOps } from '../storage/file-ops.js';
 import { topicNameBytesMax, topicPartitionsMax, topicsMax } from '../lib/limits.js';
 import { defaultTopicConfig, topicConfigKeys, type TopicConfig } from '../wire/control.js';
 
@@ -96,16 +98,7 @@ export class TopicRegistry {
 
   private persist(): void {
     const body = JSON.stringify({ version: 1, topics: this.list() }, null, 2);
-    const temporary = `${this.file}.tmp`;
-    const fd = fs.openSync(temporary, 'w');
-    try {
-      fs.writeSync(fd, body);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(temporary, this.file);
-    fsyncDirectory(this.dataDir);
+    replaceFile(nodeFileOps, this.file, Buffer.from(body), { durable: true });
   }
 
   private readFile(): TopicDefinition[] {

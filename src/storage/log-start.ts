@@ -9,8 +9,9 @@
  */
 import path from 'node:path';
 import { checkpointBytes, decodeOffsetFile, encodeOffsetFile } from './checkpoint.js';
-import { type FileOps, writeAllSync } from './file-ops.js';
-import { logStartFileName, tempSuffix } from './segment-files.js';
+import { replaceFile } from './durable-file.js';
+import type { FileOps } from './file-ops.js';
+import { logStartFileName } from './segment-files.js';
 
 const logStartMagic = 0x52494c53;
 export const logStartFileBytes = checkpointBytes;
@@ -26,19 +27,7 @@ export function decodeLogStart(bytes: Buffer): number | string {
 
 /** Durable replace; throws the file layer's error (the caller maps it to STORAGE_ERROR / DISK_FULL). */
 export function writeLogStart(fileOps: FileOps, dir: string, logStartOffset: number): void {
-  const finalPath = path.join(dir, logStartFileName);
-  const tempPath = finalPath + tempSuffix;
-  removeIfPresent(fileOps, tempPath);
-  const bytes = encodeLogStart(logStartOffset);
-  const fd = fileOps.open(tempPath, 'wx+');
-  try {
-    writeAllSync(fileOps, fd, [bytes], 0, bytes.length);
-    fileOps.fdatasyncSync(fd);
-  } finally {
-    fileOps.close(fd);
-  }
-  fileOps.rename(tempPath, finalPath);
-  fileOps.fsyncDirSync(dir);
+  replaceFile(fileOps, path.join(dir, logStartFileName), encodeLogStart(logStartOffset), { durable: true });
 }
 
 /**
@@ -57,12 +46,4 @@ export function readLogStart(fileOps: FileOps, dir: string): { logStartOffset: n
   const decoded = decodeLogStart(bytes);
   if (typeof decoded === 'string') return { logStartOffset: 0, problem: `log-start file invalid: ${decoded}` };
   return { logStartOffset: decoded, problem: null };
-}
-
-function removeIfPresent(fileOps: FileOps, filePath: string): void {
-  try {
-    fileOps.unlink(filePath);
-  } catch (err) {
-    if ((err as { code?: string }).code !== 'ENOENT') throw err;
-  }
 }
