@@ -1,6 +1,6 @@
 /**
  * The direction of imports (DESIGN.md): lib <- wire <- {storage, coordinator, security, client};
- * {storage, coordinator, security} <- broker; {broker, client} <- cli. Nothing imports cli; the client
+ * storage <- security; {storage, coordinator, security} <- broker; {broker, client} <- cli. Nothing imports cli; the client
  * ships alone, so it never reaches into storage, coordinator or broker.
  */
 import fs from 'node:fs';
@@ -14,7 +14,7 @@ const allowed: Record<string, string[]> = {
   storage: ['lib', 'wire', 'storage'],
   coordinator: ['lib', 'wire', 'coordinator'],
   client: ['lib', 'wire', 'client'],
-  security: ['lib', 'wire', 'security'],
+  security: ['lib', 'wire', 'storage', 'security'],
   broker: ['lib', 'wire', 'storage', 'coordinator', 'security', 'broker'],
   cli: ['lib', 'wire', 'broker', 'client', 'cli'],
 };
