@@ -14,7 +14,9 @@
  * --scrape-ms GETs /metrics that often during the load from a separate process, as a Prometheus
  * server would (the broker's side of it counts in the figure).
  * --cpu-prof DIR runs the broker under `node --cpu-prof` (see bench/profile-summary.ts).
- * Linux only (/proc). Not part of `npm run bench`: a tool for one question.
+ * Linux only (/proc). Not part of `npm run bench`: a tool for one question. Single runs vary by
+ * ±15% on a shared machine: compare builds with bench/metrics-overhead-series.sh (rotating order,
+ * medians).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';

@@ -3,9 +3,9 @@
  * and alerts written for Node services keep working), read when scraped: CPU, memory, file
  * descriptors, heap spaces, handles and requests, the event loop's lag, and GC durations.
  *
- * Why not collectDefaultMetrics: loading prom-client puts ~1.4 MB on a broker heap of ~6 MB (its
- * cluster, pushgateway, summary and OpenTelemetry modules come with it), and V8 then ran more
- * full collections under produce load: +15-30% CPU per record (docs/metrics.md, Measured cost).
+ * Why not collectDefaultMetrics: loading prom-client puts ~1.4 MB of modules in the broker process
+ * (its cluster, pushgateway, summary and OpenTelemetry code come with it), and V8 then ran several
+ * times more old-generation collections under produce load (docs/metrics.md, Measured cost).
  *
  * Nothing runs before the first scrape: start() (called by the first scrape) enables the event-loop
  * delay histogram (a libuv timer in C++, no JavaScript per tick) and a GC observer that adds each

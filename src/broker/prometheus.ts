@@ -6,11 +6,11 @@
  *
  * Every metric is listed in docs/metrics.md; test/broker/prometheus.test.ts keeps the two equal.
  *
- * The text exposition is written here (renderExposition), not by prom-client: loading prom-client
- * adds ~1.4 MB to a broker heap of ~6 MB, and V8 then runs more full collections under produce load,
- * which cost 6-33% more CPU per record with the HTTP listener on (docs/metrics.md, Measured cost).
- * The Node process metrics keep prom-client's names (process-metrics.ts) and start with the first
- * scrape: a broker nobody scrapes runs no metrics code at all.
+ * The text exposition is written here (renderExposition), not by prom-client: prom-client loads
+ * ~1.4 MB of modules (cluster, pushgateway, summaries, OpenTelemetry), and on this small broker heap
+ * every module the process holds makes V8 start old-generation collections sooner under produce
+ * load (docs/metrics.md, Measured cost). The Node process metrics keep prom-client's names
+ * (process-metrics.ts) and start with the first scrape.
  */
 import { apiNameByKey } from '../wire/apis.js';
 import type { BrokerMetrics } from './metrics.js';

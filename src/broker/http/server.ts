@@ -14,9 +14,8 @@
  *
  * A plain net.Server binds the port at start (so a port in use fails the start as before) and
  * node:http is loaded on the first connection, which is then handed to an http.Server: a broker
- * nobody requests does not carry node:http. Measured: node:http and prom-client on a broker that
- * was never scraped were enough to make V8 run several times more old-generation collections
- * under produce load (docs/metrics.md, Measured cost).
+ * nobody requests does not carry node:http (every module the broker process holds makes V8 start
+ * old-generation collections sooner under produce load: docs/metrics.md, Measured cost).
  */
 import type http from 'node:http';
 import net from 'node:net';
