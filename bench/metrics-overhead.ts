@@ -4,14 +4,19 @@
  * a topic of 8 partitions, produces RECORDS records of 100 B (acks 1, 4 producers, window 16,384)
  * and reads the broker's utime+stime from /proc/<pid>/stat just before and just after the load.
  *
- *   node dist/bench/metrics-overhead.js [--records N] [--runs N] [--http] [--scrape-ms N] [--cpu-prof DIR] [--node-arg FLAG]...
+ *   node dist/bench/metrics-overhead.js [--records N] [--runs N] [--http | --http-off] [--scrape-ms N] [--cpu-prof DIR] [--node-arg FLAG]...
  *
+ * Without --http or --http-off the broker runs with its defaults: the HTTP listener is on (port 0,
+ * as --port is 0) and never requested, as in `npm run bench`. --http-off passes `--http off`.
  * --http starts the HTTP listener (`--http 127.0.0.1:0`) and GETs /metrics once before measuring
- * (the first request compiles the HTTP and exposition code: ~tens of ms, once per process);
+ * (the first request compiles the HTTP and exposition code: ~tens of ms, once per process), as a
+ * Prometheus server that scrapes the broker would have;
  * --scrape-ms GETs /metrics that often during the load from a separate process, as a Prometheus
  * server would (the broker's side of it counts in the figure).
  * --cpu-prof DIR runs the broker under `node --cpu-prof` (see bench/profile-summary.ts).
- * Linux only (/proc). Not part of `npm run bench`: a tool for one question.
+ * Linux only (/proc). Not part of `npm run bench`: a tool for one question. Single runs vary by
+ * ±15% on a shared machine: compare builds with bench/metrics-overhead-series.sh (rotating order,
+ * medians).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -30,16 +35,18 @@ interface Options {
   records: number;
   runs: number;
   http: boolean;
+  httpOff: boolean;
   scrapeMs: number;
   profileDir: string | null;
   nodeArgs: string[];
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { records: 2_000_000, runs: 3, http: false, scrapeMs: 0, profileDir: null, nodeArgs: [] };
+  const options: Options = { records: 2_000_000, runs: 3, http: false, httpOff: false, scrapeMs: 0, profileDir: null, nodeArgs: [] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--http') options.http = true;
+    else if (arg === '--http-off') options.httpOff = true;
     else if (arg === '--records') options.records = Number(argv[++i]);
     else if (arg === '--runs') options.runs = Number(argv[++i]);
     else if (arg === '--scrape-ms') options.scrapeMs = Number(argv[++i]);
@@ -47,6 +54,8 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--node-arg') options.nodeArgs.push(argv[++i]!);
     else throw new Error(`unknown argument ${arg}`);
   }
+  if (options.http && options.httpOff) throw new Error('--http and --http-off exclude each other');
+  if (options.scrapeMs > 0 && !options.http) throw new Error('--scrape-ms needs --http');
   return options;
 }
 
@@ -73,9 +82,9 @@ interface Started {
   dataDir: string;
 }
 
-async function start(withHttp: boolean, profileDir: string | null, nodeArgs: string[]): Promise<Started> {
+async function start(withHttp: boolean, httpOff: boolean, profileDir: string | null, nodeArgs: string[]): Promise<Started> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rill-overhead-'));
-  const args = [...nodeArgs, ...(profileDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir]), cliPath, 'broker', '--data-dir', dataDir, '--port', '0', ...(withHttp ? ['--http', '127.0.0.1:0'] : [])];
+  const args = [...nodeArgs, ...(profileDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir]), cliPath, 'broker', '--data-dir', dataDir, '--port', '0', ...(withHttp ? ['--http', '127.0.0.1:0'] : httpOff ? ['--http', 'off'] : [])];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   let output = '';
   const ready = await new Promise<{ port: number; httpPort: number | null }>((resolve, reject) => {
@@ -130,13 +139,13 @@ function startScraper(port: number, intervalMs: number): { stop(): Promise<numbe
 }
 
 async function run(options: Options, index: number): Promise<number> {
-  const broker = await start(options.http, options.profileDir, options.nodeArgs);
+  const broker = await start(options.http, options.httpOff, options.profileDir, options.nodeArgs);
   const bootstrap = `127.0.0.1:${broker.port}`;
   try {
     await createTopic(bootstrap, 'overhead', 8);
     let scrapes = 0;
-    if (broker.httpPort !== null) await warmUp(broker.httpPort);
-    const scraper = options.scrapeMs > 0 && broker.httpPort !== null ? startScraper(broker.httpPort, options.scrapeMs) : null;
+    if (options.http) await warmUp(broker.httpPort!);
+    const scraper = options.scrapeMs > 0 ? startScraper(broker.httpPort!, options.scrapeMs) : null;
     const before = cpuSeconds(broker.child.pid!);
     const mainBefore = mainThreadSeconds(broker.child.pid!);
     const startedMs = performance.now();

@@ -180,6 +180,7 @@ export class Broker {
     if (this.housekeeping !== null) clearInterval(this.housekeeping);
     await this.http?.close();
     this.http = null;
+    this.prometheus.close();
     for (const socket of this.early.keys()) socket.destroy();
     this.early.clear();
     await Promise.all(this.listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve()))));
@@ -196,7 +197,7 @@ export class Broker {
   private async startHttp(): Promise<void> {
     const address = this.config.http;
     if (address === null) return;
-    // Loaded only when configured: a broker without HTTP does not carry prom-client (prometheus.ts).
+    // node:http and the listener are loaded only when configured.
     const { HttpListener } = await import('./http/server.js');
     try {
       this.http = await HttpListener.start(address.host, address.port, this.metricsSource, this.prometheus, this.config.log);
@@ -211,7 +212,7 @@ export class Broker {
       if (code === 'EACCES' || code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new SettingsError(`HTTP listener: cannot listen on ${where} (${code}); choose another with --http HOST:PORT (or http.listen)`);
       throw error;
     }
-    await this.prometheus.collectProcessMetrics();
+    this.prometheus.collectProcessMetrics();
     this.config.log('info', `http listener (/metrics, /healthz, /readyz, console) on ${address.host}:${this.http.port}`, { http: `${address.host}:${this.http.port}` });
   }
 
@@ -380,6 +381,7 @@ export class Broker {
     this.producers.snapshotAll(this.partitions.all());
     this.partitions.closeClean();
     await this.http?.close();
+    this.prometheus.close();
     this.lock?.release();
     log('info', 'rill broker stopped cleanly');
   }

@@ -1,39 +1,78 @@
 /**
- * The broker's metrics in Prometheus form: one prom-client Registry per Broker (several brokers
- * may share a process in tests), filled at scrape time from plain numbers the hot path bumps
- * (BrokerMetrics, Partition.recordsIn, ...). Nothing here runs per record; per request there is
- * one FixedHistogram.observe (an array walk, no label lookup).
+ * The broker's metrics in Prometheus form: one registry per Broker (several brokers may share a
+ * process in tests), filled at scrape time from plain numbers the hot path bumps (BrokerMetrics,
+ * Partition.recordsIn, ...). Nothing here runs per record; per request there is one
+ * FixedHistogram.observe (an array walk, no label lookup).
  *
  * Every metric is listed in docs/metrics.md; test/broker/prometheus.test.ts keeps the two equal.
  *
- * prom-client is loaded on the first scrape (or collectProcessMetrics), not at start: a broker
- * without an HTTP listener never loads it. Measured: the extra ~1.4 MB of baseline heap (prom-client,
- * node:http) made V8 run several more old-generation collections on a small broker heap, which
- * showed as ~10% more CPU per produced record (docs/metrics.md, Measured cost).
+ * The text exposition is written here (renderExposition), not by prom-client: prom-client loads
+ * ~1.4 MB of modules (cluster, pushgateway, summaries, OpenTelemetry), and on this small broker heap
+ * every module the process holds makes V8 start old-generation collections sooner under produce
+ * load (docs/metrics.md, Measured cost). The Node process metrics keep prom-client's names
+ * (process-metrics.ts) and start with the first scrape.
  */
-import type { Metric, Registry } from 'prom-client';
 import { apiNameByKey } from '../wire/apis.js';
 import type { BrokerMetrics } from './metrics.js';
 import type { Partition } from './partition.js';
 import type { GroupView } from './group-host.js';
+import { ProcessMetrics, type MetricFamily, type Sample } from './process-metrics.js';
 
 type Labels = Record<string, string | number>;
-interface Sample {
-  labels: Labels;
-  value: number;
-  metricName?: string;
-}
 
-/** A metric whose samples are read from broker state when scraped (prom-client's `get` protocol). */
+/** A metric whose samples are read from broker state when scraped (the `get` protocol prom-client's metrics also have). */
 class ScrapedMetric {
-  readonly aggregator = 'sum';
   constructor(readonly name: string, readonly help: string, readonly type: 'counter' | 'gauge' | 'histogram', private readonly read: () => Sample[]) {}
 
-  get(): { name: string; help: string; type: string; values: Sample[]; aggregator: string } {
-    return { name: this.name, help: this.help, type: this.type, values: this.read(), aggregator: this.aggregator };
+  get(): MetricFamily {
+    return { name: this.name, help: this.help, type: this.type, values: this.read() };
   }
+}
 
-  reset(): void {}
+/** HELP text: backslash and newline escaped. */
+function escapeHelp(text: string): string {
+  return /[\\\n]/.test(text) ? text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n') : text;
+}
+
+/** A label value: backslash, double quote and newline escaped. */
+function escapeLabelValue(value: string | number): string {
+  if (typeof value === 'number') return formatValue(value);
+  return /[\\"\n]/.test(value) ? value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : value;
+}
+
+function formatValue(value: number): string {
+  if (Number.isNaN(value)) return 'NaN';
+  if (value === Infinity) return '+Inf';
+  if (value === -Infinity) return '-Inf';
+  return String(value);
+}
+
+/**
+ * Prometheus text exposition format 0.0.4: per family `# HELP`, `# TYPE`, then one line per sample
+ * (`name{label="value",...} value`), families separated by a blank line, as prom-client writes it.
+ */
+export function renderExposition(families: readonly MetricFamily[]): string {
+  const parts: string[] = [];
+  for (const family of families) {
+    if (parts.length > 0) parts.push('\n');
+    parts.push(`# HELP ${family.name} ${escapeHelp(family.help)}\n# TYPE ${family.name} ${family.type}\n`);
+    for (const sample of family.values) {
+      let line = sample.metricName ?? family.name;
+      let first = true;
+      for (const label in sample.labels) {
+        line += `${first ? '{' : ','}${label}="${escapeLabelValue(sample.labels[label]!)}"`;
+        first = false;
+      }
+      parts.push(`${first ? line : `${line}}`} ${formatValue(sample.value)}\n`);
+    }
+  }
+  return parts.join('');
+}
+
+/** What registry() returns: the metric list (for tests and tools) and the text a scrape gets. */
+export interface MetricsRegistry {
+  getMetricsAsArray(): readonly { get(): MetricFamily | Promise<MetricFamily> }[];
+  metrics(): Promise<string>;
 }
 
 /** Request latency bounds (seconds): 100 µs .. 30 s (a long-poll fetch waits up to 30 s). */
@@ -90,8 +129,9 @@ export interface MetricsSource {
 export const prometheusContentType = 'text/plain; version=0.0.4; charset=utf-8';
 
 export class BrokerRegistry {
-  private registryLoading: Promise<Registry> | null = null;
-  private processMetrics = false;
+  private readonly rill: readonly ScrapedMetric[];
+  private processMetrics: ProcessMetrics | null = null;
+  private readonly view: MetricsRegistry = { getMetricsAsArray: () => this.rill, metrics: () => this.text() };
   /**
    * Group views of the scrape in progress: four metrics read them, computed once. prom-client calls
    * every metric's get() synchronously when a scrape starts, so they are kept until the next microtask.
@@ -102,29 +142,26 @@ export class BrokerRegistry {
   readonly fsyncSeconds = new FixedHistogram(fsyncSecondsBuckets);
   readonly groupCommitRequests = new FixedHistogram(groupCommitRequestsBuckets);
 
-  constructor(private readonly source: MetricsSource) {}
-
-  /** This broker's own prom-client Registry (several brokers may share a process), loaded once. */
-  registry(): Promise<Registry> {
-    this.registryLoading ??= import('prom-client').then(({ Registry: RegistryClass, collectDefaultMetrics }) => {
-      const registry = new RegistryClass();
-      for (const metric of this.definitions()) registry.registerMetric(metric as unknown as Metric);
-      if (this.processMetrics) {
-        collectDefaultMetrics({ register: registry });
-        // Gauges prom-client names with a counter's suffix (promtool check metrics rejects them);
-        // nodejs_active_handles, nodejs_active_requests and nodejs_active_resources carry the same counts.
-        for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
-      }
-      return registry;
-    });
-    return this.registryLoading;
+  constructor(private readonly source: MetricsSource) {
+    this.rill = this.definitions();
   }
 
-  /** Adds Node process metrics (event-loop lag, GC, RSS, CPU); for a broker that serves HTTP. Call before the first scrape. */
-  async collectProcessMetrics(): Promise<void> {
-    if (this.registryLoading !== null && !this.processMetrics) throw new Error('collectProcessMetrics must be called before the registry is loaded');
-    this.processMetrics = true;
-    await this.registry();
+  /** This broker's own registry (several brokers may share a process). */
+  registry(): Promise<MetricsRegistry> {
+    return Promise.resolve(this.view);
+  }
+
+  /**
+   * Adds Node process metrics (event-loop lag, GC, RSS, CPU); for a broker that serves HTTP. They
+   * start with the first scrape (process-metrics.ts): nothing runs until someone asks.
+   */
+  collectProcessMetrics(): void {
+    this.processMetrics ??= new ProcessMetrics();
+  }
+
+  /** Stops the process collectors (the GC observer and the event-loop delay timer). */
+  close(): void {
+    this.processMetrics?.stop();
   }
 
   observeRequest(apiKey: number, seconds: number): void {
@@ -144,7 +181,9 @@ export class BrokerRegistry {
   };
 
   async text(): Promise<string> {
-    return (await this.registry()).metrics();
+    const families = this.rill.map((metric) => metric.get());
+    if (this.processMetrics !== null) families.push(...await this.processMetrics.collect());
+    return renderExposition(families);
   }
 
   private definitions(): ScrapedMetric[] {

@@ -18,7 +18,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseDocument } from 'yaml';
+import { createRequire } from 'node:module';
 import { didYouMean } from '../lib/closest.js';
 import { logLevels, type LogLevel } from '../lib/log.js';
 
@@ -285,6 +285,9 @@ export function readConfigFile(file: string): Map<string, unknown> {
     if (error instanceof SettingsError) throw error;
     throw new SettingsError(`cannot read config file ${file}: ${(error as Error).message}`);
   }
+  // Loaded only when there is a file to read: every module the broker process holds on to costs it
+  // CPU under load (more old-generation collections, docs/metrics.md, Measured cost).
+  const { parseDocument } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
   const document = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   if (document.errors.length > 0) {
     const first = document.errors[0]!;

@@ -7,8 +7,8 @@
  * or unwritable) is one line on stderr and exit status 2, with nothing in the data directory
  * changed.
  */
+import { createRequire } from 'node:module';
 import pino from 'pino';
-import pretty from 'pino-pretty';
 import { Broker } from '../broker/broker.js';
 import { brokerConfig } from '../broker/config.js';
 import { resolveSettings, SettingsError, type BrokerSettings, type SettingFlags } from '../broker/settings.js';
@@ -20,8 +20,10 @@ export type BrokerFlags = SettingFlags;
 /** pino on stderr: JSON for machines, or readable lines for a person at a terminal. */
 export function brokerLogger(settings: Pick<BrokerSettings, 'logLevel' | 'logFormat'>): { log: Log; flush: () => void } {
   const prettyOutput = settings.logFormat === 'pretty' || (settings.logFormat === 'auto' && process.stderr.isTTY === true);
+  // pino-pretty is loaded only for a terminal: every module the broker process holds on to costs it
+  // CPU under load (more old-generation collections, docs/metrics.md, Measured cost).
   const destination = prettyOutput
-    ? pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true })
+    ? (createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty'))({ destination: 2, sync: true, colorize: process.stderr.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true })
     : pino.destination({ dest: 2, sync: true });
   const logger = pino({ level: settings.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
   const log: Log = (level, message, fields) => {

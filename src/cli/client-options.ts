@@ -5,8 +5,9 @@
  * restarts (see status.ts for what the user is told meanwhile).
  */
 import type { Command } from 'commander';
-import { Admin } from '../client/admin.js';
-import { Cluster } from '../client/cluster.js';
+// The client is imported where a command runs, not here: `rill broker` does not load it (every module
+// the broker process holds on to costs it CPU under load, docs/metrics.md, Measured cost).
+import type { Admin } from '../client/admin.js';
 import type { ClientOptions } from '../client/cluster.js';
 import { RillError } from '../lib/errors.js';
 import { ApiKey } from '../wire/apis.js';
@@ -43,6 +44,7 @@ const retryDelayMs = 200;
  * fails at once (NOT_A_RILL_BROKER).
  */
 export async function waitForBroker(flags: ClientFlags): Promise<void> {
+  const { Cluster } = await import('../client/cluster.js');
   const cluster = new Cluster(clientOptions(flags));
   const deadlineMs = Date.now() + flags.timeout;
   let last: RillError | null = null;
@@ -77,6 +79,7 @@ export class NoBrokerError extends Error {
 /** Waits for the broker, runs `action` with an Admin, closes it. */
 export async function withAdmin(flags: ClientFlags, action: (admin: Admin) => Promise<number>): Promise<number> {
   await waitForBroker(flags);
+  const { Admin } = await import('../client/admin.js');
   const admin = new Admin(clientOptions(flags, { requestTimeoutMs: Math.max(flags.timeout, 30_000) }));
   try {
     return await action(admin);

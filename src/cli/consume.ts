@@ -5,8 +5,7 @@
  * broker restarts (retrying with backoff, saying so once on stderr) until stopped.
  */
 import type { Command } from 'commander';
-import { Consumer } from '../client/consumer.js';
-import { PartitionReader, type Message, type StartOffset } from '../client/reader.js';
+import type { Message, StartOffset } from '../client/reader.js';
 import { RillError } from '../lib/errors.js';
 import { topicPartitionsMax } from '../lib/limits.js';
 import { integerIn, offsetValue, topicOf, UsageError } from './args.js';
@@ -67,6 +66,7 @@ async function consumeAlone(topic: string, flags: ConsumeFlags): Promise<number>
   const from = startOf(flags);
   await waitForBroker(flags);
   const status = new BrokerStatusReporter(flags.bootstrap).start();
+  const { PartitionReader } = await import('../client/reader.js');
   const reader = new PartitionReader({
     ...clientOptions(flags), topic, partitions: flags.partition === undefined ? undefined : [flags.partition], from, stopAtEnd: flags.exitAtEnd === true,
   });
@@ -105,6 +105,7 @@ async function consumeInGroup(topic: string, groupId: string, flags: ConsumeFlag
   await waitForBroker(flags);
   const status = new BrokerStatusReporter(flags.bootstrap).start();
   const json = flags.json === true;
+  const { Consumer } = await import('../client/consumer.js');
   const consumer = new Consumer({ ...clientOptions(flags), groupId, fromBeginning: flags.fromBeginning === true });
   const describe = (list: { topic: string; partition: number }[]): string => list.map((p) => `${p.topic}/${p.partition}`).join(' ') || 'none';
   consumer.on('assigned', (list) => void process.stderr.write(`assigned: ${describe(list)}\n`));

@@ -6,7 +6,7 @@
  */
 import readline from 'node:readline';
 import type { Command } from 'commander';
-import { Producer, type AcksOption } from '../client/producer.js';
+import type { AcksOption } from '../client/producer.js';
 import { topicPartitionsMax } from '../lib/limits.js';
 import { integerIn, topicOf, UsageError } from './args.js';
 import { addClientOptions, clientOptions, waitForBroker, type ClientFlags, type Run } from './client-options.js';
@@ -48,6 +48,7 @@ Examples:
 async function produce(topic: string, flags: ProduceFlags): Promise<number> {
   await waitForBroker(flags);
   const status = new BrokerStatusReporter(flags.bootstrap).start();
+  const { Producer } = await import('../client/producer.js');
   const producer = new Producer({ ...clientOptions(flags), acks: flags.acks });
   const startedMs = performance.now();
   let sent = 0;

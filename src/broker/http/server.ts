@@ -11,9 +11,14 @@
  * keep-alive timeouts. GET and HEAD only (405 otherwise, with Allow); a request that carries a body
  * gets 413 and the connection is closed without reading it. Nothing here changes state. A handler
  * that throws answers 500 and is logged; bad input never reaches past this file.
+ *
+ * A plain net.Server binds the port at start (so a port in use fails the start as before) and
+ * node:http is loaded on the first connection, which is then handed to an http.Server: a broker
+ * nobody requests does not carry node:http (every module the broker process holds makes V8 start
+ * old-generation collections sooner under produce load: docs/metrics.md, Measured cost).
  */
-import http from 'node:http';
-import type net from 'node:net';
+import type http from 'node:http';
+import net from 'node:net';
 import type { Log } from '../../lib/log.js';
 import { prometheusContentType, type BrokerRegistry } from '../prometheus.js';
 import { consoleAssets, type Asset } from './assets.js';
@@ -33,17 +38,19 @@ const securityHeaders: Record<string, string> = {
 
 export class HttpListener {
   private readonly assets: ReadonlyMap<string, Asset>;
+  private http: http.Server | null = null;
+  private httpLoading: Promise<http.Server> | null = null;
 
-  private constructor(private readonly server: http.Server, private readonly source: OverviewSource, private readonly registry: BrokerRegistry, private readonly log: Log) {
+  private constructor(private readonly server: net.Server, private readonly source: OverviewSource, private readonly registry: BrokerRegistry, private readonly log: Log) {
     this.assets = consoleAssets((message) => log('warn', message));
-    server.on('request', (request: http.IncomingMessage, response: http.ServerResponse) => this.serve(request, response));
+    server.on('connection', (socket: net.Socket) => this.accept(socket));
   }
 
   /** Listens on host:port (0: a free port); resolves once listening. */
   static async start(host: string, port: number, source: OverviewSource, registry: BrokerRegistry, log: Log): Promise<HttpListener> {
-    const server = http.createServer({ maxHeaderSize: httpHeaderBytesMax, requestTimeout: httpRequestTimeoutMs, headersTimeout: httpHeadersTimeoutMs, keepAliveTimeout: httpKeepAliveTimeoutMs });
+    // Paused: nothing is read until the http.Server has the socket.
+    const server = net.createServer({ pauseOnConnect: true });
     server.maxConnections = httpConnectionsMax;
-    server.maxRequestsPerSocket = httpRequestsPerSocketMax;
     const listener = new HttpListener(server, source, registry, log);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -63,8 +70,40 @@ export class HttpListener {
   /** Stops accepting and closes every connection (keep-alive ones included). */
   close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeAllConnections();
+    this.http?.closeAllConnections();
+    this.http?.close();
     return closed;
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.http !== null) return this.handOver(this.http, socket);
+    this.httpLoading ??= this.loadHttp();
+    this.httpLoading.then((server) => this.handOver(server, socket), (error: unknown) => {
+      this.log('error', `http: cannot load node:http: ${(error as Error)?.stack ?? String(error)}`);
+      socket.destroy();
+    });
+  }
+
+  private handOver(server: http.Server, socket: net.Socket): void {
+    if (socket.destroyed || !this.server.listening) {
+      socket.destroy();
+      return;
+    }
+    server.emit('connection', socket);
+    socket.resume();
+  }
+
+  private async loadHttp(): Promise<http.Server> {
+    const { default: nodeHttp } = await import('node:http');
+    const server = nodeHttp.createServer({ maxHeaderSize: httpHeaderBytesMax, requestTimeout: httpRequestTimeoutMs, headersTimeout: httpHeadersTimeoutMs, keepAliveTimeout: httpKeepAliveTimeoutMs });
+    server.maxRequestsPerSocket = httpRequestsPerSocketMax;
+    server.on('request', (request: http.IncomingMessage, response: http.ServerResponse) => this.serve(request, response));
+    // This server never listens itself (the net.Server does and hands it each connection): 'listening'
+    // starts its connection tracking, which enforces the head and request timeouts and lets
+    // closeAllConnections find keep-alive connections.
+    server.emit('listening');
+    this.http = server;
+    return server;
   }
 
   private serve(request: http.IncomingMessage, response: http.ServerResponse): void {
