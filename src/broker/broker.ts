@@ -377,12 +377,17 @@ export class Broker {
     }
     for (const connection of this.connections) connection.close();
     await closed;
-    await this.groups?.close();
-    this.producers.snapshotAll(this.partitions.all());
-    this.partitions.closeClean();
-    await this.http?.close();
-    this.prometheus.close();
-    this.lock?.release();
+    try {
+      await this.groups?.close();
+      this.producers.snapshotAll(this.partitions.all());
+      this.partitions.closeClean();
+    } finally {
+      // Even when the data could not be closed cleanly (the next start recovers it), nothing may
+      // keep the process alive or the directory locked.
+      await this.http?.close();
+      this.prometheus.close();
+      this.lock?.release();
+    }
     log('info', 'rill broker stopped cleanly');
   }
 }
