@@ -1,7 +1,7 @@
 /**
  * The broker's HTTP listener: read-only views for operators and Prometheus.
  *
- *   GET /metrics        Prometheus text format (the broker's own Registry)
+ *   GET /metrics        Prometheus text format (prometheus.ts)
  *   GET /healthz        200 while the process serves HTTP at all
  *   GET /readyz         200 once recovery is done and the TCP listener is up; 503 before and while stopping
  *   GET /api/overview   JSON the console polls
