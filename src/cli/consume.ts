@@ -6,12 +6,12 @@
  */
 import type { Command } from 'commander';
 import type { Message, StartOffset } from '../client/reader.js';
+import { startStatusReporter } from './status-loader.js';
 import { RillError } from '../lib/errors.js';
 import { topicPartitionsMax } from '../lib/limits.js';
 import { integerIn, offsetValue, topicOf, UsageError } from './args.js';
 import { addClientOptions, clientOptions, waitForBroker, type ClientFlags, type Run } from './client-options.js';
 import { describeError, LineWriter } from './output.js';
-import { BrokerStatusReporter } from './status.js';
 
 interface ConsumeFlags extends ClientFlags {
   topic?: string;
@@ -65,7 +65,7 @@ function startOf(flags: ConsumeFlags): StartOffset {
 async function consumeAlone(topic: string, flags: ConsumeFlags): Promise<number> {
   const from = startOf(flags);
   await waitForBroker(flags);
-  const status = new BrokerStatusReporter(flags.bootstrap).start();
+  const status = await startStatusReporter(flags.bootstrap);
   const { PartitionReader } = await import('../client/reader.js');
   const reader = new PartitionReader({
     ...clientOptions(flags), topic, partitions: flags.partition === undefined ? undefined : [flags.partition], from, stopAtEnd: flags.exitAtEnd === true,
@@ -103,7 +103,7 @@ async function consumeInGroup(topic: string, groupId: string, flags: ConsumeFlag
     throw new UsageError('--group cannot be combined with --partition, --offset or --exit-at-end (the group assigns partitions and tracks offsets)');
   }
   await waitForBroker(flags);
-  const status = new BrokerStatusReporter(flags.bootstrap).start();
+  const status = await startStatusReporter(flags.bootstrap);
   const json = flags.json === true;
   const { Consumer } = await import('../client/consumer.js');
   const consumer = new Consumer({ ...clientOptions(flags), groupId, fromBeginning: flags.fromBeginning === true });

@@ -7,12 +7,12 @@
 import readline from 'node:readline';
 import type { Command } from 'commander';
 import type { AcksOption } from '../client/producer.js';
+import { startStatusReporter } from './status-loader.js';
 import { topicPartitionsMax } from '../lib/limits.js';
 import { integerIn, topicOf, UsageError } from './args.js';
 import { addClientOptions, clientOptions, waitForBroker, type ClientFlags, type Run } from './client-options.js';
 import { printJson } from './output.js';
 import { Progress } from './progress.js';
-import { BrokerStatusReporter } from './status.js';
 
 interface ProduceFlags extends ClientFlags {
   topic?: string;
@@ -47,7 +47,7 @@ Examples:
 
 async function produce(topic: string, flags: ProduceFlags): Promise<number> {
   await waitForBroker(flags);
-  const status = new BrokerStatusReporter(flags.bootstrap).start();
+  const status = await startStatusReporter(flags.bootstrap);
   const { Producer } = await import('../client/producer.js');
   const producer = new Producer({ ...clientOptions(flags), acks: flags.acks });
   const startedMs = performance.now();
