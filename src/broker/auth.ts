@@ -135,12 +135,12 @@ export class BrokerAuth {
       if (!(error instanceof RillError)) throw error;
       connection.endAfterReply(context.header.correlationId);
       if (error.code === 'ILLEGAL_SASL_STATE') throw error;
-      const reason = error instanceof SaslFailure ? error.reason : error.message;
+      const reason = error instanceof SaslFailure ? (error.reason === 'authentication failed' ? 'unknown user or wrong password' : error.reason) : error.message;
       this.metrics.authFailures++;
       this.limiter.recordFailure(addressOf(connection.remote), this.clock.nowMs());
       this.warn(connection, session.user, reason);
       await new Promise((resolve) => setTimeout(resolve, this.failureDelayMs));
-      throw new RillError('SASL_AUTHENTICATION_FAILED', reason === 'authentication failed' ? 'unknown user or wrong password' : reason);
+      throw new RillError('SASL_AUTHENTICATION_FAILED', reason);
     }
   }
 
