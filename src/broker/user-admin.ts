@@ -2,7 +2,8 @@
  * Offline user administration (`rill users add|remove|list --data-dir DIR`): changes
  * `<dataDir>/users.json` of a broker that is not running. It takes the data directory's lock for
  * the time of the change, so it refuses (naming the holder) while a live broker holds it: a
- * broker reads its users at start, and two writers must never race on the file. Online
+ * broker reads its users at start, and two writers must never race on the file (`list` only
+ * reads, and works while the broker runs). Online
  * administration through an admin API is not built yet.
  */
 import fs from 'node:fs';
@@ -49,6 +50,13 @@ export function removeUser(dataDir: string, name: string): boolean {
   return withStore(dataDir, false, (store) => store.remove(name));
 }
 
+/** Reads without the lock: users.json is replaced whole (rename), so a running broker's file reads consistently. */
 export function listUsers(dataDir: string): string[] {
-  return withStore(dataDir, false, (store) => store.names());
+  if (!fs.existsSync(dataDir)) throw new UserAdminError(`data directory ${dataDir} does not exist`);
+  try {
+    return CredentialStore.open(dataDir).names();
+  } catch (error) {
+    if (error instanceof CredentialStoreError) throw new UserAdminError(error.message);
+    throw error;
+  }
 }

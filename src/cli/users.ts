@@ -50,7 +50,7 @@ Example:
       return 0;
     }));
   users.command('list').requiredOption('--data-dir <dir>', dataDirHelp)
-    .description('list the user names (never a password or credential)')
+    .description('list the user names (never a password or credential); works while the broker runs')
     .action((flags: UsersFlags) => run(async () => {
       const { listUsers } = await import('../broker/user-admin.js');
       for (const name of listUsers(flags.dataDir)) process.stdout.write(`${name}\n`);

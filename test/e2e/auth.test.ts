@@ -42,10 +42,15 @@ describe('authentication (--auth required)', () => {
     await broker?.kill();
   });
 
-  it('users list shows names only; users add refuses while the broker holds the data directory', async () => {
+  it('users list shows names only; users add and remove refuse while the broker holds the data directory', async () => {
     const added = await runCli(['users', 'add', 'bob', '--data-dir', dataDir], `${password}\n`);
     expect(added.code).toBe(1);
     expect(added.stderr).toMatch(/in use by another broker.*stop the broker/);
+    const removed = await runCli(['users', 'remove', 'alice', '--data-dir', dataDir]);
+    expect(removed.code).toBe(1);
+    expect(removed.stderr).toMatch(/in use by another broker/);
+    const listed = await runCli(['users', 'list', '--data-dir', dataDir]);
+    expect(listed).toMatchObject({ code: 0, stdout: 'alice\n' });
   });
 
   for (const mechanism of ['scram-sha-256', 'scram-sha-512']) {
@@ -172,5 +177,28 @@ describe('authentication (--auth required)', () => {
     } finally {
       wrong.close();
     }
+  });
+
+  it('a client authenticates again after the broker restarts; users removed offline can no longer log in', async () => {
+    const admin = new Admin({ bootstrap: broker.bootstrap, sasl: { username: 'alice', password } });
+    try {
+      expect(await admin.listTopics()).toContain('t-scram-sha-512');
+      const port = broker.port;
+      expect(await broker.stop()).toBe(0);
+      broker = await startBroker({ dataDir, port, http: '127.0.0.1:0', args: ['--auth', 'required'] });
+      expect(await admin.listTopics().catch(async () => admin.listTopics())).toContain('t-scram-sha-512');
+      expect(await scrape(broker, 'rill_auth_successes_total')).toBe(1);
+    } finally {
+      admin.close();
+    }
+    expect(await broker.stop()).toBe(0);
+    const removed = await runCli(['users', 'remove', 'alice', '--data-dir', dataDir]);
+    expect(removed).toMatchObject({ code: 0, stdout: 'removed user alice\n' });
+    expect((await runCli(['users', 'remove', 'alice', '--data-dir', dataDir])).code).toBe(1);
+    broker = await startBroker({ dataDir, http: '127.0.0.1:0', args: ['--auth', 'required'] });
+    const refused = await runCli(['topics', 'list', '--bootstrap', broker.bootstrap, '--user', 'alice'], undefined, 60_000, env);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('SASL_AUTHENTICATION_FAILED');
+    expect(broker.output()).toContain('no users yet');
   });
 });
