@@ -94,3 +94,62 @@ describe('a broker that does not require authentication', () => {
     }
   });
 });
+
+describe('hostile SASL input against a live broker', () => {
+  const broker = new Broker({ dataDir: withUser('auth-hostile'), port: 0, log: () => {}, auth: { required: true, failureDelayMs: 5, timeoutMs: 5000 } });
+
+  beforeAll(async () => {
+    await broker.start();
+  });
+
+  afterAll(async () => {
+    await broker.stop();
+  });
+
+  it('random handshakes and auth bytes get an error reply and a closed connection, each counted; the broker keeps serving', async () => {
+    const mechanisms = ['SCRAM-SHA-256', 'SCRAM-SHA-512', 'PLAIN', '', 'x'.repeat(100)];
+    let seed = 12345;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    let failuresExpected = 0;
+    for (let i = 0; i < 40; i++) {
+      const raw = await RawClient.connect(broker.port);
+      const mechanism = mechanisms[random(mechanisms.length)]!;
+      raw.msgpackRequest(ApiKey.SaslHandshake, 1, i % 7 === 0 ? [mechanism] : { mechanism });
+      const handshake = await raw.reply(1);
+      if (handshake.errorCode === 0) {
+        const bodies: unknown[] = [
+          { authBytes: Buffer.from(Array.from({ length: random(300) }, () => random(256))) },
+          { authBytes: Buffer.from(`n,,n=alice,r=${'A'.repeat(random(20))}`) },
+          { authBytes: 'not bin' },
+          { authBytes: Buffer.alloc(5000, 0x41) },
+          { authBytes: Buffer.from('c=biws,r=abc,p=AAAA') },
+          42,
+        ];
+        raw.msgpackRequest(ApiKey.SaslAuthenticate, 2, bodies[random(bodies.length)]);
+        const reply = await raw.reply(2).catch(() => null);
+        if (reply !== null && reply.errorCode === 0) {
+          // A client-first message that parsed: the next (garbage) step fails.
+          raw.msgpackRequest(ApiKey.SaslAuthenticate, 3, { authBytes: Buffer.from('c=biws,r=x,p=AAAA') });
+          expect((await raw.reply(3)).errorCode).toBe(errorCodeOf('SASL_AUTHENTICATION_FAILED'));
+        } else {
+          expect(reply?.errorCode).toBe(errorCodeOf('SASL_AUTHENTICATION_FAILED'));
+        }
+        failuresExpected++;
+        expect(await raw.waitClosed(3000)).toBe(true);
+      } else {
+        expect([errorCodeOf('UNSUPPORTED_SASL_MECHANISM'), errorCodeOf('MALFORMED_REQUEST'), errorCodeOf('SASL_AUTHENTICATION_FAILED')]).toContain(handshake.errorCode);
+        if (handshake.errorCode === errorCodeOf('SASL_AUTHENTICATION_FAILED')) failuresExpected++;
+        raw.close();
+      }
+    }
+    expect(broker.metrics.authFailures).toBe(failuresExpected);
+    expect(failuresExpected).toBeGreaterThan(authFailuresMax);
+    const raw = await RawClient.connect(broker.port);
+    raw.msgpackRequest(ApiKey.ApiVersions, 1, {});
+    expect((await raw.reply(1)).errorCode).toBe(0);
+    raw.close();
+  });
+});
