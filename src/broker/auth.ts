@@ -106,6 +106,8 @@ export class BrokerAuth {
       connection.endAfterReply(context.header.correlationId);
       throw new RillError('SASL_AUTHENTICATION_FAILED', `too many failed authentications from ${address}; try again in ${Math.ceil(blockedMs / 1000)} s`);
     }
+    // Authenticated another way (a TLS client certificate) or already: one identity per connection.
+    if (connection.principal !== null && !this.sessions.has(connection)) throw new RillError('ILLEGAL_SASL_STATE', `this connection is already authenticated as ${connection.principal}`);
     let session = this.sessions.get(connection);
     if (session === undefined) {
       session = new SaslServerSession(this.store, isTlsConnection(connection), this.unknownUserSecret);

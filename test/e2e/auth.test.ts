@@ -56,7 +56,10 @@ describe('authentication (--auth required)', () => {
   for (const mechanism of ['scram-sha-256', 'scram-sha-512']) {
     it(`${mechanism}: with the right password, produce and consume work`, async () => {
       const topic = `t-${mechanism}`;
-      const auth = ['--user', 'alice', '--mechanism', mechanism];
+      // SHA-512 (the default mechanism) reads the password from a file instead of RILL_PASSWORD.
+      const passwordFile = path.join(tempDir('password'), 'password');
+      fs.writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
+      const auth = mechanism === 'scram-sha-256' ? ['--user', 'alice', '--mechanism', mechanism] : ['--user', 'alice', '--password-file', passwordFile];
       expect((await runCli(['topics', 'create', topic, ...b, ...auth], undefined, 60_000, env)).code).toBe(0);
       const produced = await runCli(['produce', topic, ...b, ...auth], 'one\ntwo\nthree\n', 60_000, env);
       expect(produced.code, produced.stderr).toBe(0);
@@ -82,6 +85,15 @@ describe('authentication (--auth required)', () => {
     expect(broker.output()).not.toContain(password);
     const ok = await runCli(['topics', 'list', ...b, '--user', 'alice'], undefined, 60_000, env);
     expect(ok.code, ok.stderr).toBe(0);
+  });
+
+  it('flag mistakes are usage errors (exit 2)', async () => {
+    const noPassword = await runCli(['topics', 'list', ...b, '--user', 'alice'], undefined, 60_000, { ...process.env, RILL_PASSWORD: '' });
+    expect(noPassword).toMatchObject({ code: 2 });
+    expect(noPassword.stderr).toContain('needs a password: set RILL_PASSWORD or give --password-file FILE');
+    const badMechanism = await runCli(['topics', 'list', ...b, '--user', 'alice', '--mechanism', 'md5'], undefined, 60_000, env);
+    expect(badMechanism.code).toBe(2);
+    expect(badMechanism.stderr).toContain('--mechanism must be one of scram-sha-512, scram-sha-256, plain');
   });
 
   it('without credentials the CLI fails at once with SASL_AUTHENTICATION_REQUIRED', async () => {
