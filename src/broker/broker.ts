@@ -5,8 +5,11 @@
  */
 import net from 'node:net';
 import { RillError, type DecodeError } from '../lib/errors.js';
+import { systemClock } from '../lib/clock.js';
+import { CredentialStore, CredentialStoreError } from '../security/credentials.js';
+import { BrokerAuth } from './auth.js';
 import { connectionsMax, partialFramesBytesMax } from '../lib/limits.js';
-import { ApiKey, apiNameByKey, apiVersionRanges } from '../wire/apis.js';
+import { ApiKey, apiNameByKey, apiVersionRanges, preAuthenticationApiKeys } from '../wire/apis.js';
 import { crc32cImplementation } from '../wire/crc32c.js';
 import { brokerConfig, type BrokerConfig, type ListenerConfig } from './config.js';
 import { DataDirLock } from './data-dir-lock.js';
@@ -56,6 +59,7 @@ export class Broker {
   private lock: DataDirLock | null = null;
   private isReady = false;
   private groups: GroupHost | null = null;
+  private auth: BrokerAuth | null = null;
   private readonly connections = new Set<Connection>();
   private readonly frameBudget = new FrameMemoryBudget(partialFramesBytesMax);
   private housekeeping: NodeJS.Timeout | null = null;
@@ -137,6 +141,7 @@ export class Broker {
       log('warn', `took over the lock of ${this.config.dataDir} left by pid ${stale.pid} (started ${stale.startedAt}), which is no longer running`, { dataDir: this.config.dataDir, stalePid: stale.pid });
     }
     try {
+      this.openAuth();
       for (const listener of this.config.listeners!) this.listeners.push(await this.bind(listener));
       await this.startHttp();
       this.logEffectiveConfig();
@@ -146,6 +151,23 @@ export class Broker {
       throw error;
     }
     for (const { config, port } of this.listeners) log('info', `rill broker listening on ${config.host}:${port} (listener ${config.name})`, { listener: config.name, host: config.host, port });
+  }
+
+  /** Loads the users (a bad users.json stops the start: the broker must not run with an unknown set). */
+  private openAuth(): void {
+    let store: CredentialStore;
+    try {
+      store = CredentialStore.open(this.config.dataDir);
+    } catch (error) {
+      if (error instanceof CredentialStoreError) throw new SettingsError(error.message);
+      throw error;
+    }
+    const required = this.config.auth?.required ?? false;
+    this.auth = new BrokerAuth(store, this.metrics, this.metrics.alerts.log, systemClock, { required, failureDelayMs: this.config.auth?.failureDelayMs, timeoutMs: this.config.auth?.timeoutMs });
+    if (required) {
+      const users = store.size === 0 ? 'no users yet: no client can connect until one is added (rill users add NAME --data-dir DIR, broker stopped)' : `${store.size} users`;
+      this.config.log(store.size === 0 ? 'warn' : 'info', `authentication required on every listener (SCRAM-SHA-256, SCRAM-SHA-512; PLAIN on TLS only); ${users}`, { authRequired: true, users: store.size });
+    }
   }
 
   /** Once the start can no longer fail on the operator's settings: what this broker runs with. */
@@ -255,7 +277,9 @@ export class Broker {
     if (socket.destroyed) return;
     this.metrics.connectionsAccepted++;
     this.metrics.connectionsOpen++;
-    this.connections.add(new Connection(socket, this.dispatch, this.connectionEvents, this.frameBudget, listener.config.name));
+    const connection = new Connection(socket, this.dispatch, this.connectionEvents, this.frameBudget, listener.config.name);
+    this.connections.add(connection);
+    this.auth?.watch(connection);
     socket.resume();
   }
 
@@ -288,7 +312,10 @@ export class Broker {
       throw new RillError('UNSUPPORTED_VERSION', `${apiNameByKey.get(apiKey)} version ${apiVersion} is not supported; this broker speaks ${range[0]}..${range[1]}`);
     }
     if (this.stopping !== null) throw new RillError('BROKER_SHUTTING_DOWN');
+    if (!preAuthenticationApiKeys.has(apiKey)) this.auth?.check(context.connection, apiNameByKey.get(apiKey)!);
     switch (apiKey) {
+      case ApiKey.SaslHandshake: return this.auth!.handleHandshake(context);
+      case ApiKey.SaslAuthenticate: return this.auth!.handleAuthenticate(context);
       case ApiKey.Produce: return handleProduce(context, this.partitions, this.metrics, this.producers);
       case ApiKey.InitProducerId: return handleInitProducerId(context, this.producers);
       case ApiKey.Fetch: return handleFetch(context, this.partitions, this.metrics, this.config.log);

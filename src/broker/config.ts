@@ -43,6 +43,12 @@ export interface BrokerConfig {
   fileOps?: FileOps | undefined;
   /** Logs go here; the CLI prints them to stderr. */
   log: Log;
+  /**
+   * Authentication (broker/auth.ts). `required`: every listener refuses everything but
+   * ApiVersions and the SASL handshake until the connection has authenticated. Users come from
+   * `<dataDir>/users.json` (security/credentials.ts). The delays are for tests.
+   */
+  auth?: { required: boolean; failureDelayMs?: number | undefined; timeoutMs?: number | undefined } | undefined;
 }
 
 export interface ListenerConfig {

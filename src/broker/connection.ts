@@ -64,6 +64,8 @@ export interface ConnectionEvents {
 }
 
 const emptyFrame = Buffer.alloc(0);
+/** After the last reply and FIN, a peer that keeps the socket open is cut off after this long. */
+const endGraceMs = 1000;
 
 /**
  * Bytes of partly received request frames across all connections (the idea of Kafka's
@@ -121,6 +123,10 @@ export class Connection {
   /** Error replies in the current window (operator-alerts.ts: a client drowning in errors). */
   errorWindowStartMs = 0;
   errorsInWindow = 0;
+  /** Who this connection authenticated as (`User:NAME`), or null (broker/auth.ts). */
+  principal: string | null = null;
+  /** A reply is the last: after it is written the socket is ended and nothing more is read or written. */
+  private ending = false;
 
   constructor(readonly socket: net.Socket, private readonly dispatch: Dispatch, private readonly events: ConnectionEvents, private readonly budget: FrameMemoryBudget, readonly listenerName = 'rill') {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
@@ -145,7 +151,7 @@ export class Connection {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.closed) return;
+    if (this.closed || this.ending) return;
     try {
       this.decoder.push(chunk, (frame) => this.accept(frame));
       const buffered = this.decoder.buffered;
@@ -171,6 +177,7 @@ export class Connection {
 
   /** Dispatches now, or queues the frame behind earlier ones while the connection is overloaded. */
   private accept(frame: Buffer): void {
+    if (this.ending) return;
     if (this.waitingHead < this.waiting.length || this.overloaded) {
       this.waiting.push(frame);
       this.updateFlow();
@@ -234,9 +241,32 @@ export class Connection {
   private finish(header: RequestHeader, reply: Reply | null, startedMs: number): void {
     this.inFlight--;
     this.events.onRequestDone?.(header.apiKey, (performance.now() - startedMs) / 1000);
-    if (this.closed) return;
+    if (this.closed || this.endingWritten) return;
     if (reply !== null) this.write(header.correlationId, reply);
+    if (this.ending && header.correlationId === this.endingCorrelationId) {
+      // The reply that ends the connection (a failed authentication) goes out, then FIN.
+      this.endingWritten = true;
+      this.socket.end();
+      setTimeout(() => this.close(), endGraceMs).unref();
+      return;
+    }
     this.updateFlow();
+  }
+
+  private endingWritten = false;
+  private endingCorrelationId = -1;
+
+  /**
+   * The reply to request `correlationId` is the connection's last: no more frames are
+   * dispatched, and the socket is closed once that reply is written.
+   */
+  endAfterReply(correlationId: number): void {
+    if (this.ending) return;
+    this.ending = true;
+    this.endingCorrelationId = correlationId;
+    this.waiting = [];
+    this.waitingHead = 0;
+    this.socket.pause();
   }
 
   private write(correlationId: number, reply: Reply): void {

@@ -14,6 +14,10 @@ export class BrokerMetrics {
   connectionsAccepted = 0;
   connectionsOpen = 0;
   connectionsRefused = 0;
+  /** Authentications that succeeded, failed (bad message, unknown user, wrong password, too many tries), or never came (auth required, closed after the timeout). */
+  authSuccesses = 0;
+  authFailures = 0;
+  authTimeouts = 0;
   requests = 0;
   recordsAppended = 0;
   bytesAppended = 0;
@@ -60,6 +64,9 @@ export class BrokerMetrics {
       connectionsAccepted: this.connectionsAccepted,
       connectionsOpen: this.connectionsOpen,
       connectionsRefused: this.connectionsRefused,
+      authSuccesses: this.authSuccesses,
+      authFailures: this.authFailures,
+      authTimeouts: this.authTimeouts,
       requests: this.requests,
       recordsAppended: this.recordsAppended,
       bytesAppended: this.bytesAppended,

@@ -15,7 +15,7 @@ import { type Clock, systemClock } from '../lib/clock.js';
 import type { Log, LogFields, LogLevel } from '../lib/log.js';
 import { RateLimiter } from '../lib/rate-limit.js';
 
-export const operatorConditions = ['disk_full', 'fsync_failed', 'storage_error', 'corrupt_log', 'client_errors'] as const;
+export const operatorConditions = ['disk_full', 'fsync_failed', 'storage_error', 'corrupt_log', 'client_errors', 'auth_failures'] as const;
 export type OperatorCondition = (typeof operatorConditions)[number];
 
 /** One log line per condition and partition (or client address) per this interval. */

@@ -52,6 +52,8 @@ export interface BrokerSettings {
   logFormat: LogFormat;
   shutdownGraceMs: number;
   housekeepingIntervalMs: number;
+  /** Every listener requires SASL authentication (auth.mode required). */
+  authRequired: boolean;
 }
 
 /** One resolved setting, as the broker logs it and DescribeConfigs returns it. */
@@ -62,7 +64,7 @@ export interface EffectiveSetting {
   secret: boolean;
 }
 
-type Kind = 'path' | 'address' | 'address-or-off' | 'int' | 'level' | 'format';
+type Kind = 'path' | 'address' | 'address-or-off' | 'int' | 'level' | 'format' | 'auth-mode';
 
 interface SettingSpec {
   /** Dotted key in the config file; `listeners.rill.*` stands for every named listener. */
@@ -91,6 +93,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'http.listen', kind: 'address-or-off', default: `127.0.0.1:${defaultHttpPort}`, env: 'RILL_HTTP', flag: '--http', description: 'HTTP listener: `/metrics`, `/healthz`, `/readyz` and the console at `/`; read-only. On by default, loopback only; `off` disables it. When not set: port 0 if the `rill` listener has port 0, and if the default port is taken the broker warns and runs without it.' },
   { key: 'log.level', kind: 'level', default: 'info', env: 'RILL_LOG_LEVEL', flag: '--log-level', description: '`debug`, `info`, `warn` or `error`.' },
   { key: 'log.format', kind: 'format', default: 'auto', env: 'RILL_LOG_FORMAT', flag: '--log-format', description: '`json`, `pretty` or `auto` (pretty when stderr is a terminal, JSON otherwise). Logs go to stderr.' },
+  { key: 'auth.mode', kind: 'auth-mode', default: 'off', env: 'RILL_AUTH', flag: '--auth', description: '`off` or `required`. Required: on every listener a connection may call only ApiVersions and the SASL handshake (SCRAM-SHA-256, SCRAM-SHA-512; PLAIN on TLS only) until it authenticates, and is closed after 10 s if it does not. Users live in `<dataDir>/users.json` (`rill users add`).' },
   { key: 'shutdownGraceMs', kind: 'int', default: 5000, min: 0, max: 600_000, env: 'RILL_SHUTDOWN_GRACE_MS', flag: null, description: 'Longest a graceful stop waits for in-flight requests.' },
   { key: 'housekeepingIntervalMs', kind: 'int', default: 1000, min: 10, max: 3_600_000, env: 'RILL_HOUSEKEEPING_INTERVAL_MS', flag: null, description: 'How often retention and time-based flushes run.' },
 ];
@@ -118,6 +121,7 @@ export interface SettingFlags {
   http?: string | undefined;
   logLevel?: string | undefined;
   logFormat?: string | undefined;
+  auth?: string | undefined;
 }
 
 const flagFieldBySpec: Record<string, keyof SettingFlags> = {
@@ -128,6 +132,7 @@ const flagFieldBySpec: Record<string, keyof SettingFlags> = {
   '--http': 'http',
   '--log-level': 'logLevel',
   '--log-format': 'logFormat',
+  '--auth': 'auth',
 };
 
 export interface ResolvedSettings {
@@ -243,6 +248,8 @@ export function resolveSettings(flags: SettingFlags, env: NodeJS.ProcessEnv = pr
   record('log.level', level.source, level.parsed, specByKey.get('log.level')!);
   const format = parse('log.format', (v) => oneOf(v, ['json', 'pretty', 'auto'] as const));
   record('log.format', format.source, format.parsed, specByKey.get('log.format')!);
+  const auth = parse('auth.mode', (v) => oneOf(v, ['off', 'required'] as const));
+  record('auth.mode', auth.source, auth.parsed, specByKey.get('auth.mode')!);
   const grace = parse('shutdownGraceMs', asInt);
   record('shutdownGraceMs', grace.source, grace.parsed, specByKey.get('shutdownGraceMs')!);
   const housekeeping = parse('housekeepingIntervalMs', asInt);
@@ -259,6 +266,7 @@ export function resolveSettings(flags: SettingFlags, env: NodeJS.ProcessEnv = pr
       logFormat: format.parsed,
       shutdownGraceMs: grace.parsed,
       housekeepingIntervalMs: housekeeping.parsed,
+      authRequired: auth.parsed === 'required',
     },
     effective,
     file: filePath === undefined ? null : path.resolve(cwd, filePath),

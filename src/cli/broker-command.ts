@@ -55,6 +55,7 @@ export async function brokerCommand(flags: BrokerFlags): Promise<number> {
     httpOptional: !settings.httpExplicit,
     shutdownGraceMs: settings.shutdownGraceMs,
     housekeepingIntervalMs: settings.housekeepingIntervalMs,
+    auth: { required: settings.authRequired },
     effectiveConfig: effective,
     configFile: resolved.file,
     log,

@@ -20,6 +20,7 @@ export function registerBroker(program: Command, run: Run): void {
     .option('--http <host:port|off>', 'HTTP listener for /metrics, /healthz, /readyz and the console (default 127.0.0.1:9644)')
     .option('--node-id <n>', 'this broker\'s id (default 0)')
     .option('--log-level <level>', 'debug|info|warn|error (default info)')
+    .option('--auth <mode>', 'off|required: require SASL authentication on every listener (default off; users: rill users add)')
     .option('--log-format <format>', 'json|pretty|auto (default auto: pretty on a terminal, JSON otherwise)')
     .addHelpText('after', `
 Once listening it prints "rill broker ready on HOST:PORT" on stdout (and "rill http ready on
@@ -36,6 +37,6 @@ Examples:
 
 /** Exactly the declared flags, as strings. */
 function pickBrokerFlags(flags: BrokerFlags): BrokerFlags {
-  const { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat } = flags;
-  return { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat };
+  const { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth } = flags;
+  return { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth };
 }

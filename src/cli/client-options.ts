@@ -4,6 +4,7 @@
  * producer's 120 s delivery timeout). Once a broker has answered, the clients ride through its
  * restarts (see status.ts for what the user is told meanwhile).
  */
+import fs from 'node:fs';
 import type { Command } from 'commander';
 // The client is imported where a command runs, not here: `rill broker` does not load it (every module
 // the broker process holds on to costs it CPU under load, docs/metrics.md, Measured cost).
@@ -12,7 +13,7 @@ import type { ClientOptions } from '../client/cluster.js';
 import { RillError } from '../lib/errors.js';
 import { ApiKey } from '../wire/apis.js';
 import { decodeMetadataResponse } from '../wire/control.js';
-import { integerIn } from './args.js';
+import { integerIn, UsageError } from './args.js';
 
 export const defaultBootstrap = '127.0.0.1:9092';
 export const defaultTimeoutMs = 5000;
@@ -23,17 +24,56 @@ export type Run = (action: () => Promise<number>) => Promise<void>;
 export interface ClientFlags {
   bootstrap: string;
   timeout: number;
+  /** Authentication: --user, --mechanism, --password-file (else RILL_PASSWORD). */
+  user?: string | undefined;
+  mechanism?: string | undefined;
+  passwordFile?: string | undefined;
+}
+
+const mechanisms = ['scram-sha-512', 'scram-sha-256', 'plain'] as const;
+type Mechanism = (typeof mechanisms)[number];
+
+function mechanismValue(value: string): Mechanism {
+  if ((mechanisms as readonly string[]).includes(value)) return value as Mechanism;
+  throw new UsageError(`--mechanism must be one of ${mechanisms.join(', ')}, got "${value}"`);
 }
 
 export function addClientOptions(command: Command): Command {
   return command
     .option('-b, --bootstrap <host:port>', 'broker to connect to', defaultBootstrap)
-    .option('--timeout <ms>', 'fail when no broker answers within this many ms at start', integerIn('--timeout', 1, 3_600_000), defaultTimeoutMs);
+    .option('--timeout <ms>', 'fail when no broker answers within this many ms at start', integerIn('--timeout', 1, 3_600_000), defaultTimeoutMs)
+    // ---- authentication (auth work; TLS options go in their own block) ----
+    .option('--user <name>', 'authenticate as this user (password from RILL_PASSWORD or --password-file)')
+    .option('--password-file <file>', 'read the password from the first line of this file (instead of RILL_PASSWORD)')
+    .option('--mechanism <mechanism>', `SASL mechanism: ${mechanisms.join('|')} (plain on TLS only)`, mechanismValue, 'scram-sha-512');
+}
+
+/** The sasl client option from --user and the password source; none without --user. */
+export function saslOptions(flags: ClientFlags, env: NodeJS.ProcessEnv = process.env): ClientOptions['sasl'] {
+  if (flags.user === undefined) {
+    if (flags.passwordFile !== undefined) throw new UsageError('--password-file needs --user NAME');
+    return undefined;
+  }
+  if (flags.user.length === 0) throw new UsageError('--user must not be empty');
+  let password: string;
+  if (flags.passwordFile !== undefined) {
+    try {
+      password = fs.readFileSync(flags.passwordFile, 'utf8').split(/\r?\n/)[0] ?? '';
+    } catch (error) {
+      throw new UsageError(`--password-file ${flags.passwordFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    if (password.length === 0) throw new UsageError(`--password-file ${flags.passwordFile}: the first line is empty`);
+  } else {
+    password = env.RILL_PASSWORD ?? '';
+    if (password.length === 0) throw new UsageError(`--user ${flags.user} needs a password: set RILL_PASSWORD or give --password-file FILE`);
+  }
+  return { mechanism: mechanismValue(flags.mechanism ?? 'scram-sha-512'), username: flags.user, password };
 }
 
 /** Client options for a command: connects and single requests give up after --timeout. */
 export function clientOptions(flags: ClientFlags, extra: Partial<ClientOptions> = {}): ClientOptions {
-  return { bootstrap: flags.bootstrap, clientId: 'rill-cli', connectTimeoutMs: flags.timeout, ...extra };
+  const sasl = saslOptions(flags);
+  return { bootstrap: flags.bootstrap, clientId: 'rill-cli', connectTimeoutMs: flags.timeout, ...(sasl === undefined ? {} : { sasl }), ...extra };
 }
 
 const retryDelayMs = 200;

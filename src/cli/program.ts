@@ -15,6 +15,7 @@ import { registerProduce } from './produce.js';
 import { registerRecords } from './records.js';
 import { registerBrokers } from './brokers.js';
 import { registerTopics } from './topics.js';
+import { registerUsers } from './users.js';
 
 /** The version in package.json, found by walking up from this file (src/cli or dist/src/cli). */
 export function packageVersion(): string {
@@ -44,7 +45,9 @@ export function createProgram(context: ErrorContext): Command {
     .showSuggestionAfterError(true)
     .addHelpText('after', `
 Every client command takes -b, --bootstrap HOST:PORT (default 127.0.0.1:9092) and --timeout MS
-(default 5000: how long to wait for a broker to answer before failing).
+(default 5000: how long to wait for a broker to answer before failing), and, for a broker that
+requires authentication, --user NAME with the password in RILL_PASSWORD (or --password-file FILE)
+and --mechanism scram-sha-512|scram-sha-256|plain (default scram-sha-512; plain on TLS only).
 -p means --partitions on "topics create" and --partition on produce and consume.
 
 Examples:
@@ -63,6 +66,7 @@ Run "rill COMMAND --help" for a command's options and examples.`);
   registerGroups(program, run);
   registerRecords(program, run);
   registerBrokers(program, run);
+  registerUsers(program, run);
   configureErrors(program, context);
   return program;
 }

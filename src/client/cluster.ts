@@ -10,6 +10,7 @@ import { ApiKey } from '../wire/apis.js';
 import { decodeMetadataResponse, type BrokerInfo, type MetadataResponse, type TopicMetadata } from '../wire/control.js';
 import { BrokerConnection, parseAddress, type BrokerAddress } from './connection.js';
 import { Instrumentation, type ClientKind, type ClientLogger } from './instrumentation.js';
+import { validateSaslOptions, type SaslOptions } from './sasl.js';
 
 export interface ClientOptions {
   /** HOST:PORT of a broker (or several); default 127.0.0.1:9092. */
@@ -30,6 +31,13 @@ export interface ClientOptions {
    * The same events go to `node:diagnostics_channel` (see clientChannelNames).
    */
   logger?: ClientLogger;
+  /**
+   * Authenticate to the brokers: `{ mechanism: 'scram-sha-512' (default) | 'scram-sha-256' |
+   * 'plain' (TLS only), username, password }`. Every connection authenticates right after it
+   * connects (and after every reconnect) before anything else is sent; a refusal is a
+   * non-retriable RillError (SASL_AUTHENTICATION_FAILED, UNSUPPORTED_SASL_MECHANISM).
+   */
+  sasl?: SaslOptions;
 }
 
 export const metadataMaxAgeMsDefault = 30_000;
@@ -60,6 +68,7 @@ export class Cluster {
       throw new RillError('INVALID_ARGUMENT', `metadataMaxAgeMs ${String(options.metadataMaxAgeMs)} is not a non-negative integer`);
     }
     this.instrumentation = new Instrumentation(kind, this.clientId, options.logger);
+    if (options.sasl !== undefined) validateSaslOptions(options.sasl);
   }
 
   /** HOST:PORT of the first bootstrap broker, as messages name it. */
@@ -74,7 +83,7 @@ export class Cluster {
     let connection = this.connections.get(key);
     if (connection === undefined) {
       connection = new BrokerConnection(address, {
-        connectTimeoutMs: this.options.connectTimeoutMs, requestTimeoutMs: this.options.requestTimeoutMs, purpose, instrumentation: this.instrumentation,
+        connectTimeoutMs: this.options.connectTimeoutMs, requestTimeoutMs: this.options.requestTimeoutMs, purpose, instrumentation: this.instrumentation, sasl: this.options.sasl,
       });
       this.connections.set(key, connection);
     }

@@ -16,6 +16,7 @@ import { FrameDecoder, decodeResponseHeader } from '../wire/frame.js';
 import { decodeErrorBody } from '../wire/control.js';
 import { decodeMsgpack, encodeMsgpack } from '../wire/msgpack.js';
 import { Instrumentation } from './instrumentation.js';
+import { saslAuthenticate, type SaslOptions } from './sasl.js';
 
 export interface BrokerAddress {
   host: string;
@@ -44,10 +45,15 @@ export interface ConnectionOptions {
   /** What the connection is for ('default', 'fetch', ...): named in reconnect events. */
   purpose?: string;
   instrumentation?: Instrumentation;
+  /** Authenticate every new socket before sending anything else on it (client/sasl.ts). */
+  sasl?: SaslOptions | undefined;
 }
 
 export class BrokerConnection {
   private socket: net.Socket | null = null;
+  /** The socket requests may use: connected and, with sasl, authenticated. */
+  private ready: net.Socket | null = null;
+  private readonly sasl: SaslOptions | undefined;
   private connecting: Promise<net.Socket> | null = null;
   private readonly pending = new Map<number, Pending>();
   private nextCorrelationId = 1;
@@ -64,6 +70,7 @@ export class BrokerConnection {
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
     this.purpose = options.purpose ?? 'default';
+    this.sasl = options.sasl;
     this.instrumentation = options.instrumentation ?? new Instrumentation('admin', options.clientId ?? 'rill-client', undefined);
   }
 
@@ -77,7 +84,7 @@ export class BrokerConnection {
   }
 
   private connect(): Promise<net.Socket> {
-    if (this.socket !== null) return Promise.resolve(this.socket);
+    if (this.ready !== null) return Promise.resolve(this.ready);
     this.connecting ??= new Promise<net.Socket>((resolve, reject) => {
       const { host, port } = this.address;
       const socket = net.connect({ host, port });
@@ -85,14 +92,22 @@ export class BrokerConnection {
       const timer = setTimeout(() => socket.destroy(new Error(`connect timed out after ${this.connectTimeoutMs} ms`)), this.connectTimeoutMs);
       socket.once('connect', () => {
         clearTimeout(timer);
-        this.connecting = null;
         this.attach(socket);
-        if (this.downSinceMs !== null) {
-          this.instrumentation.reconnect(this.name, this.purpose, Date.now() - this.downSinceMs, this.failedConnects);
-          this.downSinceMs = null;
-          this.failedConnects = 0;
-        }
-        resolve(socket);
+        this.authenticate(socket).then(() => {
+          this.connecting = null;
+          this.ready = socket;
+          if (this.downSinceMs !== null) {
+            this.instrumentation.reconnect(this.name, this.purpose, Date.now() - this.downSinceMs, this.failedConnects);
+            this.downSinceMs = null;
+            this.failedConnects = 0;
+          }
+          resolve(socket);
+        }, (error: unknown) => {
+          this.connecting = null;
+          const failure = error instanceof RillError ? error : new RillError('CONNECTION_ERROR', String(error));
+          this.fail(socket, failure);
+          reject(failure);
+        });
       });
       socket.once('error', (error) => {
         clearTimeout(timer);
@@ -103,6 +118,15 @@ export class BrokerConnection {
       });
     });
     return this.connecting;
+  }
+
+  /** With sasl: the handshake on a fresh socket, before any queued request is sent. */
+  private async authenticate(socket: net.Socket): Promise<void> {
+    if (this.sasl === undefined) return;
+    await saslAuthenticate(async (apiKey, request, decode) => {
+      const frame = (await this.sendOn(socket, apiKey, 0, [encodeMsgpack(request)], true, this.requestTimeoutMs))!;
+      return decode(decodeMsgpack(checkReply(frame), 'MALFORMED_RESPONSE'));
+    }, this.sasl, this.name);
   }
 
   private attach(socket: net.Socket): void {
@@ -150,6 +174,7 @@ export class BrokerConnection {
   private fail(socket: net.Socket, error: RillError): void {
     if (this.socket !== socket) return;
     this.socket = null;
+    this.ready = null;
     socket.destroy();
     if (!this.closed) this.downSinceMs ??= Date.now();
     const pending = [...this.pending.entries()];
@@ -173,6 +198,12 @@ export class BrokerConnection {
       throw new RillError('FRAME_TOO_LARGE', `request of ${requestHeaderBytes + bodyBytes} bytes exceeds the ${requestFrameBytesMax}-byte frame limit`);
     }
     const socket = await this.connect();
+    return this.sendOn(socket, apiKey, apiVersion, body, options.expectReply ?? true, options.timeoutMs ?? this.requestTimeoutMs);
+  }
+
+  private sendOn(socket: net.Socket, apiKey: number, apiVersion: number, body: Buffer[], expectReply: boolean, timeoutMs: number): Promise<Buffer | null> {
+    let bodyBytes = 0;
+    for (const chunk of body) bodyBytes += chunk.length;
     const correlationId = this.nextCorrelationId;
     this.nextCorrelationId = (this.nextCorrelationId + 1) >>> 0 || 1;
     const head = Buffer.allocUnsafe(4 + requestHeaderBytes);
@@ -180,8 +211,7 @@ export class BrokerConnection {
     head.writeUInt16BE(apiKey, 4);
     head.writeUInt16BE(apiVersion, 6);
     head.writeUInt32BE(correlationId, 8);
-    const expectReply = options.expectReply ?? true;
-    const reply = expectReply ? this.awaitReply(apiKey, correlationId, options.timeoutMs ?? this.requestTimeoutMs) : null;
+    const reply = expectReply ? this.awaitReply(apiKey, correlationId, timeoutMs) : Promise.resolve(null);
     socket.cork();
     socket.write(head);
     for (const chunk of body) socket.write(chunk);

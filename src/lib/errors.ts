@@ -45,6 +45,11 @@ export const errorTable = {
   OUT_OF_ORDER_SEQUENCE: { code: 50, retriable: false, message: 'batch sequence number is out of order' },
   INVALID_PRODUCER_EPOCH: { code: 51, retriable: false, message: 'producer epoch is stale' },
   UNKNOWN_PRODUCER_ID: { code: 52, retriable: false, message: 'producer id is unknown' },
+  // Authentication: 60..69
+  UNSUPPORTED_SASL_MECHANISM: { code: 60, retriable: false, message: 'the broker does not offer this SASL mechanism on this listener' },
+  ILLEGAL_SASL_STATE: { code: 61, retriable: false, message: 'SASL request out of order on this connection' },
+  SASL_AUTHENTICATION_FAILED: { code: 62, retriable: false, message: 'authentication failed: unknown user, wrong password or a bad SASL message' },
+  SASL_AUTHENTICATION_REQUIRED: { code: 63, retriable: false, message: 'this listener requires authentication (SaslHandshake, SaslAuthenticate) before any request but ApiVersions' },
 } as const;
 
 export type ErrorName = keyof typeof errorTable;

@@ -12,12 +12,14 @@ export const ApiKey = {
   FindCoordinator: 10,
   DescribeGroups: 15,
   ListGroups: 16,
+  SaslHandshake: 17,
   ApiVersions: 18,
   CreateTopics: 19,
   DeleteTopics: 20,
   DeleteRecords: 21,
   InitProducerId: 22,
   DescribeConfigs: 32,
+  SaslAuthenticate: 36,
   CreatePartitions: 37,
   DeleteGroups: 42,
   IncrementalAlterConfigs: 44,
@@ -53,6 +55,8 @@ export const apiVersionRanges: ReadonlyMap<number, readonly [number, number]> = 
   [ApiKey.CreatePartitions, [0, 0]],
   [ApiKey.DeleteGroups, [0, 0]],
   [ApiKey.IncrementalAlterConfigs, [0, 0]],
+  [ApiKey.SaslHandshake, [0, 0]],
+  [ApiKey.SaslAuthenticate, [0, 0]],
 ]);
 
 /** acks values on the wire. */
@@ -64,3 +68,6 @@ export type DurabilityLevel = (typeof Durability)[keyof typeof Durability];
 
 /** ListOffsets special timestamps (Kafka's values). */
 export const OffsetSpec = { latest: -1, earliest: -2 } as const;
+
+/** APIs a connection may call before it has authenticated on a listener that requires it. */
+export const preAuthenticationApiKeys: ReadonlySet<number> = new Set([ApiKey.ApiVersions, ApiKey.SaslHandshake, ApiKey.SaslAuthenticate]);

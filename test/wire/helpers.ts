@@ -36,6 +36,7 @@ export function toWireValue(value: unknown): unknown {
   if (value !== null && typeof value === 'object') {
     const obj = value as Record<string, unknown>;
     if (typeof obj.$int64 === 'string' && Object.keys(obj).length === 1) return BigInt(obj.$int64);
+    if (typeof obj.$bin === 'string' && Object.keys(obj).length === 1) return Buffer.from(obj.$bin, 'hex');
     return Object.fromEntries(Object.entries(obj).map(([key, inner]) => [key, toWireValue(inner)]));
   }
   return value;
@@ -44,6 +45,7 @@ export function toWireValue(value: unknown): unknown {
 /** Decoded MessagePack value -> vector JSON form (bigint -> {"$int64": "n"}). */
 export function fromWireValue(value: unknown): unknown {
   if (typeof value === 'bigint') return { $int64: value.toString() };
+  if (value instanceof Uint8Array) return { $bin: Buffer.from(value).toString('hex') };
   if (Array.isArray(value)) return value.map(fromWireValue);
   if (value !== null && typeof value === 'object') {
     return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([key, inner]) => [key, fromWireValue(inner)]));

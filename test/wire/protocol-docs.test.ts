@@ -65,7 +65,7 @@ describe('protocol/*.md', () => {
       for (const match of readProtocolFile(file).matchAll(/`([a-z][A-Za-z]*(?:Max|Min|Bytes|Ratio))`/g)) {
         const name = match[1]!;
         // Field names that happen to end like limits (maxBytes, minBytes, segmentBytes, …) are not limits.
-        if (/^(max|min|partitionMax|segment|retention)Bytes$|^batchLength$/.test(name)) continue;
+        if (/^(max|min|partitionMax|segment|retention|auth)Bytes$|^batchLength$/.test(name)) continue;
         expect(known.has(name), `${file}: ${name}`).toBe(true);
       }
     }

@@ -23,6 +23,7 @@ import {
   decodeListOffsetsResponse, decodeMetadataRequest, decodeMetadataResponse, decodeTopicResults,
 } from '../../src/wire/control.js';
 import { ApiKey, apiNameByKey } from '../../src/wire/apis.js';
+import { decodeSaslAuthenticateRequest, decodeSaslAuthenticateResponse, decodeSaslHandshakeRequest, decodeSaslHandshakeResponse } from '../../src/wire/sasl.js';
 import { readVarint, readVarlong, writeVarint, writeVarlong, sizeOfVarint, sizeOfVarlong } from '../../src/wire/varint.js';
 import { decodeErrorOf, fromWireValue, hex, readProtocolJson, toWireValue, vectorBytes, type VectorBytes } from './helpers.js';
 
@@ -172,6 +173,8 @@ const requestDecoders: Record<string, (value: unknown) => unknown> = {
   CreatePartitions: decodeCreatePartitionsRequest,
   DeleteGroups: decodeDeleteGroupsRequest,
   DeleteRecords: decodeDeleteRecordsRequest,
+  SaslHandshake: decodeSaslHandshakeRequest,
+  SaslAuthenticate: decodeSaslAuthenticateRequest,
 };
 
 describe('request frame vectors', () => {
@@ -231,6 +234,8 @@ const responseDecoders: Record<string, (value: unknown) => unknown> = {
   CreatePartitions: decodeTopicResults,
   DeleteGroups: decodeDeleteGroupsResponse,
   DeleteRecords: decodeDeleteRecordsResponse,
+  SaslHandshake: decodeSaslHandshakeResponse,
+  SaslAuthenticate: decodeSaslAuthenticateResponse,
 };
 
 describe('response frame vectors', () => {
