@@ -118,6 +118,13 @@ export class Connection {
   /** Reading stopped because the broker-wide frame budget is spent. */
   private waitingForBudget = false;
   readonly remote: string;
+  /**
+   * Who is asking, for authorisation: set by the broker when the connection is accepted
+   * (tls.ts: `User:` + a verified client certificate's subject DN), `User:ANONYMOUS` otherwise.
+   */
+  principal = 'User:ANONYMOUS';
+  /** No byte received yet: the first chunk is checked for a TLS handshake (a TLS client on a plaintext listener). */
+  private firstChunk = true;
   /** Error replies in the current window (operator-alerts.ts: a client drowning in errors). */
   errorWindowStartMs = 0;
   errorsInWindow = 0;
@@ -147,6 +154,14 @@ export class Connection {
   private onData(chunk: Buffer): void {
     if (this.closed) return;
     try {
+      if (this.firstChunk) {
+        this.firstChunk = false;
+        // A TLS record (0x16 handshake, version 3.x) as a Rill length is ~370 MB: say what it is.
+        // (On a TLS listener the chunks are decrypted; such a frame would be refused anyway.)
+        if (chunk.length >= 2 && chunk[0] === 0x16 && chunk[1] === 0x03) {
+          throw new DecodeError('MALFORMED_REQUEST', `a TLS client on plaintext listener ${this.listenerName} (TLS is not configured on it)`);
+        }
+      }
       this.decoder.push(chunk, (frame) => this.accept(frame));
       const buffered = this.decoder.buffered;
       // A started frame must keep arriving: a peer trickling bytes (slowloris) is cut off.

@@ -4,6 +4,7 @@
  * producer's 120 s delivery timeout). Once a broker has answered, the clients ride through its
  * restarts (see status.ts for what the user is told meanwhile).
  */
+import fs from 'node:fs';
 import type { Command } from 'commander';
 // The client is imported where a command runs, not here: `rill broker` does not load it (every module
 // the broker process holds on to costs it CPU under load, docs/metrics.md, Measured cost).
@@ -23,17 +24,49 @@ export type Run = (action: () => Promise<number>) => Promise<void>;
 export interface ClientFlags {
   bootstrap: string;
   timeout: number;
+  // TLS (--tls-ca, --tls-cert, --tls-key): file paths as typed.
+  tlsCa?: string | undefined;
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
 }
 
 export function addClientOptions(command: Command): Command {
   return command
     .option('-b, --bootstrap <host:port>', 'broker to connect to', defaultBootstrap)
-    .option('--timeout <ms>', 'fail when no broker answers within this many ms at start', integerIn('--timeout', 1, 3_600_000), defaultTimeoutMs);
+    .option('--timeout <ms>', 'fail when no broker answers within this many ms at start', integerIn('--timeout', 1, 3_600_000), defaultTimeoutMs)
+    // TLS: any of these turns it on.
+    .option('--tls-ca <file>', 'connect with TLS, trusting the broker certificates this PEM CA bundle signed')
+    .option('--tls-cert <file>', 'connect with TLS, showing this PEM client certificate (mTLS; with --tls-key)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert');
 }
 
 /** Client options for a command: connects and single requests give up after --timeout. */
 export function clientOptions(flags: ClientFlags, extra: Partial<ClientOptions> = {}): ClientOptions {
-  return { bootstrap: flags.bootstrap, clientId: 'rill-cli', connectTimeoutMs: flags.timeout, ...extra };
+  return { bootstrap: flags.bootstrap, clientId: 'rill-cli', connectTimeoutMs: flags.timeout, ...tlsOptions(flags), ...extra };
+}
+
+/** `tls` from --tls-ca / --tls-cert / --tls-key (none given: plaintext); an unreadable file is INVALID_ARGUMENT naming it. */
+function tlsOptions(flags: ClientFlags): Pick<ClientOptions, 'tls'> {
+  if (flags.tlsCa === undefined && flags.tlsCert === undefined && flags.tlsKey === undefined) return {};
+  if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) {
+    throw new RillError('INVALID_ARGUMENT', `${flags.tlsCert === undefined ? '--tls-key' : '--tls-cert'} needs ${flags.tlsCert === undefined ? '--tls-cert' : '--tls-key'} too (a client certificate and its key)`);
+  }
+  const read = (flag: string, file: string | undefined): Buffer | undefined => {
+    if (file === undefined) return undefined;
+    try {
+      return fs.readFileSync(file);
+    } catch (error) {
+      throw new RillError('INVALID_ARGUMENT', `${flag} ${file}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    }
+  };
+  const tls: NonNullable<ClientOptions['tls']> = {};
+  const ca = read('--tls-ca', flags.tlsCa);
+  const cert = read('--tls-cert', flags.tlsCert);
+  const key = read('--tls-key', flags.tlsKey);
+  if (ca !== undefined) tls.ca = ca;
+  if (cert !== undefined) tls.cert = cert;
+  if (key !== undefined) tls.key = key;
+  return { tls };
 }
 
 const retryDelayMs = 200;

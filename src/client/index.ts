@@ -3,6 +3,7 @@ export { Producer, type ProducerOptions, type ProducerRecord, type RecordMetadat
 export { PartitionReader, type ReaderOptions, type Message, type StartOffset } from './reader.js';
 export { Admin, type NewTopic, type TopicDescription, type OffsetQuery } from './admin.js';
 export { Cluster, type ClientOptions } from './cluster.js';
+export type { ClientTlsOptions } from './connection.js';
 export {
   clientChannelNames,
   type ClientLogger,
