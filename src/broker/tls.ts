@@ -96,19 +96,14 @@ export function tlsServerOptions(config: ListenerTlsConfig, material: TlsMateria
 }
 
 /**
- * `User:` + the subject DN in RFC 2253 order (last RDN of the certificate first), specials
- * escaped. `subject` is node's X509Certificate.subject: one `TYPE=value` per line, in
- * certificate order. Multi-valued RDNs are not distinguished (node does not mark them).
+ * `User:` + the subject DN in RFC 2253 order (last RDN of the certificate first). `subject` is
+ * node's X509Certificate.subject: one `TYPE=value` per line, in certificate order, values
+ * already escaped as RFC 2253 asks (`O=Acme\\, Inc.`). Multi-valued RDNs are not told apart
+ * (node does not mark them).
  */
 export function principalFromSubject(subject: string): string {
   const rdns = subject.split('\n').filter((line) => line !== '');
-  const escaped = rdns.reverse().map((rdn) => {
-    const at = rdn.indexOf('=');
-    const type = rdn.slice(0, at);
-    const value = rdn.slice(at + 1).replace(/[,+"\\<>;]/g, (c) => `\\${c}`).replace(/^([ #])/, '\\$1').replace(/ $/, '\\ ');
-    return `${type}=${value}`;
-  });
-  return `User:${escaped.join(',')}`;
+  return `User:${rdns.reverse().join(',')}`;
 }
 
 /** The principal of an accepted socket (see the header). */
