@@ -98,7 +98,7 @@ export function tlsServerOptions(config: ListenerTlsConfig, material: TlsMateria
 /**
  * `User:` + the subject DN in RFC 2253 order (last RDN of the certificate first). `subject` is
  * node's X509Certificate.subject: one `TYPE=value` per line, in certificate order, values
- * already escaped as RFC 2253 asks (`O=Acme\\, Inc.`). Multi-valued RDNs are not told apart
+ * already escaped as RFC 2253 asks (`O=Acme\, Inc.`). Multi-valued RDNs are not told apart
  * (node does not mark them).
  */
 export function principalFromSubject(subject: string): string {
