@@ -4,7 +4,7 @@
  * request: it becomes an error reply (or, for unframeable bytes, a closed connection) and a count.
  */
 import net from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import { RillError, type DecodeError } from '../lib/errors.js';
 import { connectionsMax, partialFramesBytesMax } from '../lib/limits.js';
 import { ApiKey, apiNameByKey, apiVersionRanges } from '../wire/apis.js';
@@ -12,7 +12,7 @@ import { crc32cImplementation } from '../wire/crc32c.js';
 import { brokerConfig, type BrokerConfig, type ListenerConfig } from './config.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { SettingsError } from './settings.js';
-import { loadTlsMaterial, principalOf, secureContextOptions, tlsHandshakeTimeoutMsDefault, tlsServerOptions, type TlsMaterial } from './tls.js';
+import type { TlsMaterial } from './tls.js';
 import { Connection, FrameMemoryBudget, type Dispatch, type ConnectionEvents, type RequestContext } from './connection.js';
 import { BrokerMetrics } from './metrics.js';
 import { OperatorAlerts } from './operator-alerts.js';
@@ -69,6 +69,8 @@ export class Broker {
   private stopping: Promise<void> | null = null;
   private http: HttpListener | null = null;
   private readonly startedAtMs = Date.now();
+  /** tls.ts (and node:tls), loaded only when a listener speaks TLS: a broker loads only what it uses. */
+  private tlsModule: typeof import('./tls.js') | null = null;
 
   constructor(config: Partial<BrokerConfig> = {}) {
     this.config = brokerConfig(config);
@@ -139,7 +141,8 @@ export class Broker {
       }
     }
     // Unreadable or invalid TLS files are the operator's to fix, found before the data directory is touched.
-    const tlsByListener = new Map(this.config.listeners!.map((l) => [l.name, l.tls ? loadTlsMaterial(l.name, l.tls) : null]));
+    if (this.config.listeners!.some((l) => l.tls)) this.tlsModule = await import('./tls.js');
+    const tlsByListener = new Map(this.config.listeners!.map((l) => [l.name, l.tls ? this.tlsModule!.loadTlsMaterial(l.name, l.tls) : null]));
     this.lock = DataDirLock.acquire(this.config.dataDir);
     if (this.lock.tookOverFrom !== null) {
       const stale = this.lock.tookOverFrom;
@@ -234,9 +237,11 @@ export class Broker {
    * a bad file is a SettingsError and every listener keeps what it had.
    */
   reloadTls(): string[] {
-    const reloaded = this.listeners.filter((l) => l.tls !== null && l.config.tls).map((l) => ({ listener: l, material: loadTlsMaterial(l.config.name, l.config.tls!) }));
+    const module = this.tlsModule;
+    if (module === null) return [];
+    const reloaded = this.listeners.filter((l) => l.tls !== null && l.config.tls).map((l) => ({ listener: l, material: module.loadTlsMaterial(l.config.name, l.config.tls!) }));
     for (const { listener, material } of reloaded) {
-      (listener.server as tls.Server).setSecureContext(secureContextOptions(material));
+      (listener.server as tls.Server).setSecureContext(module.secureContextOptions(material));
       listener.tls = material;
     }
     return reloaded.map(({ listener }) => listener.config.name);
@@ -244,14 +249,15 @@ export class Broker {
 
   /** Binds one listener; a port in use or not allowed is the operator's to fix (SettingsError). */
   private async bind(config: ListenerConfig, material: TlsMaterial | null): Promise<BoundListener> {
-    const server = material === null || !config.tls
+    const module = this.tlsModule;
+    const server = material === null || !config.tls || module === null
       ? net.createServer({ pauseOnConnect: true })
-      : tls.createServer(tlsServerOptions(config.tls, material, this.config.tlsHandshakeTimeoutMs ?? tlsHandshakeTimeoutMsDefault));
+      : module.createTlsServer(config.tls, material, this.config.tlsHandshakeTimeoutMs ?? module.tlsHandshakeTimeoutMsDefault);
     const bound: BoundListener = { config, server, tls: material, port: 0 };
-    if (server instanceof tls.Server) {
+    if (material !== null) {
       // Served once the handshake is done; a failed or timed-out handshake never becomes a Connection.
       server.on('secureConnection', (socket) => this.accept(socket, bound));
-      server.on('tlsClientError', (error, socket) => this.onTlsClientError(error, socket, config.name));
+      server.on('tlsClientError', (error: Error, socket: tls.TLSSocket) => this.onTlsClientError(error, socket, config.name));
     } else {
       server.on('connection', (socket) => this.accept(socket, bound));
     }
@@ -307,8 +313,10 @@ export class Broker {
     this.metrics.connectionsAccepted++;
     this.metrics.connectionsOpen++;
     const connection = new Connection(socket, this.dispatch, this.connectionEvents, this.frameBudget, listener.config.name);
-    connection.principal = principalOf(socket);
-    if (listener.tls !== null) this.config.log('debug', `TLS connection from ${connection.remote} on listener ${listener.config.name} as ${connection.principal}`, { remote: connection.remote, listener: listener.config.name, principal: connection.principal });
+    if (listener.tls !== null && this.tlsModule !== null) {
+      connection.principal = this.tlsModule.principalOf(socket);
+      this.config.log('debug', `TLS connection from ${connection.remote} on listener ${listener.config.name} as ${connection.principal}`, { remote: connection.remote, listener: listener.config.name, principal: connection.principal });
+    }
     this.connections.add(connection);
     socket.resume();
   }

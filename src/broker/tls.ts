@@ -83,6 +83,11 @@ export function secureContextOptions(material: TlsMaterial): tls.SecureContextOp
   return { cert: material.cert, key: material.key, ca: material.ca, minVersion: tlsVersionMin };
 }
 
+/** A TLS listener's server: emits 'secureConnection' once a handshake is done, 'tlsClientError' when one fails. */
+export function createTlsServer(config: ListenerTlsConfig, material: TlsMaterial, handshakeTimeoutMs: number): tls.Server {
+  return tls.createServer(tlsServerOptions(config, material, handshakeTimeoutMs));
+}
+
 /** tls.createServer options for a listener. */
 export function tlsServerOptions(config: ListenerTlsConfig, material: TlsMaterial, handshakeTimeoutMs: number): tls.TlsOptions {
   const clientAuth = config.clientAuth ?? 'none';
