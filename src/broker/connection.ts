@@ -159,6 +159,8 @@ export class Connection {
         // A TLS record (0x16 handshake, version 3.x) as a Rill length is ~370 MB: say what it is.
         // (On a TLS listener the chunks are decrypted; such a frame would be refused anyway.)
         if (chunk.length >= 2 && chunk[0] === 0x16 && chunk[1] === 0x03) {
+          // A fatal TLS alert (protocol_version) tells the client's TLS stack why, where a bare close looks like a restart.
+          this.socket.write(Buffer.from([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]));
           throw new DecodeError('MALFORMED_REQUEST', `a TLS client on plaintext listener ${this.listenerName} (TLS is not configured on it)`);
         }
       }

@@ -13,7 +13,9 @@
  * like, and what the user is told (not retriable either: retrying cannot fix a certificate):
  *   plaintext client, TLS listener      the first reply is a TLS record -> NOT_A_RILL_BROKER,
  *                                       "the broker expects TLS"
- *   TLS client, plaintext listener      the broker closes during the handshake -> INVALID_CONFIG
+ *   TLS client, plaintext listener      the broker answers with a protocol_version alert -> INVALID_CONFIG
+ *                                       (a bare close during the handshake stays CONNECTION_ERROR:
+ *                                       a broker restarting looks the same)
  *   broker certificate not trusted      -> INVALID_CONFIG naming the verification error (give `ca`)
  *   client certificate missing/refused  -> INVALID_CONFIG naming the alert (give `cert` and `key`)
  */
@@ -182,7 +184,8 @@ export class BrokerConnection {
       return new RillError('INVALID_CONFIG', `TLS: ${this.name} does not speak TLS 1.2 or later, or not TLS at all (${error.message.trim()}); is its listener plaintext? then drop the TLS options`, cause);
     }
     if (handshaking && (code === 'ECONNRESET' || /before secure TLS connection was established/.test(error.message))) {
-      return new RillError('INVALID_CONFIG', `TLS: ${this.name} closed the connection during the TLS handshake; is its listener plaintext? then drop the TLS options (client option tls, CLI --tls-*)`, cause);
+      // Also what a broker restarting mid-handshake looks like: retriable, with a hint.
+      return new RillError('CONNECTION_ERROR', `TLS: ${this.name} closed the connection during the TLS handshake (if its listener is plaintext, drop the TLS options)`, cause);
     }
     return null;
   }
