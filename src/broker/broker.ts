@@ -283,7 +283,9 @@ export class Broker {
     const code = (error as NodeJS.ErrnoException).code ?? '';
     const plaintext = code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_HTTP_REQUEST';
     const reason = plaintext ? 'the client does not speak TLS (a plaintext client on a TLS listener)' : error.message.trim();
-    this.config.log('warn', `closing ${remote}: TLS handshake on listener ${listener} failed: ${reason}`, { remote, listener, code });
+    // Rate-limited per client address: a client retrying a bad setup is one line per 10 s.
+    const address = socket.remoteAddress ?? remote;
+    this.metrics.alerts.raise('tls_handshake_failed', 'warn', `closing ${remote}: TLS handshake on listener ${listener} failed: ${reason}`, { remote, address, listener, code });
     // OpenSSL answers a non-TLS record with silence; a plaintext Rill client then sees only a
     // closed connection, which it retries. A fatal TLS alert (unexpected_message) lets it tell the
     // user that the broker expects TLS. `_parent` is the TCP socket under the TLS one (node internal).
