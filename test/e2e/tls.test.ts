@@ -122,6 +122,17 @@ describe('TLS on the rill listener', () => {
     expect(cli.code).toBe(0);
   });
 
+  it('client auth requested: a certificate from another CA, or none, gets in as User:ANONYMOUS', async () => {
+    const broker = await tlsBroker(['--tls-ca', pki.ca.cert, '--tls-client-auth', 'requested', '--log-level', 'debug']);
+    const mallory = otherCa.issue('mallory', '/CN=mallory');
+    await expect(listTopics(broker.bootstrap, { ca: read(pki.ca.cert), cert: read(mallory.cert), key: read(mallory.key) })).resolves.toBeDefined();
+    await expect(listTopics(broker.bootstrap, { ca: read(pki.ca.cert) })).resolves.toBeDefined();
+    await expect(listTopics(broker.bootstrap, { ca: read(pki.ca.cert), cert: read(alice.cert), key: read(alice.key) })).resolves.toBeDefined();
+    await waitFor(() => broker.output().includes('as User:CN=alice,O=Rill Test'));
+    expect(broker.output().match(/ as User:ANONYMOUS/g)).toHaveLength(2);
+    expect(broker.output()).not.toContain('mallory');
+  });
+
   it('a plaintext client on the TLS listener is told the broker expects TLS; the broker keeps serving TLS clients', async () => {
     const broker = await tlsBroker();
     const error = await failure(() => listTopics(broker.bootstrap, undefined));
