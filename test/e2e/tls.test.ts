@@ -94,6 +94,13 @@ describe('TLS on the rill listener', () => {
     expect(listed.stderr).toBe('');
     expect(listed.code).toBe(0);
     expect(listed.stdout).toContain('secure');
+    const tlsArgs = ['-b', broker.bootstrap, '--tls-ca', pki.ca.cert];
+    const produced = await runCli(['produce', 'secure', ...tlsArgs], 'cli-1\ncli-2\n', 30_000);
+    expect(produced.stderr).toContain('produced 2 of 2 records to secure');
+    expect(produced.code).toBe(0);
+    const consumed = await runCli(['consume', 'secure', '--from-beginning', '--exit-at-end', ...tlsArgs], undefined, 30_000);
+    expect(consumed.code).toBe(0);
+    expect(consumed.stdout.trim().split('\n').slice(-2)).toEqual(['cli-1', 'cli-2']);
   });
 
   it('refuses a broker certificate the client does not trust, saying which CA to give', async () => {
