@@ -258,7 +258,7 @@ export function resolveSettings(flags: SettingFlags, env: NodeJS.ProcessEnv = pr
       throw new SettingsError(`${where(advertise.source, specByKey.get('listeners.rill.advertise')!, advertiseKey)}: ${advertise.parsed.host} is not an address a client can connect to; advertise this machine's host name or IP`);
     }
     record(advertiseKey, advertise.source, advertise.parsed === null ? null : `${advertise.parsed.host}:${advertise.parsed.port}`, specByKey.get('listeners.rill.advertise')!);
-    const tls = listenerTls(name, parse, (key, source, shown) => record(key, source, shown, specByKey.get(key.replace(/^listeners\.[^.]+\./, `listeners.${defaultListenerName}.`))!), (source, key) => where(source, specByKey.get(key.replace(/^listeners\.[^.]+\./, `listeners.${defaultListenerName}.`))!, key), cwd);
+    const tls = listenerTls(name, parse, (key, source, shown) => record(key, source, shown, listenerSpec(key)), (source, key) => where(source, listenerSpec(key), key), cwd);
     listeners.push({ name, host, port, advertise: advertise.parsed, tls });
   }
 
@@ -294,6 +294,11 @@ export function resolveSettings(flags: SettingFlags, env: NodeJS.ProcessEnv = pr
     file: filePath === undefined ? null : path.resolve(cwd, filePath),
     warnings,
   };
+}
+
+/** The spec of `listeners.<any name>.<key>`. */
+function listenerSpec(key: string): SettingSpec {
+  return specByKey.get(key.replace(/^listeners\.[^.]+\./, `listeners.${defaultListenerName}.`))!;
 }
 
 type Parse = <T>(key: string, parser: (v: unknown, spec: SettingSpec) => T) => { parsed: T; source: SettingSource };
