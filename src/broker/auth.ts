@@ -15,7 +15,6 @@
  * the client claimed and the failure reason from the state machine.
  */
 import crypto from 'node:crypto';
-import tls from 'node:tls';
 import { RillError } from '../lib/errors.js';
 import type { Clock } from '../lib/clock.js';
 import type { Log } from '../lib/log.js';
@@ -39,7 +38,8 @@ export const authTimeoutMs = 10_000;
 
 /** Until the TLS work lands its own flag on Connection: a TLS socket is a tls.TLSSocket. */
 export function isTlsConnection(connection: Connection): boolean {
-  return connection.socket instanceof tls.TLSSocket;
+  // TLSSocket sets `encrypted`; checking it does not load node:tls into a broker without TLS.
+  return (connection.socket as { encrypted?: boolean }).encrypted === true;
 }
 
 /** The address part of "host:port" (failures are limited per address, not per connection). */

@@ -4,6 +4,7 @@
  * request: it becomes an error reply (or, for unframeable bytes, a closed connection) and a count.
  */
 import net from 'node:net';
+import type tls from 'node:tls';
 import { RillError, type DecodeError } from '../lib/errors.js';
 import { systemClock } from '../lib/clock.js';
 import { CredentialStore, CredentialStoreError } from '../security/credentials.js';
@@ -14,6 +15,7 @@ import { crc32cImplementation } from '../wire/crc32c.js';
 import { brokerConfig, type BrokerConfig, type ListenerConfig } from './config.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { SettingsError } from './settings.js';
+import type { TlsMaterial } from './tls.js';
 import { Connection, FrameMemoryBudget, type Dispatch, type ConnectionEvents, type RequestContext } from './connection.js';
 import { BrokerMetrics } from './metrics.js';
 import { OperatorAlerts } from './operator-alerts.js';
@@ -39,9 +41,14 @@ function isWildcard(host: string): boolean {
   return host === '0.0.0.0' || host === '::' || host === '';
 }
 
+/** A TLS 1.2 record: fatal (2) alert unexpected_message (10). */
+const tlsUnexpectedMessageAlert = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x0a]);
+
 interface BoundListener {
   config: ListenerConfig;
   server: net.Server;
+  /** Its TLS files as last read (null: plaintext). */
+  tls: TlsMaterial | null;
   /** The port actually bound (differs from config.port when that is 0). */
   port: number;
 }
@@ -66,6 +73,8 @@ export class Broker {
   private stopping: Promise<void> | null = null;
   private http: HttpListener | null = null;
   private readonly startedAtMs = Date.now();
+  /** tls.ts (and node:tls), loaded only when a listener speaks TLS: a broker loads only what it uses. */
+  private tlsModule: typeof import('./tls.js') | null = null;
 
   constructor(config: Partial<BrokerConfig> = {}) {
     this.config = brokerConfig(config);
@@ -135,6 +144,9 @@ export class Broker {
         log('warn', `listener ${listener.name} listens on every interface (${listener.host}) without an advertised address: each client is told the address it connected to; set --advertise HOST:PORT if clients go through NAT or a proxy`, { listener: listener.name });
       }
     }
+    // Unreadable or invalid TLS files are the operator's to fix, found before the data directory is touched.
+    if (this.config.listeners!.some((l) => l.tls)) this.tlsModule = await import('./tls.js');
+    const tlsByListener = new Map(this.config.listeners!.map((l) => [l.name, l.tls ? this.tlsModule!.loadTlsMaterial(l.name, l.tls) : null]));
     this.lock = DataDirLock.acquire(this.config.dataDir);
     if (this.lock.tookOverFrom !== null) {
       const stale = this.lock.tookOverFrom;
@@ -142,7 +154,7 @@ export class Broker {
     }
     try {
       this.openAuth();
-      for (const listener of this.config.listeners!) this.listeners.push(await this.bind(listener));
+      for (const listener of this.config.listeners!) this.listeners.push(await this.bind(listener, tlsByListener.get(listener.name) ?? null));
       await this.startHttp();
       this.logEffectiveConfig();
       await this.open();
@@ -150,7 +162,10 @@ export class Broker {
       await this.abandonStart();
       throw error;
     }
-    for (const { config, port } of this.listeners) log('info', `rill broker listening on ${config.host}:${port} (listener ${config.name})`, { listener: config.name, host: config.host, port });
+    for (const { config, port, tls: material } of this.listeners) {
+      const security = material === null ? '' : `, TLS, client certificates ${config.tls?.clientAuth ?? 'none'}`;
+      log('info', `rill broker listening on ${config.host}:${port} (listener ${config.name}${security})`, { listener: config.name, host: config.host, port, tls: material !== null });
+    }
   }
 
   /** Loads the users (a bad users.json stops the start: the broker must not run with an unknown set). */
@@ -238,11 +253,36 @@ export class Broker {
     this.config.log('info', `http listener (/metrics, /healthz, /readyz, console) on ${address.host}:${this.http.port}`, { http: `${address.host}:${this.http.port}` });
   }
 
+  /**
+   * Re-reads the certificate, key and CA of every TLS listener (SIGHUP). New handshakes use the
+   * new files; open connections keep going. All files are checked before any listener changes:
+   * a bad file is a SettingsError and every listener keeps what it had.
+   */
+  reloadTls(): string[] {
+    const module = this.tlsModule;
+    if (module === null) return [];
+    const reloaded = this.listeners.filter((l) => l.tls !== null && l.config.tls).map((l) => ({ listener: l, material: module.loadTlsMaterial(l.config.name, l.config.tls!) }));
+    for (const { listener, material } of reloaded) {
+      (listener.server as tls.Server).setSecureContext(module.secureContextOptions(material));
+      listener.tls = material;
+    }
+    return reloaded.map(({ listener }) => listener.config.name);
+  }
+
   /** Binds one listener; a port in use or not allowed is the operator's to fix (SettingsError). */
-  private async bind(config: ListenerConfig): Promise<BoundListener> {
-    const server = net.createServer({ pauseOnConnect: true });
-    const bound: BoundListener = { config, server, port: 0 };
-    server.on('connection', (socket) => this.accept(socket, bound));
+  private async bind(config: ListenerConfig, material: TlsMaterial | null): Promise<BoundListener> {
+    const module = this.tlsModule;
+    const server = material === null || !config.tls || module === null
+      ? net.createServer({ pauseOnConnect: true })
+      : module.createTlsServer(config.tls, material, this.config.tlsHandshakeTimeoutMs ?? module.tlsHandshakeTimeoutMsDefault);
+    const bound: BoundListener = { config, server, tls: material, port: 0 };
+    if (material !== null) {
+      // Served once the handshake is done; a failed or timed-out handshake never becomes a Connection.
+      server.on('secureConnection', (socket) => this.accept(socket, bound));
+      server.on('tlsClientError', (error: Error, socket: tls.TLSSocket) => this.onTlsClientError(error, socket, config.name));
+    } else {
+      server.on('connection', (socket) => this.accept(socket, bound));
+    }
     await new Promise<void>((resolve, reject) => {
       server.once('error', (error: NodeJS.ErrnoException) => {
         const address = `${config.host}:${config.port}`;
@@ -258,6 +298,24 @@ export class Broker {
     return bound;
   }
 
+  /** A handshake that failed (plaintext client, untrusted or missing client certificate, old TLS, timeout): counted, logged, closed. */
+  private onTlsClientError(error: Error, socket: tls.TLSSocket, listener: string): void {
+    const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    this.metrics.countError('TLS_HANDSHAKE_FAILED');
+    const code = (error as NodeJS.ErrnoException).code ?? '';
+    const plaintext = code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_HTTP_REQUEST';
+    const reason = plaintext ? 'the client does not speak TLS (a plaintext client on a TLS listener)' : error.message.trim();
+    // Rate-limited per client address: a client retrying a bad setup is one line per 10 s.
+    const address = socket.remoteAddress ?? remote;
+    this.metrics.alerts.raise('tls_handshake_failed', 'warn', `closing ${remote}: TLS handshake on listener ${listener} failed: ${reason}`, { remote, address, listener, code });
+    // OpenSSL answers a non-TLS record with silence; a plaintext Rill client then sees only a
+    // closed connection, which it retries. A fatal TLS alert (unexpected_message) lets it tell the
+    // user that the broker expects TLS. `_parent` is the TCP socket under the TLS one (node internal).
+    const raw = (socket as unknown as { _parent?: net.Socket })._parent;
+    if (plaintext && raw instanceof net.Socket && raw.writable) raw.end(tlsUnexpectedMessageAlert, () => socket.destroy());
+    else socket.destroy();
+  }
+
   private accept(socket: net.Socket, listener: BoundListener): void {
     if (this.stopping !== null || this.connections.size + this.early.size >= connectionsMax) {
       this.metrics.connectionsRefused++;
@@ -265,6 +323,7 @@ export class Broker {
       return;
     }
     if (!this.isReady) {
+      socket.pause();
       this.early.set(socket, listener);
       socket.once('close', () => this.early.delete(socket));
       socket.on('error', () => socket.destroy());
@@ -278,6 +337,13 @@ export class Broker {
     this.metrics.connectionsAccepted++;
     this.metrics.connectionsOpen++;
     const connection = new Connection(socket, this.dispatch, this.connectionEvents, this.frameBudget, listener.config.name);
+    if (listener.tls !== null && this.tlsModule !== null) {
+      // A verified client certificate authenticates the connection; without one it is anonymous
+      // (principal null) and, with --auth required, must still authenticate through SASL.
+      const principal = this.tlsModule.principalOf(socket);
+      if (principal !== this.tlsModule.anonymousPrincipal) connection.principal = principal;
+      this.config.log('debug', `TLS connection from ${connection.remote} on listener ${listener.config.name} as ${principal}`, { remote: connection.remote, listener: listener.config.name, principal });
+    }
     this.connections.add(connection);
     this.auth?.watch(connection);
     socket.resume();

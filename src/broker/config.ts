@@ -5,6 +5,7 @@ import os from 'node:os';
 import { RillError } from '../lib/errors.js';
 import type { FileOps } from '../storage/file-ops.js';
 import type { EffectiveSetting } from './settings.js';
+import type { ListenerTlsConfig } from './tls.js';
 
 export interface BrokerConfig {
   /** Where topics, segments and group state live. */
@@ -41,6 +42,8 @@ export interface BrokerConfig {
   shutdownGraceMs: number;
   /** The file layer under every partition log; tests inject faults (ENOSPC, EIO) through it. */
   fileOps?: FileOps | undefined;
+  /** A TLS handshake not done within this is cut off (default tlsHandshakeTimeoutMsDefault). */
+  tlsHandshakeTimeoutMs?: number | undefined;
   /** Logs go here; the CLI prints them to stderr. */
   log: Log;
   /**
@@ -57,6 +60,8 @@ export interface ListenerConfig {
   port: number;
   advertisedHost?: string | undefined;
   advertisedPort?: number | undefined;
+  /** Absent: plaintext. */
+  tls?: ListenerTlsConfig | null | undefined;
 }
 
 export function defaultDataDir(): string {

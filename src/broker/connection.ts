@@ -120,10 +120,15 @@ export class Connection {
   /** Reading stopped because the broker-wide frame budget is spent. */
   private waitingForBudget = false;
   readonly remote: string;
+  /** No byte received yet: the first chunk is checked for a TLS handshake (a TLS client on a plaintext listener). */
+  private firstChunk = true;
   /** Error replies in the current window (operator-alerts.ts: a client drowning in errors). */
   errorWindowStartMs = 0;
   errorsInWindow = 0;
-  /** Who this connection authenticated as (`User:NAME`), or null (broker/auth.ts). */
+  /**
+   * Who this connection authenticated as, or null: `User:` + a verified TLS client certificate's
+   * subject DN (set when accepted, tls.ts), or `User:NAME` after SASL (broker/auth.ts).
+   */
   principal: string | null = null;
   /** A reply is the last: after it is written the socket is ended and nothing more is read or written. */
   private ending = false;
@@ -153,6 +158,16 @@ export class Connection {
   private onData(chunk: Buffer): void {
     if (this.closed || this.ending) return;
     try {
+      if (this.firstChunk) {
+        this.firstChunk = false;
+        // A TLS record (0x16 handshake, version 3.x) as a Rill length is ~370 MB: say what it is.
+        // (On a TLS listener the chunks are decrypted; such a frame would be refused anyway.)
+        if (chunk.length >= 2 && chunk[0] === 0x16 && chunk[1] === 0x03) {
+          // A fatal TLS alert (protocol_version) tells the client's TLS stack why, where a bare close looks like a restart.
+          this.socket.write(Buffer.from([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]));
+          throw new DecodeError('MALFORMED_REQUEST', `a TLS client on plaintext listener ${this.listenerName} (TLS is not configured on it)`);
+        }
+      }
       this.decoder.push(chunk, (frame) => this.accept(frame));
       const buffered = this.decoder.buffered;
       // A started frame must keep arriving: a peer trickling bytes (slowloris) is cut off.

@@ -1,6 +1,7 @@
 /**
  * Conditions an operator must hear about: a full disk, a failed fsync, a partition that cannot be
- * reopened, a corrupt range a reader hit, a client drowning in error replies. Each one is
+ * reopened, a corrupt range a reader hit, a client drowning in error replies, a TLS handshake that
+ * failed. Each one is
  *
  *   counted    every occurrence, in rill_operator_alerts_total{condition};
  *   logged     at warn/error with fields ({ topic, partition } or { remote }, and `condition`),
@@ -15,7 +16,7 @@ import { type Clock, systemClock } from '../lib/clock.js';
 import type { Log, LogFields, LogLevel } from '../lib/log.js';
 import { RateLimiter } from '../lib/rate-limit.js';
 
-export const operatorConditions = ['disk_full', 'fsync_failed', 'storage_error', 'corrupt_log', 'client_errors', 'auth_failures'] as const;
+export const operatorConditions = ['disk_full', 'fsync_failed', 'storage_error', 'corrupt_log', 'client_errors', 'auth_failures', 'tls_handshake_failed'] as const;
 export type OperatorCondition = (typeof operatorConditions)[number];
 
 /** One log line per condition and partition (or client address) per this interval. */

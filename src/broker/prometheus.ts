@@ -279,7 +279,7 @@ export class BrokerRegistry {
         'gauge', () => groups().flatMap((g) => g.offsets.filter((o) => o.lag >= 0n)
         .map((o) => ({ labels: { group: g.groupId, topic: o.topic, partition: o.partition }, value: Number(o.lag) })))),
       new ScrapedMetric('rill_operator_alerts_total',
-        'Conditions an operator must act on (disk_full, fsync_failed, storage_error, corrupt_log, client_errors), every occurrence; '
+        'Conditions an operator must act on (disk_full, fsync_failed, storage_error, corrupt_log, client_errors, tls_handshake_failed), every occurrence; '
         + 'the log shows at most one line per condition and partition or client per 10 s.',
         'counter', () => [...m.alerts.counts].map(([condition, value]) => ({ labels: { condition }, value }))),
       new ScrapedMetric('rill_broker_ready',

@@ -38,6 +38,21 @@ export interface ListenerSettings {
   port: number;
   /** What Metadata tells clients to connect to; null: the listen address. */
   advertise: { host: string; port: number } | null;
+  /** null: plaintext. */
+  tls: ListenerTlsSettings | null;
+}
+
+/** Who must show a client certificate on a TLS listener. */
+export const tlsClientAuthModes = ['none', 'requested', 'required'] as const;
+export type TlsClientAuth = (typeof tlsClientAuthModes)[number];
+
+/** A listener's TLS files, as absolute paths (read by the broker, before the data directory). */
+export interface ListenerTlsSettings {
+  certFile: string;
+  keyFile: string;
+  /** CA bundle that verifies client certificates; null: none (then clientAuth must be 'none'). */
+  caFile: string | null;
+  clientAuth: TlsClientAuth;
 }
 
 export interface BrokerSettings {
@@ -64,7 +79,7 @@ export interface EffectiveSetting {
   secret: boolean;
 }
 
-type Kind = 'path' | 'address' | 'address-or-off' | 'int' | 'level' | 'format' | 'auth-mode';
+type Kind = 'path' | 'address' | 'address-or-off' | 'int' | 'level' | 'format' | 'auth-mode' | 'client-auth';
 
 interface SettingSpec {
   /** Dotted key in the config file; `listeners.rill.*` stands for every named listener. */
@@ -90,6 +105,10 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'nodeId', kind: 'int', default: 0, min: 0, max: 0x7fffffff, env: 'RILL_NODE_ID', flag: '--node-id', description: 'This broker\'s id in Metadata.' },
   { key: 'listeners.rill.listen', kind: 'address', default: `127.0.0.1:${defaultPort}`, env: 'RILL_LISTEN', flag: '--listen', description: 'Address a listener of Rill\'s protocol binds. The `rill` listener is on by default; the flag and variable set it, and `--host` / `--port` change one half. Port 0 picks a free one (printed at start). More names under `listeners` are more listeners.' },
   { key: 'listeners.rill.advertise', kind: 'address', default: '', env: 'RILL_ADVERTISE', flag: '--advertise', description: 'Address Metadata gives the clients of this listener. Default: the listen address; on 0.0.0.0, the address each client connected to. Set it behind NAT, proxies or containers.' },
+  { key: 'listeners.rill.tls.cert', kind: 'path', default: '', env: 'RILL_TLS_CERT', flag: '--tls-cert', description: 'PEM certificate (chain) of a listener: set with `.key`, the listener speaks TLS only (1.2 or later). Re-read with `.key` and `.ca` on SIGHUP, open connections kept.' },
+  { key: 'listeners.rill.tls.key', kind: 'path', default: '', env: 'RILL_TLS_KEY', flag: '--tls-key', description: 'PEM private key of that certificate.' },
+  { key: 'listeners.rill.tls.ca', kind: 'path', default: '', env: 'RILL_TLS_CA', flag: '--tls-ca', description: 'PEM CA bundle that verifies client certificates (needed by `.clientAuth` requested or required).' },
+  { key: 'listeners.rill.tls.clientAuth', kind: 'client-auth', default: 'none', env: 'RILL_TLS_CLIENT_AUTH', flag: '--tls-client-auth', description: '`none`, `requested` (a certificate signed by `.ca` is used when shown) or `required` (mTLS: no valid certificate, no connection). A verified certificate makes the connection\'s principal `User:` + its subject DN (RFC 2253, e.g. `User:CN=alice,O=Acme`), as Kafka\'s default; otherwise `User:ANONYMOUS`.' },
   { key: 'http.listen', kind: 'address-or-off', default: `127.0.0.1:${defaultHttpPort}`, env: 'RILL_HTTP', flag: '--http', description: 'HTTP listener: `/metrics`, `/healthz`, `/readyz` and the console at `/`; read-only. On by default, loopback only; `off` disables it. When not set: port 0 if the `rill` listener has port 0, and if the default port is taken the broker warns and runs without it.' },
   { key: 'log.level', kind: 'level', default: 'info', env: 'RILL_LOG_LEVEL', flag: '--log-level', description: '`debug`, `info`, `warn` or `error`.' },
   { key: 'log.format', kind: 'format', default: 'auto', env: 'RILL_LOG_FORMAT', flag: '--log-format', description: '`json`, `pretty` or `auto` (pretty when stderr is a terminal, JSON otherwise). Logs go to stderr.' },
@@ -99,7 +118,7 @@ export const settingSpecs: readonly SettingSpec[] = [
 ];
 
 /** Keys a listener may have under `listeners.<name>`. */
-const listenerKeys = ['listen', 'advertise'] as const;
+const listenerKeys = ['listen', 'advertise', 'tls.cert', 'tls.key', 'tls.ca', 'tls.clientAuth'] as const;
 
 /** The environment variable naming a config file (the `--config` flag wins over it). */
 export const configFileEnv = 'RILL_CONFIG';
@@ -122,6 +141,10 @@ export interface SettingFlags {
   logLevel?: string | undefined;
   logFormat?: string | undefined;
   auth?: string | undefined;
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  tlsCa?: string | undefined;
+  tlsClientAuth?: string | undefined;
 }
 
 const flagFieldBySpec: Record<string, keyof SettingFlags> = {
@@ -133,6 +156,10 @@ const flagFieldBySpec: Record<string, keyof SettingFlags> = {
   '--log-level': 'logLevel',
   '--log-format': 'logFormat',
   '--auth': 'auth',
+  '--tls-cert': 'tlsCert',
+  '--tls-key': 'tlsKey',
+  '--tls-ca': 'tlsCa',
+  '--tls-client-auth': 'tlsClientAuth',
 };
 
 export interface ResolvedSettings {
@@ -169,7 +196,9 @@ export function resolveSettings(flags: SettingFlags, env: NodeJS.ProcessEnv = pr
     raw.set(key, { value, source: 'file' });
   }
   const targetsDefault = flags.host !== undefined || flags.port !== undefined || flags.listen !== undefined || flags.advertise !== undefined
-    || nonEmpty(env.RILL_LISTEN) !== undefined || nonEmpty(env.RILL_ADVERTISE) !== undefined;
+    || nonEmpty(env.RILL_LISTEN) !== undefined || nonEmpty(env.RILL_ADVERTISE) !== undefined
+    || flags.tlsCert !== undefined || flags.tlsKey !== undefined || flags.tlsCa !== undefined || flags.tlsClientAuth !== undefined
+    || nonEmpty(env.RILL_TLS_CERT) !== undefined || nonEmpty(env.RILL_TLS_KEY) !== undefined || nonEmpty(env.RILL_TLS_CA) !== undefined || nonEmpty(env.RILL_TLS_CLIENT_AUTH) !== undefined;
   if (listenerNames.size === 0 || targetsDefault) listenerNames.add(defaultListenerName);
   for (const spec of settingSpecs) {
     const envValue = spec.env === null ? undefined : nonEmpty(env[spec.env]);
@@ -234,7 +263,8 @@ export function resolveSettings(flags: SettingFlags, env: NodeJS.ProcessEnv = pr
       throw new SettingsError(`${where(advertise.source, specByKey.get('listeners.rill.advertise')!, advertiseKey)}: ${advertise.parsed.host} is not an address a client can connect to; advertise this machine's host name or IP`);
     }
     record(advertiseKey, advertise.source, advertise.parsed === null ? null : `${advertise.parsed.host}:${advertise.parsed.port}`, specByKey.get('listeners.rill.advertise')!);
-    listeners.push({ name, host, port, advertise: advertise.parsed });
+    const tls = listenerTls(name, parse, (key, source, shown) => record(key, source, shown, listenerSpec(key)), (source, key) => where(source, listenerSpec(key), key), cwd);
+    listeners.push({ name, host, port, advertise: advertise.parsed, tls });
   }
 
   const http = parse('http.listen', (v) => (v === 'off' || v === false ? null : parseAddress(v)));
@@ -272,6 +302,42 @@ export function resolveSettings(flags: SettingFlags, env: NodeJS.ProcessEnv = pr
     file: filePath === undefined ? null : path.resolve(cwd, filePath),
     warnings,
   };
+}
+
+/** The spec of `listeners.<any name>.<key>`. */
+function listenerSpec(key: string): SettingSpec {
+  return specByKey.get(key.replace(/^listeners\.[^.]+\./, `listeners.${defaultListenerName}.`))!;
+}
+
+type Parse = <T>(key: string, parser: (v: unknown, spec: SettingSpec) => T) => { parsed: T; source: SettingSource };
+
+/** A listener's `tls.*` keys: cert and key together or neither; client auth needs a CA. */
+function listenerTls(name: string, parse: Parse, record: (key: string, source: SettingSource, shown: string | null) => void, where: (source: SettingSource, key: string) => string, cwd: string): ListenerTlsSettings | null {
+  const file = (suffix: string): { path: string | null; source: SettingSource; key: string } => {
+    const key = `listeners.${name}.tls.${suffix}`;
+    const { parsed, source } = parse(key, (v) => (v === '' || v === null ? null : path.resolve(cwd, asString(v, 'a file path'))));
+    record(key, source, parsed);
+    return { path: parsed, source, key };
+  };
+  const cert = file('cert');
+  const key = file('key');
+  const ca = file('ca');
+  const clientAuthKey = `listeners.${name}.tls.clientAuth`;
+  const clientAuth = parse(clientAuthKey, (v) => oneOf(v === '' ? 'none' : v, tlsClientAuthModes));
+  record(clientAuthKey, clientAuth.source, clientAuth.parsed);
+  if (cert.path === null && key.path === null) {
+    const stray = ca.path !== null ? ca : clientAuth.source !== 'default' && clientAuth.parsed !== 'none' ? { source: clientAuth.source, key: clientAuthKey } : null;
+    if (stray !== null) throw new SettingsError(`${where(stray.source, stray.key)}: listener ${name} has no TLS certificate; give --tls-cert FILE and --tls-key FILE (listeners.${name}.tls.cert and .key)`);
+    return null;
+  }
+  if (cert.path === null || key.path === null) {
+    const given = cert.path === null ? key : cert;
+    throw new SettingsError(`${where(given.source, given.key)}: listener ${name} needs both a TLS certificate and its key (--tls-cert FILE --tls-key FILE, or listeners.${name}.tls.cert and .key)`);
+  }
+  if (clientAuth.parsed !== 'none' && ca.path === null) {
+    throw new SettingsError(`${where(clientAuth.source, clientAuthKey)}: client certificates ${clientAuth.parsed} on listener ${name} need the CA that signs them (--tls-ca FILE or listeners.${name}.tls.ca)`);
+  }
+  return { certFile: cert.path, keyFile: key.path, caFile: ca.path, clientAuth: clientAuth.parsed };
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -50,7 +50,7 @@ export async function brokerCommand(flags: BrokerFlags): Promise<number> {
     nodeId: settings.nodeId,
     host: rill.host,
     port: rill.port,
-    listeners: settings.listeners.map((l) => ({ name: l.name, host: l.host, port: l.port, advertisedHost: l.advertise?.host, advertisedPort: l.advertise?.port })),
+    listeners: settings.listeners.map((l) => ({ name: l.name, host: l.host, port: l.port, advertisedHost: l.advertise?.host, advertisedPort: l.advertise?.port, tls: l.tls })),
     http: settings.http,
     httpOptional: !settings.httpExplicit,
     shutdownGraceMs: settings.shutdownGraceMs,
@@ -89,7 +89,18 @@ export async function brokerCommand(flags: BrokerFlags): Promise<number> {
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    process.on('SIGHUP', () => reloadTls(broker, log));
   });
+}
+
+/** SIGHUP: re-read TLS certificates and keys; a bad file keeps the old ones and says why. */
+function reloadTls(broker: Broker, log: Log): void {
+  try {
+    const listeners = broker.reloadTls();
+    log('info', listeners.length === 0 ? 'SIGHUP received: no TLS listener, nothing to reload' : `SIGHUP received: TLS certificates reloaded (listeners ${listeners.join(', ')}); open connections keep theirs`, { listeners });
+  } catch (error) {
+    log('error', `SIGHUP received: TLS certificates NOT reloaded, the listeners keep the previous ones: ${(error as Error).message}`);
+  }
 }
 
 function configurationFailure(error: SettingsError): number {

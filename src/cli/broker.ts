@@ -18,6 +18,10 @@ export function registerBroker(program: Command, run: Run): void {
     .option('--listen <host:port>', 'address and port of the rill listener (instead of --host and --port)')
     .option('--advertise <host:port>', 'address Metadata tells clients to connect to (default: the listen address)')
     .option('--http <host:port|off>', 'HTTP listener for /metrics, /healthz, /readyz and the console (default 127.0.0.1:9644)')
+    .option('--tls-cert <file>', 'PEM certificate: with --tls-key, the rill listener speaks TLS only (1.2+); re-read on SIGHUP')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--tls-ca <file>', 'PEM CA bundle that verifies client certificates')
+    .option('--tls-client-auth <mode>', 'none|requested|required: client certificates (required: mTLS; default none)')
     .option('--node-id <n>', 'this broker\'s id (default 0)')
     .option('--log-level <level>', 'debug|info|warn|error (default info)')
     .option('--auth <mode>', 'off|required: require SASL authentication on every listener (default off; users: rill users add)')
@@ -31,12 +35,13 @@ Examples:
   rill broker
   rill broker --data-dir /var/lib/rill --listen 0.0.0.0:9092 --advertise rill-1.internal:9092
   rill broker --data-dir ./b2 --port 9093 --http 127.0.0.1:9645     # a second broker on this machine
-  rill broker --config rill.yaml --log-level debug`)
+  rill broker --config rill.yaml --log-level debug
+  rill broker --tls-cert server.pem --tls-key server-key.pem --tls-ca ca.pem --tls-client-auth required`)
     .action((flags: BrokerFlags) => run(() => brokerCommand(pickBrokerFlags(flags))));
 }
 
 /** Exactly the declared flags, as strings. */
 function pickBrokerFlags(flags: BrokerFlags): BrokerFlags {
-  const { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth } = flags;
-  return { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth };
+  const { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, tlsCert, tlsKey, tlsCa, tlsClientAuth } = flags;
+  return { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, tlsCert, tlsKey, tlsCa, tlsClientAuth };
 }

@@ -28,6 +28,10 @@ export interface ClientFlags {
   user?: string | undefined;
   mechanism?: string | undefined;
   passwordFile?: string | undefined;
+  // TLS (--tls-ca, --tls-cert, --tls-key): file paths as typed.
+  tlsCa?: string | undefined;
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
 }
 
 const mechanisms = ['scram-sha-512', 'scram-sha-256', 'plain'] as const;
@@ -42,10 +46,14 @@ export function addClientOptions(command: Command): Command {
   return command
     .option('-b, --bootstrap <host:port>', 'broker to connect to', defaultBootstrap)
     .option('--timeout <ms>', 'fail when no broker answers within this many ms at start', integerIn('--timeout', 1, 3_600_000), defaultTimeoutMs)
-    // ---- authentication (auth work; TLS options go in their own block) ----
+    // ---- authentication ----
     .option('--user <name>', 'authenticate as this user (password from RILL_PASSWORD or --password-file)')
     .option('--password-file <file>', 'read the password from the first line of this file (instead of RILL_PASSWORD)')
-    .option('--mechanism <mechanism>', `SASL mechanism: ${mechanisms.join('|')} (plain on TLS only)`, mechanismValue, 'scram-sha-512');
+    .option('--mechanism <mechanism>', `SASL mechanism: ${mechanisms.join('|')} (plain on TLS only)`, mechanismValue, 'scram-sha-512')
+    // ---- TLS: any of these turns it on ----
+    .option('--tls-ca <file>', 'connect with TLS, trusting the broker certificates this PEM CA bundle signed')
+    .option('--tls-cert <file>', 'connect with TLS, showing this PEM client certificate (mTLS; with --tls-key)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert');
 }
 
 /** The sasl client option from --user and the password source; none without --user. */
@@ -73,7 +81,31 @@ export function saslOptions(flags: ClientFlags, env: NodeJS.ProcessEnv = process
 /** Client options for a command: connects and single requests give up after --timeout. */
 export function clientOptions(flags: ClientFlags, extra: Partial<ClientOptions> = {}): ClientOptions {
   const sasl = saslOptions(flags);
-  return { bootstrap: flags.bootstrap, clientId: 'rill-cli', connectTimeoutMs: flags.timeout, ...(sasl === undefined ? {} : { sasl }), ...extra };
+  return { bootstrap: flags.bootstrap, clientId: 'rill-cli', connectTimeoutMs: flags.timeout, ...tlsOptions(flags), ...(sasl === undefined ? {} : { sasl }), ...extra };
+}
+
+/** `tls` from --tls-ca / --tls-cert / --tls-key (none given: plaintext); an unreadable file is INVALID_ARGUMENT naming it. */
+function tlsOptions(flags: ClientFlags): Pick<ClientOptions, 'tls'> {
+  if (flags.tlsCa === undefined && flags.tlsCert === undefined && flags.tlsKey === undefined) return {};
+  if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) {
+    throw new RillError('INVALID_ARGUMENT', `${flags.tlsCert === undefined ? '--tls-key' : '--tls-cert'} needs ${flags.tlsCert === undefined ? '--tls-cert' : '--tls-key'} too (a client certificate and its key)`);
+  }
+  const read = (flag: string, file: string | undefined): Buffer | undefined => {
+    if (file === undefined) return undefined;
+    try {
+      return fs.readFileSync(file);
+    } catch (error) {
+      throw new RillError('INVALID_ARGUMENT', `${flag} ${file}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    }
+  };
+  const tls: NonNullable<ClientOptions['tls']> = {};
+  const ca = read('--tls-ca', flags.tlsCa);
+  const cert = read('--tls-cert', flags.tlsCert);
+  const key = read('--tls-key', flags.tlsKey);
+  if (ca !== undefined) tls.ca = ca;
+  if (cert !== undefined) tls.cert = cert;
+  if (key !== undefined) tls.key = key;
+  return { tls };
 }
 
 const retryDelayMs = 200;

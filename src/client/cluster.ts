@@ -8,7 +8,7 @@
 import { RillError } from '../lib/errors.js';
 import { ApiKey } from '../wire/apis.js';
 import { decodeMetadataResponse, type BrokerInfo, type MetadataResponse, type TopicMetadata } from '../wire/control.js';
-import { BrokerConnection, parseAddress, type BrokerAddress } from './connection.js';
+import { BrokerConnection, parseAddress, type BrokerAddress, type ClientTlsOptions } from './connection.js';
 import { Instrumentation, type ClientKind, type ClientLogger } from './instrumentation.js';
 import { validateSaslOptions, type SaslOptions } from './sasl.js';
 
@@ -16,6 +16,11 @@ export interface ClientOptions {
   /** HOST:PORT of a broker (or several); default 127.0.0.1:9092. */
   bootstrap?: string | string[];
   clientId?: string;
+  /**
+   * Speak TLS to every broker: `{ ca, cert, key, servername }`, PEM strings or Buffers (cert and
+   * key for mTLS). Default: plaintext.
+   */
+  tls?: ClientTlsOptions;
   /** Default 10 000 ms. */
   connectTimeoutMs?: number;
   /** Default 30 000 ms. */
@@ -83,7 +88,7 @@ export class Cluster {
     let connection = this.connections.get(key);
     if (connection === undefined) {
       connection = new BrokerConnection(address, {
-        connectTimeoutMs: this.options.connectTimeoutMs, requestTimeoutMs: this.options.requestTimeoutMs, purpose, instrumentation: this.instrumentation, sasl: this.options.sasl,
+        tls: this.options.tls, connectTimeoutMs: this.options.connectTimeoutMs, requestTimeoutMs: this.options.requestTimeoutMs, purpose, instrumentation: this.instrumentation, sasl: this.options.sasl,
       });
       this.connections.set(key, connection);
     }

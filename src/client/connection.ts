@@ -8,8 +8,19 @@
  * frame (a length over the response limit, a frame shorter than its header, a correlation id we
  * never sent) mean the peer is something else, e.g. an HTTP server whose "HTTP" reads as a length
  * of 1213486160. That is NOT_A_RILL_BROKER, not retriable: retrying cannot make it one.
+ *
+ * TLS (`tls` option): the socket is usable once the handshake is done. What a wrong setup looks
+ * like, and what the user is told (not retriable either: retrying cannot fix a certificate):
+ *   plaintext client, TLS listener      the first reply is a TLS record -> NOT_A_RILL_BROKER,
+ *                                       "the broker expects TLS"
+ *   TLS client, plaintext listener      the broker answers with a protocol_version alert -> INVALID_CONFIG
+ *                                       (a bare close during the handshake stays CONNECTION_ERROR:
+ *                                       a broker restarting looks the same)
+ *   broker certificate not trusted      -> INVALID_CONFIG naming the verification error (give `ca`)
+ *   client certificate missing/refused  -> INVALID_CONFIG naming the alert (give `cert` and `key`)
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { DecodeError, RillError } from '../lib/errors.js';
 import { requestFrameBytesMax, requestHeaderBytes, responseFrameBytesMax, responseHeaderBytes } from '../lib/limits.js';
 import { FrameDecoder, decodeResponseHeader } from '../wire/frame.js';
@@ -38,7 +49,22 @@ interface Pending {
   sentAtMs: number;
 }
 
+/**
+ * TLS towards the broker; PEM strings or Buffers. With no `ca`, node's bundled public CAs are
+ * trusted. TLS 1.2 or later.
+ */
+export interface ClientTlsOptions {
+  /** CA certificate(s) that signed the broker's certificate. */
+  ca?: string | Buffer | (string | Buffer)[];
+  /** Client certificate (mTLS) and its key. */
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** Name the broker's certificate must hold (and SNI); default the host connected to. */
+  servername?: string;
+}
+
 export interface ConnectionOptions {
+  tls?: ClientTlsOptions | undefined;
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
   clientId?: string;
@@ -65,8 +91,10 @@ export class BrokerConnection {
   /** Since when the broker has been unreachable (refused connect or broken socket), or null. */
   private downSinceMs: number | null = null;
   private failedConnects = 0;
+  private readonly tls: ClientTlsOptions | undefined;
 
   constructor(readonly address: BrokerAddress, options: ConnectionOptions = {}) {
+    this.tls = options.tls;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
     this.purpose = options.purpose ?? 'default';
@@ -87,10 +115,14 @@ export class BrokerConnection {
     if (this.ready !== null) return Promise.resolve(this.ready);
     this.connecting ??= new Promise<net.Socket>((resolve, reject) => {
       const { host, port } = this.address;
-      const socket = net.connect({ host, port });
+      const socket = this.tls === undefined ? net.connect({ host, port }) : tls.connect({
+        host, port, ...this.tls, minVersion: 'TLSv1.2',
+        // SNI takes host names only; an IP address is still checked against the certificate's IP SANs.
+        servername: this.tls.servername ?? (net.isIP(host) === 0 ? host : undefined),
+      });
       socket.setNoDelay(true);
       const timer = setTimeout(() => socket.destroy(new Error(`connect timed out after ${this.connectTimeoutMs} ms`)), this.connectTimeoutMs);
-      socket.once('connect', () => {
+      socket.once(this.tls === undefined ? 'connect' : 'secureConnect', () => {
         clearTimeout(timer);
         this.attach(socket);
         this.authenticate(socket).then(() => {
@@ -114,7 +146,7 @@ export class BrokerConnection {
         this.connecting = null;
         this.downSinceMs ??= Date.now();
         this.failedConnects++;
-        reject(new RillError('CONNECTION_ERROR', `cannot connect to ${host}:${port}: ${error.message}`, { cause: error }));
+        reject(this.tlsFailure(error, true) ?? new RillError('CONNECTION_ERROR', `cannot connect to ${host}:${port}: ${error.message}`, { cause: error }));
       });
     });
     return this.connecting;
@@ -136,20 +168,50 @@ export class BrokerConnection {
     const onFrame = (frame: Buffer): void => {
       if (this.onFrame(frame, provenRill)) provenRill = true;
     };
+    let first: Buffer | undefined;
     socket.on('data', (chunk: Buffer) => {
+      first ??= chunk;
       try {
         decoder.push(chunk, onFrame);
       } catch (error) {
-        if (!provenRill) this.fail(socket, this.notRill());
+        if (!provenRill) this.fail(socket, this.notRill(first));
         else this.fail(socket, error instanceof DecodeError ? new RillError('MALFORMED_RESPONSE', error.message) : new RillError('CONNECTION_ERROR', String(error)));
       }
     });
-    socket.on('error', (error) => this.fail(socket, new RillError('CONNECTION_ERROR', `connection to ${this.address.host}:${this.address.port} failed: ${error.message}`)));
+    socket.on('error', (error) => this.fail(socket, this.tlsFailure(error, false) ?? new RillError('CONNECTION_ERROR', `connection to ${this.address.host}:${this.address.port} failed: ${error.message}`)));
     socket.on('close', () => this.fail(socket, new RillError('CONNECTION_ERROR', `connection to ${this.address.host}:${this.address.port} closed`)));
   }
 
-  private notRill(): RillError {
+  private notRill(first?: Buffer): RillError {
+    // A TLS record (alert 0x15 or handshake 0x16, version 3.x) in answer to a plaintext request.
+    if (this.tls === undefined && first !== undefined && first.length >= 2 && (first[0] === 0x15 || first[0] === 0x16) && first[1] === 0x03) {
+      return new RillError('NOT_A_RILL_BROKER', `the broker expects TLS: ${this.name} answered with a TLS record; connect with TLS (client option tls: { ca }, CLI --tls-ca FILE)`);
+    }
     return new RillError('NOT_A_RILL_BROKER', `this does not look like a Rill broker (${this.name} answered with bytes that are not a Rill reply)`);
+  }
+
+  /**
+   * A TLS setup error, not retriable, with what to change; null when the error is not one.
+   * `handshaking`: the socket failed before the handshake completed.
+   */
+  private tlsFailure(error: Error & { code?: string }, handshaking: boolean): RillError | null {
+    if (this.tls === undefined) return null;
+    const code = error.code ?? '';
+    const cause = { cause: error };
+    if (/CERT|SELF_SIGNED|UNABLE_TO_|ERR_TLS_CERT_ALTNAME/.test(code) && !code.startsWith('ERR_SSL_')) {
+      return new RillError('INVALID_CONFIG', `TLS: the certificate of ${this.name} is not trusted (${code}: ${error.message}); give the CA that signed it (client option tls.ca, CLI --tls-ca FILE) or the name it holds (tls.servername)`, cause);
+    }
+    if (/CERTIFICATE_REQUIRED|HANDSHAKE_FAILURE|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN/.test(code)) {
+      return new RillError('INVALID_CONFIG', `TLS: ${this.name} refused this client's certificate or wants one (${error.message.trim()}); give a client certificate its CA trusts (client options tls.cert and tls.key, CLI --tls-cert FILE --tls-key FILE)`, cause);
+    }
+    if (/PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|WRONG_VERSION_NUMBER/.test(code)) {
+      return new RillError('INVALID_CONFIG', `TLS: ${this.name} does not speak TLS 1.2 or later, or not TLS at all (${error.message.trim()}); is its listener plaintext? then drop the TLS options`, cause);
+    }
+    if (handshaking && (code === 'ECONNRESET' || /before secure TLS connection was established/.test(error.message))) {
+      // Also what a broker restarting mid-handshake looks like: retriable, with a hint.
+      return new RillError('CONNECTION_ERROR', `TLS: ${this.name} closed the connection during the TLS handshake (if its listener is plaintext, drop the TLS options)`, cause);
+    }
+    return null;
   }
 
   /** Hands a reply to its request; returns whether the frame was a valid Rill reply. */

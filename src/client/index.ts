@@ -4,6 +4,7 @@ export { PartitionReader, type ReaderOptions, type Message, type StartOffset } f
 export { Admin, type NewTopic, type TopicDescription, type OffsetQuery } from './admin.js';
 export { Cluster, type ClientOptions } from './cluster.js';
 export { type SaslOptions, type SaslMechanismOption } from './sasl.js';
+export type { ClientTlsOptions } from './connection.js';
 export {
   clientChannelNames,
   type ClientLogger,

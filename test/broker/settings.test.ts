@@ -55,9 +55,25 @@ describe('broker settings', () => {
     expect(settings.nodeId).toBe(4);
     expect(settings.logLevel).toBe('debug');
     expect(settings.shutdownGraceMs).toBe(2500);
-    expect(settings.listeners).toEqual([{ name: 'rill', host: '0.0.0.0', port: 9200, advertise: { host: 'broker-a.internal', port: 9100 } }]);
+    expect(settings.listeners).toEqual([{ name: 'rill', host: '0.0.0.0', port: 9200, advertise: { host: 'broker-a.internal', port: 9100 }, tls: null }]);
     const source = Object.fromEntries(effective.map((e) => [e.name, e.source]));
     expect(source).toMatchObject({ dataDir: 'flag', nodeId: 'env', 'log.level': 'env', shutdownGraceMs: 'file', 'listeners.rill.listen': 'flag', 'listeners.rill.advertise': 'file', 'log.format': 'default' });
+  });
+
+  it('takes a listener\'s TLS files from flags, RILL_TLS_* or the file, and checks they go together', () => {
+    const fromFlags = resolveSettings({ tlsCert: 'c.pem', tlsKey: 'k.pem', tlsCa: 'ca.pem', tlsClientAuth: 'required' }, {}, '/etc/rill');
+    expect(fromFlags.settings.listeners[0]!.tls).toEqual({ certFile: '/etc/rill/c.pem', keyFile: '/etc/rill/k.pem', caFile: '/etc/rill/ca.pem', clientAuth: 'required' });
+    expect(fromFlags.effective.find((e) => e.name === 'listeners.rill.tls.clientAuth')).toMatchObject({ value: 'required', source: 'flag' });
+    const fromEnv = resolveSettings({}, { RILL_TLS_CERT: '/c.pem', RILL_TLS_KEY: '/k.pem' });
+    expect(fromEnv.settings.listeners[0]!.tls).toEqual({ certFile: '/c.pem', keyFile: '/k.pem', caFile: null, clientAuth: 'none' });
+    const file = configFile('listeners:\n  internal:\n    listen: 10.0.0.5:9093\n    tls:\n      cert: /i.pem\n      key: /ik.pem\n      ca: /ica.pem\n      clientAuth: requested\n');
+    const fromFile = resolveSettings({ config: file }, {});
+    expect(fromFile.settings.listeners.map((l) => [l.name, l.tls?.clientAuth ?? null])).toEqual([['internal', 'requested']]);
+    expect(resolveSettings({}, {}).settings.listeners[0]!.tls).toBeNull();
+    expect(() => resolveSettings({ tlsCert: 'c.pem' }, {})).toThrow(/flag --tls-cert: listener rill needs both a TLS certificate and its key/);
+    expect(() => resolveSettings({ tlsCert: 'c.pem', tlsKey: 'k.pem', tlsClientAuth: 'required' }, {})).toThrow(/flag --tls-client-auth: .*need the CA/);
+    expect(() => resolveSettings({ tlsCert: 'c.pem', tlsKey: 'k.pem', tlsClientAuth: 'always' }, {})).toThrow(/expected one of none, requested, required/);
+    expect(() => resolveSettings({}, { RILL_TLS_CA: '/ca.pem' })).toThrow(/RILL_TLS_CA: listener rill has no TLS certificate/);
   });
 
   it('reads the config file named by RILL_CONFIG when no --config is given', () => {
