@@ -1,0 +1,67 @@
+/**
+ * TLS and SASL together on one broker process (`--tls-cert --tls-key --tls-ca --tls-client-auth
+ * requested --auth required`): PLAIN works only here (over TLS), SCRAM works over TLS, an
+ * anonymous TLS connection must still log in, and a verified client certificate is a login.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import { Admin } from '../../src/client/admin.js';
+import type { ClientOptions } from '../../src/client/cluster.js';
+import { RillError } from '../../src/lib/errors.js';
+import { runCli, startBroker, tempDir, type BrokerProcess } from '../helpers/broker-process.js';
+import { makePki, type CertPair, type TestPki } from '../helpers/tls-certs.js';
+
+let pki: TestPki;
+let server: CertPair;
+let carol: CertPair;
+let broker: BrokerProcess;
+const password = 'correct horse battery staple';
+
+beforeAll(async () => {
+  pki = makePki();
+  server = pki.issue('server', '/O=Rill Test/CN=broker', { server: true, serial: 5001 });
+  carol = pki.issue('carol', '/O=Rill Test/CN=carol');
+  const dataDir = tempDir('tls-auth');
+  const added = await runCli(['users', 'add', 'alice', '--data-dir', dataDir], `${password}\n`);
+  expect(added.code).toBe(0);
+  broker = await startBroker({ dataDir, args: ['--tls-cert', server.cert, '--tls-key', server.key, '--tls-ca', pki.ca.cert, '--tls-client-auth', 'requested', '--auth', 'required'] });
+});
+
+afterAll(async () => {
+  await broker?.kill();
+});
+
+async function list(options: Partial<ClientOptions>): Promise<string[]> {
+  const admin = new Admin({ bootstrap: broker.bootstrap, connectTimeoutMs: 5000, requestTimeoutMs: 5000, tls: { ca: fs.readFileSync(pki.ca.cert) }, ...options });
+  try {
+    return await admin.listTopics();
+  } finally {
+    admin.close();
+  }
+}
+
+async function refusal(options: Partial<ClientOptions>): Promise<RillError> {
+  try {
+    await list(options);
+  } catch (error) {
+    return error as RillError;
+  }
+  throw new Error('expected a refusal');
+}
+
+describe('TLS and authentication together', () => {
+  it('accepts PLAIN and SCRAM over TLS', async () => {
+    expect(await list({ sasl: { mechanism: 'plain', username: 'alice', password } })).toEqual([]);
+    expect(await list({ sasl: { mechanism: 'scram-sha-256', username: 'alice', password } })).toEqual([]);
+    expect((await refusal({ sasl: { mechanism: 'plain', username: 'alice', password: 'wrong' } })).code).toBe('SASL_AUTHENTICATION_FAILED');
+  });
+
+  it('asks an anonymous TLS connection to log in', async () => {
+    expect((await refusal({})).code).toBe('SASL_AUTHENTICATION_REQUIRED');
+  });
+
+  it('takes a verified client certificate as the login', async () => {
+    const topics = await list({ tls: { ca: fs.readFileSync(pki.ca.cert), cert: fs.readFileSync(carol.cert), key: fs.readFileSync(carol.key) } });
+    expect(topics).toEqual([]);
+  });
+});
