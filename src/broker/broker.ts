@@ -3,12 +3,14 @@
  * partitions, and housekeeping (retention, time-based flushes). Bad input never escapes a
  * request: it becomes an error reply (or, for unframeable bytes, a closed connection) and a count.
  */
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import type tls from 'node:tls';
 import { RillError, type DecodeError } from '../lib/errors.js';
 import { systemClock } from '../lib/clock.js';
-import { CredentialStore, CredentialStoreError } from '../security/credentials.js';
-import { BrokerAuth } from './auth.js';
+import type { BrokerAuth } from './auth.js';
+import type { CredentialStore as CredentialStoreType } from '../security/credentials.js';
 import { connectionsMax, partialFramesBytesMax } from '../lib/limits.js';
 import { ApiKey, apiNameByKey, apiVersionRanges, preAuthenticationApiKeys } from '../wire/apis.js';
 import { crc32cImplementation } from '../wire/crc32c.js';
@@ -67,6 +69,7 @@ export class Broker {
   private isReady = false;
   private groups: GroupHost | null = null;
   private auth: BrokerAuth | null = null;
+  private authLoading: Promise<BrokerAuth> | null = null;
   private readonly connections = new Set<Connection>();
   private readonly frameBudget = new FrameMemoryBudget(partialFramesBytesMax);
   private housekeeping: NodeJS.Timeout | null = null;
@@ -153,7 +156,7 @@ export class Broker {
       log('warn', `took over the lock of ${this.config.dataDir} left by pid ${stale.pid} (started ${stale.startedAt}), which is no longer running`, { dataDir: this.config.dataDir, stalePid: stale.pid });
     }
     try {
-      this.openAuth();
+      await this.openAuth();
       for (const listener of this.config.listeners!) this.listeners.push(await this.bind(listener, tlsByListener.get(listener.name) ?? null));
       await this.startHttp();
       this.logEffectiveConfig();
@@ -168,21 +171,38 @@ export class Broker {
     }
   }
 
-  /** Loads the users (a bad users.json stops the start: the broker must not run with an unknown set). */
-  private openAuth(): void {
-    let store: CredentialStore;
-    try {
-      store = CredentialStore.open(this.config.dataDir);
-    } catch (error) {
-      if (error instanceof CredentialStoreError) throw new SettingsError(error.message);
-      throw error;
-    }
-    const required = this.config.auth?.required ?? false;
-    this.auth = new BrokerAuth(store, this.metrics, this.metrics.alerts.log, systemClock, { required, failureDelayMs: this.config.auth?.failureDelayMs, timeoutMs: this.config.auth?.timeoutMs });
-    if (required) {
-      const users = store.size === 0 ? 'no users yet: no client can connect until one is added (rill users add NAME --data-dir DIR, broker stopped)' : `${store.size} users`;
-      this.config.log(store.size === 0 ? 'warn' : 'info', `authentication required on every listener (SCRAM-SHA-256, SCRAM-SHA-512; PLAIN on TLS only); ${users}`, { authRequired: true, users: store.size });
-    }
+  /**
+   * Authentication is loaded at start when it is required or users exist (a bad users.json then
+   * stops the start: the broker must not run with an unknown set of users), else on the first
+   * SASL handshake: a broker that no one logs in to does not carry the SASL and crypto modules
+   * (every module the broker process holds costs it CPU under load: docs/metrics.md).
+   */
+  private async openAuth(): Promise<void> {
+    // The file CredentialStore keeps (security/credentials.ts, usersFileName).
+    const usersFile = path.join(this.config.dataDir, 'users.json');
+    if ((this.config.auth?.required ?? false) || fs.existsSync(usersFile)) await this.loadAuth();
+  }
+
+  private loadAuth(): Promise<BrokerAuth> {
+    this.authLoading ??= (async () => {
+      const [{ CredentialStore, CredentialStoreError }, { BrokerAuth: Auth }] = await Promise.all([import('../security/credentials.js'), import('./auth.js')]);
+      let store: CredentialStoreType;
+      try {
+        store = CredentialStore.open(this.config.dataDir);
+      } catch (error) {
+        if (error instanceof CredentialStoreError) throw new SettingsError(error.message);
+        throw error;
+      }
+      const required = this.config.auth?.required ?? false;
+      const auth = new Auth(store, this.metrics, this.metrics.alerts.log, systemClock, { required, failureDelayMs: this.config.auth?.failureDelayMs, timeoutMs: this.config.auth?.timeoutMs });
+      if (required) {
+        const users = store.size === 0 ? 'no users yet: no client can connect until one is added (rill users add NAME --data-dir DIR, broker stopped)' : `${store.size} users`;
+        this.config.log(store.size === 0 ? 'warn' : 'info', `authentication required on every listener (SCRAM-SHA-256, SCRAM-SHA-512; PLAIN on TLS only); ${users}`, { authRequired: true, users: store.size });
+      }
+      this.auth = auth;
+      return auth;
+    })();
+    return this.authLoading;
   }
 
   /** Once the start can no longer fail on the operator's settings: what this broker runs with. */
@@ -380,8 +400,8 @@ export class Broker {
     if (this.stopping !== null) throw new RillError('BROKER_SHUTTING_DOWN');
     if (!preAuthenticationApiKeys.has(apiKey)) this.auth?.check(context.connection, apiNameByKey.get(apiKey)!);
     switch (apiKey) {
-      case ApiKey.SaslHandshake: return this.auth!.handleHandshake(context);
-      case ApiKey.SaslAuthenticate: return this.auth!.handleAuthenticate(context);
+      case ApiKey.SaslHandshake: return this.auth !== null ? this.auth.handleHandshake(context) : this.loadAuth().then((auth) => auth.handleHandshake(context));
+      case ApiKey.SaslAuthenticate: return this.auth !== null ? this.auth.handleAuthenticate(context) : this.loadAuth().then((auth) => auth.handleAuthenticate(context));
       case ApiKey.Produce: return handleProduce(context, this.partitions, this.metrics, this.producers);
       case ApiKey.InitProducerId: return handleInitProducerId(context, this.producers);
       case ApiKey.Fetch: return handleFetch(context, this.partitions, this.metrics, this.config.log);
