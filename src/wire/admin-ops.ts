@@ -6,8 +6,8 @@
  */
 import { requestSchema as rq, responseSchema as rs, type Schema } from './schema.js';
 import { decodeConfigEntries, decodeConfigNames, type ConfigEntries, type TopicConfig } from './topic-config.js';
-import { decodeFullConfig } from './control.js';
-import { bodyStringBytesMax, groupIdBytesMax, offsetMax, requestGroupsMax, requestPartitionsMax, requestTopicsMax, topicNameBytesMax, topicPartitionsMax } from '../lib/limits.js';
+import { decodeFullConfig, decodeTopicPartitions } from './control.js';
+import { bodyStringBytesMax, groupIdBytesMax, offsetMax, requestGroupsMax, requestPartitionsMax, requestTopicsMax, topicNameBytesMax } from '../lib/limits.js';
 
 /** Request decoders accept names up to this so an invalid name gets a per-item error (as CreateTopics). */
 const itemNameBytesMax = 1024;
@@ -186,25 +186,11 @@ export interface DeleteRecordsTopic {
 }
 
 export function decodeDeleteRecordsRequest(value: unknown): { topics: DeleteRecordsTopic[] } {
-  const obj = rq.object(value, 'body');
-  let total = 0;
   return {
-    topics: rq.array(obj.topics, 'topics', requestTopicsMax).map((t, i) => {
-      const e = rq.object(t, `topics[${i}]`);
-      const partitions = rq.array(e.partitions, `topics[${i}].partitions`, topicPartitionsMax);
-      total += partitions.length;
-      if (total > requestPartitionsMax) rq.fail('topics', `at most ${requestPartitionsMax} partitions in all`, total);
-      return {
-        name: rq.string(e.name, `topics[${i}].name`, topicNameBytesMax),
-        partitions: partitions.map((p, j) => {
-          const pe = rq.object(p, `topics[${i}].partitions[${j}]`);
-          return {
-            partition: rq.int(pe.partition, `topics[${i}].partitions[${j}].partition`, 0, 0x7fffffff),
-            beforeOffset: rq.bigint(pe.beforeOffset, `topics[${i}].partitions[${j}].beforeOffset`, -1n, offsetMax),
-          };
-        }),
-      };
-    }),
+    topics: decodeTopicPartitions(value, (pe, path) => ({
+      partition: rq.int(pe.partition, `${path}.partition`, 0, 0x7fffffff),
+      beforeOffset: rq.bigint(pe.beforeOffset, `${path}.beforeOffset`, -1n, offsetMax),
+    })),
   };
 }
 

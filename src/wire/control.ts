@@ -2,7 +2,7 @@
  * MessagePack bodies of the control APIs: ApiVersions, Metadata, CreateTopics, DeleteTopics,
  * ListOffsets. Field-by-field descriptions live in protocol/apis/. Decoders validate every field.
  */
-import { requestSchema as rq, responseSchema as rs } from './schema.js';
+import { requestSchema as rq, responseSchema as rs, type Obj } from './schema.js';
 import { requestTopicsMax, requestPartitionsMax, topicNameBytesMax, topicPartitionsMax, offsetMax } from '../lib/limits.js';
 import { decodeConfigEntries, defaultTopicConfig, normalizeTopicConfig, topicConfigBounds, topicConfigKeys, type ConfigEntries, type TopicConfig } from './topic-config.js';
 
@@ -168,23 +168,28 @@ export interface ListOffsetsRequest {
   topics: { name: string; partitions: ListOffsetsPartition[] }[];
 }
 
-export function decodeListOffsetsRequest(value: unknown): ListOffsetsRequest {
+/**
+ * A request's `topics: [{ name, partitions: [...] }]`, bounded: at most requestTopicsMax topics
+ * and requestPartitionsMax partitions in all; `partition` decodes one partition entry.
+ */
+export function decodeTopicPartitions<P>(value: unknown, partition: (entry: Obj, path: string) => P): { name: string; partitions: P[] }[] {
   const obj = rq.object(value, 'body');
   let total = 0;
+  return rq.array(obj.topics, 'topics', requestTopicsMax).map((t, i) => {
+    const e = rq.object(t, `topics[${i}]`);
+    const partitions = rq.array(e.partitions, `topics[${i}].partitions`, requestPartitionsMax);
+    total += partitions.length;
+    if (total > requestPartitionsMax) rq.fail('topics', `at most ${requestPartitionsMax} partitions in all`, total);
+    return {
+      name: rq.string(e.name, `topics[${i}].name`, topicNameBytesMax),
+      partitions: partitions.map((p, j) => partition(rq.object(p, `topics[${i}].partitions[${j}]`), `topics[${i}].partitions[${j}]`)),
+    };
+  });
+}
+
+export function decodeListOffsetsRequest(value: unknown): ListOffsetsRequest {
   return {
-    topics: rq.array(obj.topics, 'topics', requestTopicsMax).map((t, i) => {
-      const e = rq.object(t, `topics[${i}]`);
-      const partitions = rq.array(e.partitions, `topics[${i}].partitions`, requestPartitionsMax);
-      total += partitions.length;
-      if (total > requestPartitionsMax) rq.fail('topics', `at most ${requestPartitionsMax} partitions in all`, total);
-      return {
-        name: rq.string(e.name, `topics[${i}].name`, topicNameBytesMax),
-        partitions: partitions.map((p, j) => {
-          const pe = rq.object(p, `topics[${i}].partitions[${j}]`);
-          return { partition: rq.int(pe.partition, 'partition', 0, 0x7fffffff), timestamp: rq.int(pe.timestamp, 'timestamp', -2, Number.MAX_SAFE_INTEGER) };
-        }),
-      };
-    }),
+    topics: decodeTopicPartitions(value, (pe) => ({ partition: rq.int(pe.partition, 'partition', 0, 0x7fffffff), timestamp: rq.int(pe.timestamp, 'timestamp', -2, Number.MAX_SAFE_INTEGER) })),
   };
 }
 
