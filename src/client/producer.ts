@@ -21,7 +21,9 @@
  * gets its baseSequence when it is sealed and keeps it (and its bytes) across retries, so the
  * broker recognises a retry of a batch it already stored and answers with the original offsets.
  * At most producerStateBatchesMax (5) requests are in flight, the number of batches per partition
- * the broker remembers. It works with acks 'all' and acks 1; acks 0 gets no answer, so it cannot
+ * the broker remembers; and a partition's batch is sent only while it is fewer than 5 batches past
+ * the oldest one still in flight (after a cut connection, later batches can be stored while earlier
+ * ones wait for their retry: the retry must still fall inside what the broker remembers). It works with acks 'all' and acks 1; acks 0 gets no answer, so it cannot
  * be idempotent. If idempotent is not given, it is on unless acks is 0 or maxInFlightRequests > 5
  * (Kafka's rule); asking for it explicitly with either is an INVALID_ARGUMENT.
  *
@@ -360,6 +362,10 @@ export class Producer {
         if (next === undefined) continue;
         // While a reset is due only batches that may already be stored go out (old epoch), to learn their outcome.
         if (queue.resetPending && !next.mayBeStored) continue;
+        // The broker remembers the last producerStateBatchesMax batches of a partition: a batch
+        // sent that far past one whose outcome is still unknown could, once stored, push it out of
+        // that memory, and its retry would then be refused as out of order although it is stored.
+        if (this.idempotent && next.ordinal - oldestInFlightOrdinal(queue, next.ordinal) >= producerStateBatchesMax) continue;
         if (next.notBeforeMs > nowMs) {
           earliestRetryMs = Math.min(earliestRetryMs, next.notBeforeMs);
           continue;
@@ -619,6 +625,13 @@ function settleInFlight(batch: PendingBatch): void {
   const inFlight = batch.queue.inFlight;
   const at = inFlight.indexOf(batch);
   if (at >= 0) inFlight.splice(at, 1);
+}
+
+/** The lowest ordinal among the partition's batches in flight, or `fallback` if none is. */
+function oldestInFlightOrdinal(queue: PartitionQueue, fallback: number): number {
+  let oldest = fallback;
+  for (const batch of queue.inFlight) if (batch.ordinal < oldest) oldest = batch.ordinal;
+  return oldest;
 }
 
 /** Whether a batch created before this one is still waiting or in flight. */
