@@ -21,7 +21,9 @@ import { decodeErrorOf, expectDecodeError, mutate, mutationsArb } from './helper
 const topicNameArb = fc.stringMatching(/^[a-zA-Z0-9._-]{1,40}$/).filter((n) => n !== '.' && n !== '..');
 const i16Arb = fc.integer({ min: -0x8000, max: 0x7fff });
 const messageArb = fc.string({ maxLength: 60 });
-const configNameArb = fc.oneof(fc.constantFrom(...topicConfigKeys, ...Object.keys(topicConfigAliases)), fc.string({ maxLength: 20 }));
+// msgpackr decodes a map key "__proto__" as "__proto_" (its guard against prototype pollution), so
+// that one name cannot round-trip; the broker then answers it as an unknown config key.
+const configNameArb = fc.oneof(fc.constantFrom(...topicConfigKeys, ...Object.keys(topicConfigAliases)), fc.string({ maxLength: 20 }).filter((name) => name !== '__proto__'));
 const configValueArb = fc.oneof(fc.integer(), fc.string({ maxLength: 20 }), fc.integer({ min: -1, max: 2 ** 40 }).map(String));
 const entriesArb = fc.dictionary(configNameArb, configValueArb, { maxKeys: 8 });
 const fullConfigArb: fc.Arbitrary<TopicConfig> = fc.record(
