@@ -404,7 +404,7 @@ export class Broker {
       case ApiKey.SaslAuthenticate: return this.auth !== null ? this.auth.handleAuthenticate(context) : this.loadAuth().then((auth) => auth.handleAuthenticate(context));
       case ApiKey.Produce: return handleProduce(context, this.partitions, this.metrics, this.producers);
       case ApiKey.InitProducerId: return handleInitProducerId(context, this.producers);
-      case ApiKey.Fetch: return handleFetch(context, this.partitions, this.metrics, this.config.log);
+      case ApiKey.Fetch: return handleFetch(context, this.partitions, this.metrics);
       case ApiKey.ApiVersions: return handleApiVersions();
       case ApiKey.Metadata: return handleMetadata(context, this.partitions, this.self(context));
       case ApiKey.CreateTopics: return handleCreateTopics(context, this.partitions, () => this.onTopicsChanged());

@@ -12,7 +12,6 @@ import type { BrokerMetrics } from '../metrics.js';
 import type { Partition } from '../partition.js';
 import type { PartitionManager } from '../partition-manager.js';
 
-import type { Log } from '../../lib/log.js';
 import { readLastOffsetDelta } from '../../wire/record-batch.js';
 
 interface Attempt {
@@ -23,8 +22,8 @@ interface Attempt {
   served: { partition: Partition; batches: Buffer[]; bytes: number }[];
 }
 
-/** `_log` is unused: partition errors are raised through metrics (rate-limited there). */
-export function handleFetch(context: RequestContext, partitions: PartitionManager, metrics: BrokerMetrics, _log: Log): Reply | Promise<Reply | null> {
+/** Partition errors are raised through metrics, which logs them rate-limited (operator-alerts.ts). */
+export function handleFetch(context: RequestContext, partitions: PartitionManager, metrics: BrokerMetrics): Reply | Promise<Reply | null> {
   const request = decodeFetchRequest(context.frame, requestHeaderBytes);
   const waitMs = Math.min(request.maxWaitMs, fetchWaitMsMax);
   const first = attempt(request, partitions, metrics, context, waitMs === 0);
