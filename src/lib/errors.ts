@@ -50,6 +50,10 @@ export const errorTable = {
   ILLEGAL_SASL_STATE: { code: 61, retriable: false, message: 'SASL request out of order on this connection' },
   SASL_AUTHENTICATION_FAILED: { code: 62, retriable: false, message: 'authentication failed: unknown user, wrong password or a bad SASL message' },
   SASL_AUTHENTICATION_REQUIRED: { code: 63, retriable: false, message: 'this listener requires authentication (SaslHandshake, SaslAuthenticate) before any request but ApiVersions' },
+  // Authorization: 70..79
+  TOPIC_AUTHORIZATION_FAILED: { code: 70, retriable: false, message: 'not authorized to access this topic' },
+  GROUP_AUTHORIZATION_FAILED: { code: 71, retriable: false, message: 'not authorized to access this group' },
+  CLUSTER_AUTHORIZATION_FAILED: { code: 72, retriable: false, message: 'not authorized to perform this cluster operation' },
 } as const;
 
 export type ErrorName = keyof typeof errorTable;

@@ -18,11 +18,16 @@ export const ApiKey = {
   DeleteTopics: 20,
   DeleteRecords: 21,
   InitProducerId: 22,
+  DescribeAcls: 29,
+  CreateAcls: 30,
+  DeleteAcls: 31,
   DescribeConfigs: 32,
   SaslAuthenticate: 36,
   CreatePartitions: 37,
   DeleteGroups: 42,
   IncrementalAlterConfigs: 44,
+  DescribeUserScramCredentials: 50,
+  AlterUserScramCredentials: 51,
   ConsumerGroupHeartbeat: 68,
   ResetGroupOffsets: 1000,
 } as const;
@@ -57,6 +62,9 @@ export const apiVersionRanges: ReadonlyMap<number, readonly [number, number]> = 
   [ApiKey.IncrementalAlterConfigs, [0, 0]],
   [ApiKey.SaslHandshake, [0, 0]],
   [ApiKey.SaslAuthenticate, [0, 0]],
+  [ApiKey.DescribeAcls, [0, 0]],
+  [ApiKey.CreateAcls, [0, 0]],
+  [ApiKey.DeleteAcls, [0, 0]],
 ]);
 
 /** acks values on the wire. */
