@@ -10,13 +10,15 @@ import type tls from 'node:tls';
 import { RillError, type DecodeError } from '../lib/errors.js';
 import { systemClock } from '../lib/clock.js';
 import type { BrokerAuth } from './auth.js';
+import { openAccess, type Access } from './access.js';
+import type { BrokerAuthorization } from './authorization.js';
 import type { CredentialStore as CredentialStoreType } from '../security/credentials.js';
 import { connectionsMax, partialFramesBytesMax } from '../lib/limits.js';
 import { ApiKey, apiNameByKey, apiVersionRanges, preAuthenticationApiKeys } from '../wire/apis.js';
 import { crc32cImplementation } from '../wire/crc32c.js';
 import { brokerConfig, type BrokerConfig, type ListenerConfig } from './config.js';
 import { DataDirLock } from './data-dir-lock.js';
-import { SettingsError } from './settings.js';
+import { isLoopbackHost, SettingsError } from './settings.js';
 import type { TlsMaterial } from './tls.js';
 import { Connection, FrameMemoryBudget, type Dispatch, type ConnectionEvents, type RequestContext } from './connection.js';
 import { BrokerMetrics } from './metrics.js';
@@ -70,6 +72,11 @@ export class Broker {
   private groups: GroupHost | null = null;
   private auth: BrokerAuth | null = null;
   private authLoading: Promise<BrokerAuth> | null = null;
+  /** The ACLs, when authentication is required; otherwise everything is allowed. */
+  private authorization: BrokerAuthorization | null = null;
+  private access: Access = openAccess;
+  /** handlers/acls.ts, loaded with the ACLs. */
+  private aclHandlers: typeof import('./handlers/acls.js') | null = null;
   private readonly connections = new Set<Connection>();
   private readonly frameBudget = new FrameMemoryBudget(partialFramesBytesMax);
   private housekeeping: NodeJS.Timeout | null = null;
@@ -147,6 +154,10 @@ export class Broker {
         log('warn', `listener ${listener.name} listens on every interface (${listener.host}) without an advertised address: each client is told the address it connected to; set --advertise HOST:PORT if clients go through NAT or a proxy`, { listener: listener.name });
       }
     }
+    if (this.config.allowAnonymous === true && !(this.config.auth?.required ?? false)) {
+      const open = this.config.listeners!.filter((l) => !isLoopbackHost(l.host) && l.tls?.clientAuth !== 'required').map((l) => `${l.name} (${l.host}:${l.port})`);
+      if (open.length > 0) log('warn', `--allow-anonymous: listeners ${open.join(', ')} are not on loopback and anyone who reaches them may produce, read and delete every topic; require authentication (--auth required) unless a network boundary does this job`, { allowAnonymous: true, listeners: open });
+    }
     // Unreadable or invalid TLS files are the operator's to fix, found before the data directory is touched.
     if (this.config.listeners!.some((l) => l.tls)) this.tlsModule = await import('./tls.js');
     const tlsByListener = new Map(this.config.listeners!.map((l) => [l.name, l.tls ? this.tlsModule!.loadTlsMaterial(l.name, l.tls) : null]));
@@ -194,6 +205,7 @@ export class Broker {
         throw error;
       }
       const required = this.config.auth?.required ?? false;
+      if (required) await this.loadAuthorization();
       const auth = new Auth(store, this.metrics, this.metrics.alerts.log, systemClock, { required, failureDelayMs: this.config.auth?.failureDelayMs, timeoutMs: this.config.auth?.timeoutMs });
       if (required) {
         const users = store.size === 0 ? 'no users yet: no client can connect until one is added (rill users add NAME --data-dir DIR, broker stopped)' : `${store.size} users`;
@@ -203,6 +215,28 @@ export class Broker {
       return auth;
     })();
     return this.authLoading;
+  }
+
+  /** The ACLs (acls.json) and the authorizer every handler asks; a bad file stops the start. */
+  private async loadAuthorization(): Promise<void> {
+    const [{ AclStore, AclStoreError }, { BrokerAuthorization: Authorization }, handlers] = await Promise.all([
+      import('../security/acl-store.js'), import('./authorization.js'), import('./handlers/acls.js'),
+    ]);
+    let store;
+    try {
+      store = AclStore.open(this.config.dataDir);
+    } catch (error) {
+      if (error instanceof AclStoreError) throw new SettingsError(error.message);
+      throw error;
+    }
+    const authorization = new Authorization(store, this.config.auth?.superUsers ?? [], this.metrics);
+    const superUsers = authorization.superUserPrincipals;
+    this.config.log(store.size === 0 && superUsers.length === 0 ? 'warn' : 'info',
+      `ACLs enforced: ${store.size} ACLs, super users ${superUsers.length === 0 ? 'none (no one can manage ACLs online: give --super-users)' : superUsers.join(', ')}; anything no ACL allows is refused`,
+      { acls: store.size, superUsers });
+    this.authorization = authorization;
+    this.access = authorization;
+    this.aclHandlers = handlers;
   }
 
   /** Once the start can no longer fail on the operator's settings: what this broker runs with. */
@@ -399,29 +433,33 @@ export class Broker {
     }
     if (this.stopping !== null) throw new RillError('BROKER_SHUTTING_DOWN');
     if (!preAuthenticationApiKeys.has(apiKey)) this.auth?.check(context.connection, apiNameByKey.get(apiKey)!);
+    const access = this.access;
     switch (apiKey) {
       case ApiKey.SaslHandshake: return this.auth !== null ? this.auth.handleHandshake(context) : this.loadAuth().then((auth) => auth.handleHandshake(context));
       case ApiKey.SaslAuthenticate: return this.auth !== null ? this.auth.handleAuthenticate(context) : this.loadAuth().then((auth) => auth.handleAuthenticate(context));
-      case ApiKey.Produce: return handleProduce(context, this.partitions, this.metrics, this.producers);
-      case ApiKey.InitProducerId: return handleInitProducerId(context, this.producers);
-      case ApiKey.Fetch: return handleFetch(context, this.partitions, this.metrics);
+      case ApiKey.Produce: return handleProduce(context, this.partitions, this.metrics, this.producers, access);
+      case ApiKey.InitProducerId: return handleInitProducerId(context, this.producers, access);
+      case ApiKey.Fetch: return handleFetch(context, this.partitions, this.metrics, access);
       case ApiKey.ApiVersions: return handleApiVersions();
-      case ApiKey.Metadata: return handleMetadata(context, this.partitions, this.self(context));
-      case ApiKey.CreateTopics: return handleCreateTopics(context, this.partitions, () => this.onTopicsChanged());
-      case ApiKey.DeleteTopics: return handleDeleteTopics(context, this.partitions, () => this.onTopicsChanged());
-      case ApiKey.ListOffsets: return handleListOffsets(context, this.partitions);
-      case ApiKey.FindCoordinator: return this.groupHost().handleFindCoordinator(context, this.self(context));
-      case ApiKey.ConsumerGroupHeartbeat: return this.groupHost().handleHeartbeat(context);
-      case ApiKey.OffsetCommit: return this.groupHost().handleOffsetCommit(context);
-      case ApiKey.OffsetFetch: return this.groupHost().handleOffsetFetch(context);
-      case ApiKey.ListGroups: return this.groupHost().handleListGroups();
-      case ApiKey.DescribeGroups: return this.groupHost().handleDescribeGroups(context);
-      case ApiKey.ResetGroupOffsets: return this.groupHost().handleResetOffsets(context);
-      case ApiKey.DeleteGroups: return this.groupHost().handleDeleteGroups(context);
-      case ApiKey.IncrementalAlterConfigs: return handleAlterConfigs(context, this.partitions);
-      case ApiKey.DescribeConfigs: return handleDescribeConfigs(context, this.partitions, () => this.effectiveConfig());
-      case ApiKey.CreatePartitions: return handleCreatePartitions(context, this.partitions, () => this.onTopicsChanged());
-      case ApiKey.DeleteRecords: return handleDeleteRecords(context, this.partitions);
+      case ApiKey.Metadata: return handleMetadata(context, this.partitions, this.self(context), access);
+      case ApiKey.CreateTopics: return handleCreateTopics(context, this.partitions, () => this.onTopicsChanged(), access);
+      case ApiKey.DeleteTopics: return handleDeleteTopics(context, this.partitions, () => this.onTopicsChanged(), access);
+      case ApiKey.ListOffsets: return handleListOffsets(context, this.partitions, access);
+      case ApiKey.FindCoordinator: return this.groupHost().handleFindCoordinator(context, this.self(context), access);
+      case ApiKey.ConsumerGroupHeartbeat: return this.groupHost().handleHeartbeat(context, access);
+      case ApiKey.OffsetCommit: return this.groupHost().handleOffsetCommit(context, access);
+      case ApiKey.OffsetFetch: return this.groupHost().handleOffsetFetch(context, access);
+      case ApiKey.ListGroups: return this.groupHost().handleListGroups(context, access);
+      case ApiKey.DescribeGroups: return this.groupHost().handleDescribeGroups(context, access);
+      case ApiKey.ResetGroupOffsets: return this.groupHost().handleResetOffsets(context, access);
+      case ApiKey.DeleteGroups: return this.groupHost().handleDeleteGroups(context, access);
+      case ApiKey.IncrementalAlterConfigs: return handleAlterConfigs(context, this.partitions, access);
+      case ApiKey.DescribeConfigs: return handleDescribeConfigs(context, this.partitions, () => this.effectiveConfig(), access);
+      case ApiKey.CreatePartitions: return handleCreatePartitions(context, this.partitions, () => this.onTopicsChanged(), access);
+      case ApiKey.DeleteRecords: return handleDeleteRecords(context, this.partitions, access);
+      case ApiKey.DescribeAcls: return this.acls().handlers.handleDescribeAcls(context, this.acls().authorization);
+      case ApiKey.CreateAcls: return this.acls().handlers.handleCreateAcls(context, this.acls().authorization, this.config.log);
+      case ApiKey.DeleteAcls: return this.acls().handlers.handleDeleteAcls(context, this.acls().authorization, this.config.log);
       default: throw new RillError('UNSUPPORTED_VERSION', `api key ${apiKey} is not supported by this broker`);
     }
   };
@@ -441,6 +479,14 @@ export class Broker {
     if (this.config.effectiveConfig !== undefined) return this.config.effectiveConfig;
     const { dataDir, host, port, nodeId, housekeepingIntervalMs, shutdownGraceMs } = this.config;
     return Object.entries({ dataDir, host, port, nodeId, housekeepingIntervalMs, shutdownGraceMs }).map(([name, value]) => ({ name, value, source: 'default' }));
+  }
+
+  /** The ACL handlers and store; SECURITY_DISABLED when no ACLs are enforced. */
+  private acls(): { handlers: typeof import('./handlers/acls.js'); authorization: BrokerAuthorization } {
+    if (this.authorization === null || this.aclHandlers === null) {
+      throw new RillError('SECURITY_DISABLED', 'this broker does not require authentication, so it enforces no ACLs; start it with --auth required (and --super-users) to manage them');
+    }
+    return { handlers: this.aclHandlers, authorization: this.authorization };
   }
 
   private groupHost(): GroupHost {

@@ -49,9 +49,12 @@ export interface BrokerConfig {
   /**
    * Authentication (broker/auth.ts). `required`: every listener refuses everything but
    * ApiVersions and the SASL handshake until the connection has authenticated. Users come from
-   * `<dataDir>/users.json` (security/credentials.ts). The delays are for tests.
+   * `<dataDir>/users.json` (security/credentials.ts). Required also turns on the ACLs
+   * (`<dataDir>/acls.json`, broker/authorization.ts), which super users bypass. The delays are for tests.
    */
-  auth?: { required: boolean; failureDelayMs?: number | undefined; timeoutMs?: number | undefined } | undefined;
+  auth?: { required: boolean; superUsers?: readonly string[] | undefined; failureDelayMs?: number | undefined; timeoutMs?: number | undefined } | undefined;
+  /** Protected mode was turned off (settings checked it): warned about at every start. */
+  allowAnonymous?: boolean | undefined;
 }
 
 export interface ListenerConfig {

@@ -5,12 +5,14 @@
  *
  * The coordinator is pure (src/coordinator); this file owns its I/O and its clock.
  */
-import { RillError } from '../lib/errors.js';
+import { RillError, errorCodeOf } from '../lib/errors.js';
 import { requestHeaderBytes } from '../lib/limits.js';
 import { Coordinator, type CoordinatorOptions, type GroupDescription } from '../coordinator/coordinator.js';
 import type { GroupRecord } from '../coordinator/records.js';
 import { decodeMsgpack } from '../wire/msgpack.js';
 import { decodeDeleteGroupsRequest } from '../wire/admin-ops.js';
+import { clusterResource, type Access, type Operation } from './access.js';
+import type { Connection } from './connection.js';
 import {
   decodeDescribeGroupsRequest, decodeFindCoordinatorRequest, decodeHeartbeatRequest, decodeOffsetCommitRequest,
   decodeOffsetFetchRequest, decodeResetOffsetsRequest, flatten, groupByTopic,
@@ -116,14 +118,21 @@ export class GroupHost {
     this.persist(this.coordinator.onTopicsChanged(Date.now())).catch(() => undefined);
   }
 
-  handleFindCoordinator(context: RequestContext, self: { nodeId: number; host: string; port: number }): Reply {
-    decodeFindCoordinatorRequest(body(context));
+  handleFindCoordinator(context: RequestContext, self: { nodeId: number; host: string; port: number }, access: Access): Reply {
+    const { key } = decodeFindCoordinatorRequest(body(context));
+    requireGroup(access, context.connection, key, 'describe');
     return msgpackReply(self);
   }
 
-  async handleHeartbeat(context: RequestContext): Promise<Reply> {
+  /** Joining and staying: read on the group and on every subscribed topic. */
+  async handleHeartbeat(context: RequestContext, access: Access): Promise<Reply> {
     this.available();
     const request = decodeHeartbeatRequest(body(context));
+    requireGroup(access, context.connection, request.groupId, 'read');
+    if (access.enforced && request.subscribedTopics !== null) {
+      const denied = request.subscribedTopics.filter((topic) => !access.allows(context.connection, 'topic', topic, 'read'));
+      if (denied.length > 0) throw new RillError('TOPIC_AUTHORIZATION_FAILED', `${context.connection.principal ?? 'this connection'} may not read topics ${denied.map((t) => `"${t}"`).join(', ')} it subscribes to`);
+    }
     const response = this.coordinator.heartbeat({
       groupId: request.groupId,
       memberId: request.memberId,
@@ -146,13 +155,19 @@ export class GroupHost {
     });
   }
 
-  async handleOffsetCommit(context: RequestContext): Promise<Reply> {
+  /** Read on the group; a topic the principal may not read answers TOPIC_AUTHORIZATION_FAILED and is not committed. */
+  async handleOffsetCommit(context: RequestContext, access: Access): Promise<Reply> {
     this.available();
     const request = decodeOffsetCommitRequest(body(context));
-    const offsets = request.topics.flatMap((t) => t.partitions.map((p) => ({ topic: t.name, partition: p.partition, offset: p.offset, metadata: p.metadata })));
+    requireGroup(access, context.connection, request.groupId, 'read');
+    const deniedTopics = request.topics.filter((t) => access.enforced && !access.allows(context.connection, 'topic', t.name, 'read'));
+    const offsets = request.topics.filter((t) => !deniedTopics.includes(t))
+      .flatMap((t) => t.partitions.map((p) => ({ topic: t.name, partition: p.partition, offset: p.offset, metadata: p.metadata })));
     const { results, records } = this.coordinator.commitOffsets({ groupId: request.groupId, memberId: request.memberId, memberEpoch: request.memberEpoch, offsets }, Date.now());
     await this.persist(records);
     const topics = new Map<string, { partition: number; errorCode: number }[]>();
+    const refused = errorCodeOf('TOPIC_AUTHORIZATION_FAILED');
+    for (const t of deniedTopics) topics.set(t.name, t.partitions.map((p) => ({ partition: p.partition, errorCode: refused })));
     for (const r of results) {
       let list = topics.get(r.topic);
       if (list === undefined) topics.set(r.topic, (list = []));
@@ -161,22 +176,34 @@ export class GroupHost {
     return msgpackReply({ topics: [...topics].map(([name, partitions]) => ({ name, partitions })) });
   }
 
-  handleOffsetFetch(context: RequestContext): Reply {
+  /** Describe on the group; offsets of topics the principal may not describe are left out. */
+  handleOffsetFetch(context: RequestContext, access: Access): Reply {
     this.available();
     const request = decodeOffsetFetchRequest(body(context));
-    const offsets = this.coordinator.fetchOffsets(request.groupId, request.topics === null ? undefined : flatten(request.topics));
+    requireGroup(access, context.connection, request.groupId, 'describe');
+    let offsets = this.coordinator.fetchOffsets(request.groupId, request.topics === null ? undefined : flatten(request.topics));
+    if (access.enforced) offsets = offsets.filter((o) => access.allows(context.connection, 'topic', o.topic, 'describe'));
     return msgpackReply({ offsets });
   }
 
-  handleListGroups(): Reply {
+  /** Every group to a principal that may describe the cluster, else the groups it may describe. */
+  handleListGroups(context: RequestContext, access: Access): Reply {
     this.available();
-    return msgpackReply({ groups: this.coordinator.listGroups() });
+    let groups = this.coordinator.listGroups();
+    if (access.enforced && !access.allowsQuietly(context.connection, 'cluster', clusterResource, 'describe')) {
+      groups = groups.filter((g) => access.allowsQuietly(context.connection, 'group', g.groupId, 'describe'));
+    }
+    return msgpackReply({ groups });
   }
 
-  handleDescribeGroups(context: RequestContext): Reply {
+  handleDescribeGroups(context: RequestContext, access: Access): Reply {
     this.available();
     const request = decodeDescribeGroupsRequest(body(context));
-    return msgpackReply({ groups: request.groupIds.map((groupId) => this.describe(groupId)) });
+    return msgpackReply({
+      groups: request.groupIds.map((groupId) => (access.enforced && !access.allows(context.connection, 'group', groupId, 'describe')
+        ? { groupId, errorCode: errorCodeOf('GROUP_AUTHORIZATION_FAILED') }
+        : this.describe(groupId))),
+    });
   }
 
   private describe(groupId: string): Record<string, unknown> {
@@ -221,9 +248,14 @@ export class GroupHost {
     };
   }
 
-  async handleResetOffsets(context: RequestContext): Promise<Reply> {
+  /** As committing offsets: read on the group and on the topic. */
+  async handleResetOffsets(context: RequestContext, access: Access): Promise<Reply> {
     this.available();
     const request = decodeResetOffsetsRequest(body(context));
+    requireGroup(access, context.connection, request.groupId, 'read');
+    if (access.enforced && !access.allows(context.connection, 'topic', request.topic, 'read')) {
+      throw new RillError('TOPIC_AUTHORIZATION_FAILED', `${context.connection.principal ?? 'this connection'} may not read topic "${request.topic}"`);
+    }
     const partitions = this.partitions.topicPartitions(request.topic);
     if (partitions === undefined) throw new RillError('UNKNOWN_TOPIC_OR_PARTITION', `topic "${request.topic}" does not exist`);
     const offsets = partitions.map((p) => {
@@ -243,12 +275,13 @@ export class GroupHost {
    * only once its tombstone is fsynced in the group log; replay and compaction drop it and its
    * committed offsets. GROUP_ID_NOT_FOUND for a group the coordinator does not know.
    */
-  async handleDeleteGroups(context: RequestContext): Promise<Reply> {
+  async handleDeleteGroups(context: RequestContext, access: Access): Promise<Reply> {
     this.available();
     const request = decodeDeleteGroupsRequest(body(context));
     const groups = [];
     for (const groupId of request.groupIds) {
       try {
+        requireGroup(access, context.connection, groupId, 'delete');
         await this.persist(this.coordinator.deleteGroup(groupId));
         groups.push({ groupId, errorCode: 0, errorMessage: '' });
       } catch (error) {
@@ -262,5 +295,12 @@ export class GroupHost {
   async close(): Promise<void> {
     if (this.ticker !== null) clearInterval(this.ticker);
     await this.store.close();
+  }
+}
+
+/** Throws GROUP_AUTHORIZATION_FAILED unless the connection's principal may do `operation` on the group. */
+function requireGroup(access: Access, connection: Connection, groupId: string, operation: Operation): void {
+  if (access.enforced && !access.allows(connection, 'group', groupId, operation)) {
+    throw new RillError('GROUP_AUTHORIZATION_FAILED', `${connection.principal ?? 'this connection'} may not ${operation} group "${groupId}"`);
   }
 }

@@ -18,6 +18,8 @@ export class BrokerMetrics {
   authSuccesses = 0;
   authFailures = 0;
   authTimeouts = 0;
+  /** Requests (or parts of one: a topic, a group) refused by the ACLs, by resource type. */
+  readonly authorizationDenials = new Map<string, number>();
   requests = 0;
   recordsAppended = 0;
   bytesAppended = 0;
@@ -67,6 +69,7 @@ export class BrokerMetrics {
       authSuccesses: this.authSuccesses,
       authFailures: this.authFailures,
       authTimeouts: this.authTimeouts,
+      authorizationDenials: Object.fromEntries(this.authorizationDenials),
       requests: this.requests,
       recordsAppended: this.recordsAppended,
       bytesAppended: this.bytesAppended,

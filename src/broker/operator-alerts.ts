@@ -16,7 +16,7 @@ import { type Clock, systemClock } from '../lib/clock.js';
 import type { Log, LogFields, LogLevel } from '../lib/log.js';
 import { RateLimiter } from '../lib/rate-limit.js';
 
-export const operatorConditions = ['disk_full', 'fsync_failed', 'storage_error', 'corrupt_log', 'client_errors', 'auth_failures', 'tls_handshake_failed'] as const;
+export const operatorConditions = ['disk_full', 'fsync_failed', 'storage_error', 'corrupt_log', 'client_errors', 'auth_failures', 'tls_handshake_failed', 'authorization_denied'] as const;
 export type OperatorCondition = (typeof operatorConditions)[number];
 
 /** One log line per condition and partition (or client address) per this interval. */
@@ -52,9 +52,10 @@ export class OperatorAlerts {
     else this.out(level, message, fields);
   };
 
-  raise(condition: OperatorCondition, level: LogLevel, message: string, fields: LogFields = {}): void {
+  /** `key` overrides what the line is rate-limited by (default: the partition, else the client address). */
+  raise(condition: OperatorCondition, level: LogLevel, message: string, fields: LogFields = {}, key?: string): void {
     this.counts.set(condition, (this.counts.get(condition) ?? 0) + 1);
-    const where = fields['topic'] !== undefined ? `${String(fields['topic'])}/${String(fields['partition'])}` : String(fields['address'] ?? fields['remote'] ?? '');
+    const where = key !== undefined ? key : fields['topic'] !== undefined ? `${String(fields['topic'])}/${String(fields['partition'])}` : String(fields['address'] ?? fields['remote'] ?? '');
     const decision = this.limiter.admit(`${condition}\u0000${where}`, this.clock.nowMs());
     if (!decision.pass) return;
     const held = decision.suppressed > 0 ? ` (${decision.suppressed} more like this since the last line were not logged)` : '';

@@ -262,6 +262,9 @@ export class BrokerRegistry {
       new ScrapedMetric('rill_auth_timeouts_total',
         'Connections closed because they did not authenticate in time (auth required).',
         'counter', one(() => m.authTimeouts)),
+      new ScrapedMetric('rill_authorization_denials_total',
+        'Requests, or the topics and groups in one, refused by the ACLs (auth required), by resource type.',
+        'counter', () => [...m.authorizationDenials].map(([resource_type, value]) => ({ labels: { resource_type }, value }))),
       new ScrapedMetric('rill_requests_in_flight',
         'Requests being handled now, across connections (long-poll fetches included).',
         'gauge', one(() => this.source.requestsInFlight())),
@@ -279,7 +282,7 @@ export class BrokerRegistry {
         'gauge', () => groups().flatMap((g) => g.offsets.filter((o) => o.lag >= 0n)
         .map((o) => ({ labels: { group: g.groupId, topic: o.topic, partition: o.partition }, value: Number(o.lag) })))),
       new ScrapedMetric('rill_operator_alerts_total',
-        'Conditions an operator must act on (disk_full, fsync_failed, storage_error, corrupt_log, client_errors, tls_handshake_failed), every occurrence; '
+        'Conditions an operator must act on (disk_full, fsync_failed, storage_error, corrupt_log, client_errors, auth_failures, tls_handshake_failed, authorization_denied), every occurrence; '
         + 'the log shows at most one line per condition and partition or client per 10 s.',
         'counter', () => [...m.alerts.counts].map(([condition, value]) => ({ labels: { condition }, value }))),
       new ScrapedMetric('rill_broker_ready',

@@ -69,6 +69,10 @@ export interface BrokerSettings {
   housekeepingIntervalMs: number;
   /** Every listener requires SASL authentication (auth.mode required). */
   authRequired: boolean;
+  /** Principals the ACLs do not bind (auth.superUsers): `User:NAME`, or as given when it holds a colon. */
+  superUsers: string[];
+  /** Protected mode off: a listener off loopback may run without authentication (auth.allowAnonymous). */
+  allowAnonymous: boolean;
 }
 
 /** One resolved setting, as the broker logs it and DescribeConfigs returns it. */
@@ -79,7 +83,7 @@ export interface EffectiveSetting {
   secret: boolean;
 }
 
-type Kind = 'path' | 'address' | 'address-or-off' | 'int' | 'level' | 'format' | 'auth-mode' | 'client-auth';
+type Kind = 'path' | 'address' | 'address-or-off' | 'int' | 'level' | 'format' | 'auth-mode' | 'client-auth' | 'names' | 'bool';
 
 interface SettingSpec {
   /** Dotted key in the config file; `listeners.rill.*` stands for every named listener. */
@@ -112,7 +116,9 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'http.listen', kind: 'address-or-off', default: `127.0.0.1:${defaultHttpPort}`, env: 'RILL_HTTP', flag: '--http', description: 'HTTP listener: `/metrics`, `/healthz`, `/readyz` and the console at `/`; read-only. On by default, loopback only; `off` disables it. When not set: port 0 if the `rill` listener has port 0, and if the default port is taken the broker warns and runs without it.' },
   { key: 'log.level', kind: 'level', default: 'info', env: 'RILL_LOG_LEVEL', flag: '--log-level', description: '`debug`, `info`, `warn` or `error`.' },
   { key: 'log.format', kind: 'format', default: 'auto', env: 'RILL_LOG_FORMAT', flag: '--log-format', description: '`json`, `pretty` or `auto` (pretty when stderr is a terminal, JSON otherwise). Logs go to stderr.' },
-  { key: 'auth.mode', kind: 'auth-mode', default: 'off', env: 'RILL_AUTH', flag: '--auth', description: '`off` or `required`. Required: on every listener a connection may call only ApiVersions and the SASL handshake (SCRAM-SHA-256, SCRAM-SHA-512; PLAIN on TLS only) until it authenticates, and is closed after 10 s if it does not. Users live in `<dataDir>/users.json` (`rill users add`).' },
+  { key: 'auth.mode', kind: 'auth-mode', default: 'off', env: 'RILL_AUTH', flag: '--auth', description: '`off` or `required`. Required: on every listener a connection may call only ApiVersions and the SASL handshake (SCRAM-SHA-256, SCRAM-SHA-512; PLAIN on TLS only) until it authenticates, and is closed after 10 s if it does not. Users live in `<dataDir>/users.json` (`rill users add`). Also turns on the ACLs (`<dataDir>/acls.json`, `rill acls add`): nothing is allowed unless an ACL allows it, super users excepted.' },
+  { key: 'auth.superUsers', kind: 'names', default: '', env: 'RILL_SUPER_USERS', flag: '--super-users', description: 'Comma-separated users the ACLs do not bind (e.g. `admin`, or a certificate principal `User:CN=ops`). Give the first admin here, create it offline (`rill users add admin --data-dir DIR`), then manage users and ACLs online.' },
+  { key: 'auth.allowAnonymous', kind: 'bool', default: 'false', env: 'RILL_ALLOW_ANONYMOUS', flag: '--allow-anonymous', description: 'Protected mode: a listener that is not on loopback (127.0.0.0/8, ::1, localhost) refuses to start without authentication (`auth.mode required`, or `tls.clientAuth required` on it) unless this is true, which is logged as a warning on every start.' },
   { key: 'shutdownGraceMs', kind: 'int', default: 5000, min: 0, max: 600_000, env: 'RILL_SHUTDOWN_GRACE_MS', flag: null, description: 'Longest a graceful stop waits for in-flight requests.' },
   { key: 'housekeepingIntervalMs', kind: 'int', default: 1000, min: 10, max: 3_600_000, env: 'RILL_HOUSEKEEPING_INTERVAL_MS', flag: null, description: 'How often retention and time-based flushes run.' },
 ];
@@ -141,6 +147,9 @@ export interface SettingFlags {
   logLevel?: string | undefined;
   logFormat?: string | undefined;
   auth?: string | undefined;
+  superUsers?: string | undefined;
+  /** A boolean flag: present (true) or absent. */
+  allowAnonymous?: boolean | undefined;
   tlsCert?: string | undefined;
   tlsKey?: string | undefined;
   tlsCa?: string | undefined;
@@ -156,6 +165,8 @@ const flagFieldBySpec: Record<string, keyof SettingFlags> = {
   '--log-level': 'logLevel',
   '--log-format': 'logFormat',
   '--auth': 'auth',
+  '--super-users': 'superUsers',
+  '--allow-anonymous': 'allowAnonymous',
   '--tls-cert': 'tlsCert',
   '--tls-key': 'tlsKey',
   '--tls-ca': 'tlsCa',
@@ -280,6 +291,18 @@ export function resolveSettings(flags: SettingFlags, env: NodeJS.ProcessEnv = pr
   record('log.format', format.source, format.parsed, specByKey.get('log.format')!);
   const auth = parse('auth.mode', (v) => oneOf(v, ['off', 'required'] as const));
   record('auth.mode', auth.source, auth.parsed, specByKey.get('auth.mode')!);
+  const superUsers = parse('auth.superUsers', asNames);
+  record('auth.superUsers', superUsers.source, superUsers.parsed.join(',') || null, specByKey.get('auth.superUsers')!);
+  const allowAnonymous = parse('auth.allowAnonymous', asBool);
+  record('auth.allowAnonymous', allowAnonymous.source, String(allowAnonymous.parsed), specByKey.get('auth.allowAnonymous')!);
+  if (auth.parsed !== 'required' && !allowAnonymous.parsed) {
+    for (const listener of listeners) {
+      if (isLoopbackHost(listener.host) || listener.tls?.clientAuth === 'required') continue;
+      throw new SettingsError(`listener ${listener.name} listens on ${listener.host}:${listener.port}, which is not loopback, and nothing authenticates its clients: `
+        + 'require authentication (--auth required, with users from rill users add), or require client certificates on it (--tls-client-auth required), '
+        + 'or accept anyone who can reach it with --allow-anonymous (protected mode; see the README, Securing Rill)');
+    }
+  }
   const grace = parse('shutdownGraceMs', asInt);
   record('shutdownGraceMs', grace.source, grace.parsed, specByKey.get('shutdownGraceMs')!);
   const housekeeping = parse('housekeepingIntervalMs', asInt);
@@ -297,6 +320,8 @@ export function resolveSettings(flags: SettingFlags, env: NodeJS.ProcessEnv = pr
       shutdownGraceMs: grace.parsed,
       housekeepingIntervalMs: housekeeping.parsed,
       authRequired: auth.parsed === 'required',
+      superUsers: superUsers.parsed,
+      allowAnonymous: allowAnonymous.parsed,
     },
     effective,
     file: filePath === undefined ? null : path.resolve(cwd, filePath),
@@ -389,6 +414,9 @@ export function readConfigFile(file: string): Map<string, unknown> {
   return values;
 }
 
+/** Keys whose file value may be a YAML list. */
+const listKeys: ReadonlySet<string> = new Set(['auth.superUsers']);
+
 function flatten(value: unknown, prefix: string, into: Map<string, unknown>, file: string): void {
   if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
     const entries = Object.entries(value as Record<string, unknown>);
@@ -397,13 +425,35 @@ function flatten(value: unknown, prefix: string, into: Map<string, unknown>, fil
     return;
   }
   if (prefix === '') throw new SettingsError(`config file ${file}: expected a mapping of keys at the top level`);
-  if (Array.isArray(value)) throw new SettingsError(`config file ${file}: key "${prefix}" takes a single value, not a list`);
+  if (Array.isArray(value) && !listKeys.has(prefix)) throw new SettingsError(`config file ${file}: key "${prefix}" takes a single value, not a list`);
   into.set(prefix, value);
 }
 
 function asString(value: unknown, what: string): string {
   if (typeof value !== 'string' || value.trim() === '') throw new Error(`expected ${what}, got ${JSON.stringify(value)}`);
   return value;
+}
+
+/** `a,b` (flag, variable, file) or a YAML list of names. */
+function asNames(value: unknown): string[] {
+  const items = Array.isArray(value) ? value : value === '' || value === null ? [] : [value];
+  const names = items.flatMap((item) => {
+    if (typeof item !== 'string') throw new Error(`expected user names, got ${JSON.stringify(item)}`);
+    return item.split(',').map((name) => name.trim()).filter((name) => name !== '');
+  });
+  for (const name of names) if (name.length > 255 || /[\u0000-\u001f\u007f]/.test(name)) throw new Error(`"${name.slice(0, 40)}" is not a user name`);
+  return names;
+}
+
+function asBool(value: unknown): boolean {
+  if (value === true || value === 'true' || value === '1') return true;
+  if (value === false || value === 'false' || value === '0') return false;
+  throw new Error(`expected true or false, got ${JSON.stringify(value)}`);
+}
+
+/** Loopback only: 127.0.0.0/8, ::1, localhost. A wildcard (0.0.0.0, ::) is every interface. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || /^::ffff:127\./i.test(host);
 }
 
 function asInt(value: unknown, spec: SettingSpec): number {

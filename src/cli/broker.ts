@@ -25,6 +25,8 @@ export function registerBroker(program: Command, run: Run): void {
     .option('--node-id <n>', 'this broker\'s id (default 0)')
     .option('--log-level <level>', 'debug|info|warn|error (default info)')
     .option('--auth <mode>', 'off|required: require SASL authentication on every listener (default off; users: rill users add)')
+    .option('--super-users <names>', 'comma-separated users the ACLs do not bind (the first admin: rill users add admin --data-dir DIR)')
+    .option('--allow-anonymous', 'let a listener off loopback run without authentication (protected mode off; warned at every start)')
     .option('--log-format <format>', 'json|pretty|auto (default auto: pretty on a terminal, JSON otherwise)')
     .addHelpText('after', `
 Once listening it prints "rill broker ready on HOST:PORT" on stdout (and "rill http ready on
@@ -33,15 +35,16 @@ use, data directory locked by another broker or not writable) is one line on std
 
 Examples:
   rill broker
-  rill broker --data-dir /var/lib/rill --listen 0.0.0.0:9092 --advertise rill-1.internal:9092
+  rill broker --data-dir /var/lib/rill --listen 0.0.0.0:9092 --advertise rill-1.internal:9092 --allow-anonymous
   rill broker --data-dir ./b2 --port 9093 --http 127.0.0.1:9645     # a second broker on this machine
   rill broker --config rill.yaml --log-level debug
-  rill broker --tls-cert server.pem --tls-key server-key.pem --tls-ca ca.pem --tls-client-auth required`)
+  rill broker --tls-cert server.pem --tls-key server-key.pem --tls-ca ca.pem --tls-client-auth required
+  rill broker --listen 0.0.0.0:9092 --auth required --super-users admin   # see the README, Securing Rill`)
     .action((flags: BrokerFlags) => run(() => brokerCommand(pickBrokerFlags(flags))));
 }
 
 /** Exactly the declared flags, as strings. */
 function pickBrokerFlags(flags: BrokerFlags): BrokerFlags {
-  const { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, tlsCert, tlsKey, tlsCa, tlsClientAuth } = flags;
-  return { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, tlsCert, tlsKey, tlsCa, tlsClientAuth };
+  const { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, superUsers, allowAnonymous, tlsCert, tlsKey, tlsCa, tlsClientAuth } = flags;
+  return { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, superUsers, allowAnonymous, tlsCert, tlsKey, tlsCa, tlsClientAuth };
 }

@@ -54,6 +54,7 @@ export const errorTable = {
   TOPIC_AUTHORIZATION_FAILED: { code: 70, retriable: false, message: 'not authorized to access this topic' },
   GROUP_AUTHORIZATION_FAILED: { code: 71, retriable: false, message: 'not authorized to access this group' },
   CLUSTER_AUTHORIZATION_FAILED: { code: 72, retriable: false, message: 'not authorized to perform this cluster operation' },
+  SECURITY_DISABLED: { code: 73, retriable: false, message: 'ACLs are enforced only when the broker requires authentication (--auth required)' },
 } as const;
 
 export type ErrorName = keyof typeof errorTable;

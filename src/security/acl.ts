@@ -14,27 +14,10 @@
  *   5. otherwise the answer is no: nothing is allowed unless an ACL allows it.
  */
 
-export const resourceTypes = ['topic', 'group', 'cluster'] as const;
-export type ResourceType = (typeof resourceTypes)[number];
+import { resourceTypes, type Acl, type AclOperation, type ResourceType } from '../wire/acls.js';
 
-export const aclOperations = ['read', 'write', 'create', 'delete', 'alter', 'describe', 'all'] as const;
-export type AclOperation = (typeof aclOperations)[number];
-
-export type PatternType = 'literal' | 'prefix';
-export type Permission = 'allow' | 'deny';
-
-/** The name the cluster resource goes by (there is one). */
-export const clusterResourceName = 'rill-cluster';
-
-export interface Acl {
-  /** `User:NAME` (or whatever the authenticator calls principals), or `*` for everyone. */
-  principal: string;
-  resourceType: ResourceType;
-  name: string;
-  patternType: PatternType;
-  operation: AclOperation;
-  permission: Permission;
-}
+// The ACL's shape is part of the protocol (wire/acls.ts); the rules are here.
+export { aclProblem, aclOperations, clusterResourceName, resourceTypes, type Acl, type AclOperation, type PatternType, type Permission, type ResourceType } from '../wire/acls.js';
 
 export interface AuthorizationRequest {
   principal: string;
@@ -89,16 +72,26 @@ export class Authorizer {
     }
     return allowed;
   }
+
+  /**
+   * Whether some ACL lets the principal do `operation` on at least one resource of the type that
+   * no deny takes away (Kafka's rule for idempotent producers: write on any topic). An allow
+   * counts unless a deny of the same operation covers every name it matches.
+   */
+  allowsSome(principal: string, resourceType: ResourceType, operation: Exclude<AclOperation, 'all'>): boolean {
+    if (this.superUsers.has(principal)) return true;
+    const acls = this.byType.get(resourceType)!.filter((acl) => matchesPrincipal(acl, principal));
+    const denies = acls.filter((acl) => acl.permission === 'deny' && (acl.operation === 'all' || acl.operation === operation));
+    return acls.some((acl) => acl.permission === 'allow'
+      && (acl.operation === 'all' || acl.operation === operation || (operation === 'describe' && impliesDescribe.has(acl.operation)))
+      && !denies.some((deny) => denyCovers(deny, acl)));
+  }
 }
 
-/** The reason an ACL from a request or a file is invalid, or null. */
-export function aclProblem(acl: Partial<Acl>): string | null {
-  if (typeof acl.principal !== 'string' || acl.principal.length === 0 || acl.principal.length > 255) return 'principal must be 1..255 characters (or *)';
-  if (!resourceTypes.includes(acl.resourceType as ResourceType)) return `resource type must be one of ${resourceTypes.join(', ')}`;
-  if (typeof acl.name !== 'string' || acl.name.length === 0 || acl.name.length > 255) return 'resource name must be 1..255 characters';
-  if (acl.patternType !== 'literal' && acl.patternType !== 'prefix') return 'pattern type must be literal or prefix';
-  if (acl.resourceType === 'cluster' && acl.name !== clusterResourceName) return `the cluster resource is named ${clusterResourceName}`;
-  if (!aclOperations.includes(acl.operation as AclOperation)) return `operation must be one of ${aclOperations.join(', ')}`;
-  if (acl.permission !== 'allow' && acl.permission !== 'deny') return 'permission must be allow or deny';
-  return null;
+/** Whether a deny (of the right operation) takes away every name the allow matches. */
+function denyCovers(deny: Acl, allow: Acl): boolean {
+  if (deny.patternType === 'literal' && deny.name === '*') return true;
+  const allowsEveryName = allow.patternType === 'literal' && allow.name === '*';
+  if (deny.patternType === 'literal') return !allowsEveryName && allow.patternType === 'literal' && deny.name === allow.name;
+  return !allowsEveryName && allow.name.startsWith(deny.name);
 }

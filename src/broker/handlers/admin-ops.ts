@@ -9,7 +9,8 @@ import { defaultTopicConfig, topicConfigKeys } from '../../wire/topic-config.js'
 import { msgpackReply, type Reply, type RequestContext } from '../connection.js';
 import type { PartitionManager } from '../partition-manager.js';
 import { topicNameProblem } from '../topic-registry.js';
-import { body, topicResult } from './admin.js';
+import { body, requireCluster, requireTopic, topicResult } from './admin.js';
+import type { Access } from '../access.js';
 
 /** One line of the broker's effective configuration (config.ts `effectiveConfig`). */
 export interface BrokerConfigEntry {
@@ -30,10 +31,12 @@ function knownTopic(partitions: PartitionManager, name: string): void {
   if (partitions.registry.get(name) === undefined) throw new RillError('UNKNOWN_TOPIC_OR_PARTITION', `topic "${name}" does not exist`);
 }
 
-export function handleAlterConfigs(context: RequestContext, partitions: PartitionManager): Reply {
+export function handleAlterConfigs(context: RequestContext, partitions: PartitionManager, access: Access): Reply {
   const request = decodeAlterConfigsRequest(body(context));
   const resources = request.resources.map(({ type, name, set, reset }) => {
     try {
+      if (type === 'broker') requireCluster(access, context.connection, 'alter');
+      else requireTopic(access, context.connection, name, 'alter');
       if (type === 'broker') throw new RillError('INVALID_CONFIG', 'the broker configuration cannot be changed at run time; change its file, environment or flags and restart');
       knownTopic(partitions, name);
       const config = partitions.alterConfig(name, set, reset);
@@ -67,10 +70,12 @@ function topicConfigEntries(partitions: PartitionManager, name: string): { name:
   return topicConfigKeys.map((key) => ({ name: key, value: config[key], source: config[key] === defaultTopicConfig[key] ? 'default' : 'topic', secret: false }));
 }
 
-export function handleDescribeConfigs(context: RequestContext, partitions: PartitionManager, brokerEntries: () => readonly BrokerConfigEntry[]): Reply {
+export function handleDescribeConfigs(context: RequestContext, partitions: PartitionManager, brokerEntries: () => readonly BrokerConfigEntry[], access: Access): Reply {
   const request = decodeDescribeConfigsRequest(body(context));
   const resources = request.resources.map(({ type, name }: { type: ConfigResourceType; name: string }) => {
     try {
+      if (type === 'broker') requireCluster(access, context.connection, 'describe');
+      else requireTopic(access, context.connection, name, 'describe');
       const entries = type === 'broker' ? brokerConfigEntries(brokerEntries()) : topicConfigEntries(partitions, name);
       return { type, name, errorCode: 0, errorMessage: '', entries };
     } catch (error) {
@@ -80,9 +85,10 @@ export function handleDescribeConfigs(context: RequestContext, partitions: Parti
   return msgpackReply({ resources });
 }
 
-export function handleCreatePartitions(context: RequestContext, partitions: PartitionManager, onChange: () => void): Reply {
+export function handleCreatePartitions(context: RequestContext, partitions: PartitionManager, onChange: () => void, access: Access): Reply {
   const request = decodeCreatePartitionsRequest(body(context));
   const topics = request.topics.map(({ name, count }) => topicResult(name, () => {
+    requireTopic(access, context.connection, name, 'alter');
     knownTopic(partitions, name);
     partitions.addPartitions(name, count);
   }));
@@ -90,13 +96,15 @@ export function handleCreatePartitions(context: RequestContext, partitions: Part
   return msgpackReply({ topics });
 }
 
-export async function handleDeleteRecords(context: RequestContext, partitions: PartitionManager): Promise<Reply> {
+export async function handleDeleteRecords(context: RequestContext, partitions: PartitionManager, access: Access): Promise<Reply> {
   const request = decodeDeleteRecordsRequest(body(context));
   const topics = [];
   for (const topic of request.topics) {
     const results = [];
+    const allowed = !access.enforced || access.allows(context.connection, 'topic', topic.name, 'delete');
     for (const { partition: index, beforeOffset } of topic.partitions) {
       try {
+        if (!allowed) throw new RillError('TOPIC_AUTHORIZATION_FAILED', `${context.connection.principal ?? 'this connection'} may not delete records of topic "${topic.name}"`);
         const partition = partitions.get(topic.name, index);
         if (partition === undefined) throw new RillError('UNKNOWN_TOPIC_OR_PARTITION', `${topic.name}/${index} does not exist`);
         if (beforeOffset > BigInt(Number.MAX_SAFE_INTEGER)) throw new RillError('OFFSET_OUT_OF_RANGE', `offset ${beforeOffset} is above the high watermark ${partition.highWatermark}`);

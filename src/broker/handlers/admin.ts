@@ -7,6 +7,8 @@ import { decodeMsgpack } from '../../wire/msgpack.js';
 import { msgpackReply, type Reply, type RequestContext } from '../connection.js';
 import type { PartitionManager } from '../partition-manager.js';
 import { topicNameProblem } from '../topic-registry.js';
+import { clusterResource, type Access, type Operation } from '../access.js';
+import type { Connection } from '../connection.js';
 
 export const brokerVersion = '0.1.0';
 
@@ -19,10 +21,33 @@ export function handleApiVersions(): Reply {
   return msgpackReply({ apiVersions, brokerVersion });
 }
 
-export function handleMetadata(context: RequestContext, partitions: PartitionManager, self: { nodeId: number; host: string; port: number }): Reply {
+/** Throws TOPIC_AUTHORIZATION_FAILED unless the connection's principal may do `operation` on the topic. */
+export function requireTopic(access: Access, connection: Connection, name: string, operation: Operation): void {
+  if (access.enforced && !access.allows(connection, 'topic', name, operation)) {
+    throw new RillError('TOPIC_AUTHORIZATION_FAILED', `${connection.principal ?? 'this connection'} may not ${operation} topic "${name}"`);
+  }
+}
+
+/** Throws CLUSTER_AUTHORIZATION_FAILED unless the connection's principal may do `operation` on the cluster. */
+export function requireCluster(access: Access, connection: Connection, operation: Operation): void {
+  if (access.enforced && !access.allows(connection, 'cluster', clusterResource, operation)) {
+    throw new RillError('CLUSTER_AUTHORIZATION_FAILED', `${connection.principal ?? 'this connection'} may not ${operation} the cluster`);
+  }
+}
+
+/**
+ * Metadata: all topics the principal may describe (the others are not shown, as if absent), or
+ * the named ones, where a topic it may not describe answers TOPIC_AUTHORIZATION_FAILED whether it
+ * exists or not.
+ */
+export function handleMetadata(context: RequestContext, partitions: PartitionManager, self: { nodeId: number; host: string; port: number }, access: Access): Reply {
   const request = decodeMetadataRequest(body(context));
-  const names = request.topics ?? partitions.registry.list().map((t) => t.name);
+  const { connection } = context;
+  const names = request.topics ?? partitions.registry.list().map((t) => t.name).filter((name) => !access.enforced || access.allows(connection, 'topic', name, 'describe'));
   const topics = names.map((name) => {
+    if (request.topics !== null && access.enforced && !access.allows(connection, 'topic', name, 'describe')) {
+      return { name, errorCode: errorCodeOf('TOPIC_AUTHORIZATION_FAILED'), partitions: [], config: null };
+    }
     const definition = partitions.registry.get(name);
     if (definition === undefined) {
       const code = topicNameProblem(name) === null ? 'UNKNOWN_TOPIC_OR_PARTITION' : 'INVALID_TOPIC_NAME';
@@ -44,16 +69,24 @@ export function topicResult(name: string, action: () => void): { name: string; e
   }
 }
 
-export function handleCreateTopics(context: RequestContext, partitions: PartitionManager, onChange: () => void): Reply {
+/** CreateTopics: create on the cluster allows every name; create on a topic (literal or prefix) allows that name. */
+export function handleCreateTopics(context: RequestContext, partitions: PartitionManager, onChange: () => void, access: Access): Reply {
   const request = decodeCreateTopicsRequest(body(context));
-  const topics = request.topics.map((topic) => topicResult(topic.name, () => partitions.create(topic.name, topic.partitions, normalizeTopicConfig(topic.config))));
+  const { connection } = context;
+  // Asked quietly: a principal allowed by topic ACLs is not a cluster denial worth a log line.
+  const anyName = !access.enforced || access.allowsQuietly(connection, 'cluster', clusterResource, 'create');
+  const topics = request.topics.map((topic) => topicResult(topic.name, () => {
+    if (!anyName) requireTopic(access, connection, topic.name, 'create');
+    partitions.create(topic.name, topic.partitions, normalizeTopicConfig(topic.config));
+  }));
   onChange();
   return msgpackReply({ topics });
 }
 
-export function handleDeleteTopics(context: RequestContext, partitions: PartitionManager, onChange: () => void): Reply {
+export function handleDeleteTopics(context: RequestContext, partitions: PartitionManager, onChange: () => void, access: Access): Reply {
   const request = decodeDeleteTopicsRequest(body(context));
   const topics = request.topics.map((name) => topicResult(name, () => {
+    requireTopic(access, context.connection, name, 'delete');
     const problem = topicNameProblem(name);
     if (problem !== null) throw new RillError('INVALID_TOPIC_NAME', problem);
     partitions.delete(name);
@@ -62,11 +95,12 @@ export function handleDeleteTopics(context: RequestContext, partitions: Partitio
   return msgpackReply({ topics });
 }
 
-export function handleListOffsets(context: RequestContext, partitions: PartitionManager): Reply {
+export function handleListOffsets(context: RequestContext, partitions: PartitionManager, access: Access): Reply {
   const request = decodeListOffsetsRequest(body(context));
   const topics = request.topics.map((topic) => ({
     name: topic.name,
     partitions: topic.partitions.map(({ partition: index, timestamp }) => {
+      if (access.enforced && !access.allows(context.connection, 'topic', topic.name, 'describe')) return { partition: index, errorCode: errorCodeOf('TOPIC_AUTHORIZATION_FAILED'), offset: -1n, timestamp: -1 };
       const partition = partitions.get(topic.name, index);
       if (partition === undefined) return { partition: index, errorCode: errorCodeOf('UNKNOWN_TOPIC_OR_PARTITION'), offset: -1n, timestamp: -1 };
       const end = partition.highWatermark;

@@ -11,6 +11,7 @@ import { replyOf, type Reply, type RequestContext } from '../connection.js';
 import type { BrokerMetrics } from '../metrics.js';
 import type { Partition } from '../partition.js';
 import type { PartitionManager } from '../partition-manager.js';
+import type { Access } from '../access.js';
 
 import { readLastOffsetDelta } from '../../wire/record-batch.js';
 
@@ -23,12 +24,28 @@ interface Attempt {
 }
 
 /** Partition errors are raised through metrics, which logs them rate-limited (operator-alerts.ts). */
-export function handleFetch(context: RequestContext, partitions: PartitionManager, metrics: BrokerMetrics): Reply | Promise<Reply | null> {
+export function handleFetch(context: RequestContext, partitions: PartitionManager, metrics: BrokerMetrics, access: Access): Reply | Promise<Reply | null> {
   const request = decodeFetchRequest(context.frame, requestHeaderBytes);
+  if (access.enforced) {
+    // Topics the principal may not read answer TOPIC_AUTHORIZATION_FAILED (at once: no long-poll on them).
+    const denied = request.topics.filter((topic) => !access.allows(context.connection, 'topic', topic.name, 'read'));
+    if (denied.length > 0) return deniedReply(request, new Set(denied), metrics, partitions, context);
+  }
   const waitMs = Math.min(request.maxWaitMs, fetchWaitMsMax);
   const first = attempt(request, partitions, metrics, context, waitMs === 0);
   if (first.bytes >= request.minBytes || first.errors > 0 || waitMs === 0) return toReply(first, metrics);
   return longPoll(request, partitions, metrics, waitMs, context, first.bytes);
+}
+
+/** The readable topics as one final attempt, the others refused. */
+function deniedReply(request: FetchRequest, denied: ReadonlySet<FetchRequest['topics'][number]>, metrics: BrokerMetrics, partitions: PartitionManager, context: RequestContext): Reply {
+  const allowed = attempt({ ...request, topics: request.topics.filter((topic) => !denied.has(topic)) }, partitions, metrics, context, true);
+  const refused = errorCodeOf('TOPIC_AUTHORIZATION_FAILED');
+  let next = 0;
+  const topics = request.topics.map((topic) => (denied.has(topic)
+    ? { name: topic.name, partitions: topic.partitions.map((p): FetchPartitionResponse => ({ partition: p.partition, errorCode: refused, highWatermark: -1, logStartOffset: -1, records: [] })) }
+    : allowed.topics[next++]!));
+  return toReply({ ...allowed, topics }, metrics);
 }
 
 function toReply(result: Attempt, metrics: BrokerMetrics): Reply {

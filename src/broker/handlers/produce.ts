@@ -24,6 +24,7 @@ import type { Partition } from '../partition.js';
 import type { AppendBatch } from '../../storage/partition-log.js';
 import type { PartitionManager } from '../partition-manager.js';
 import { appendNew, type ProducerStates } from '../producer-state.js';
+import type { Access } from '../access.js';
 import { decodeInitProducerIdRequest } from '../../wire/producer-id.js';
 import { decodeMsgpack } from '../../wire/msgpack.js';
 
@@ -59,7 +60,7 @@ function failure(partition: number, error: RillError): ProducePartitionResponse 
   return { partition, errorCode: error.errorCode, baseOffset: -1, logStartOffset: -1, durability: Durability.sent, errorMessage: error.message };
 }
 
-export function handleProduce(context: RequestContext, partitions: PartitionManager, metrics: BrokerMetrics, producers: ProducerStates): Reply | null | Promise<Reply | null> {
+export function handleProduce(context: RequestContext, partitions: PartitionManager, metrics: BrokerMetrics, producers: ProducerStates, access: Access): Reply | null | Promise<Reply | null> {
   const request = decodeProduceRequest(context.frame, requestHeaderBytes);
   const durable = request.acks === -1;
   const results: ProduceTopicRequest<ProducePartitionResponse>[] = [];
@@ -67,6 +68,11 @@ export function handleProduce(context: RequestContext, partitions: PartitionMana
   for (const topic of request.topics) {
     const topicResults: ProducePartitionResponse[] = [];
     results.push({ name: topic.name, partitions: topicResults });
+    // Checked before the topic's existence, so a principal cannot probe for names it may not write.
+    if (access.enforced && !access.allows(context.connection, 'topic', topic.name, 'write')) {
+      for (const entry of topic.partitions) topicResults.push(failure(entry.partition, new RillError('TOPIC_AUTHORIZATION_FAILED', `${context.connection.principal ?? 'this connection'} may not write to topic "${topic.name}"`)));
+      continue;
+    }
     for (const entry of topic.partitions) {
       const partition = partitions.get(topic.name, entry.partition);
       let result: ProducePartitionResponse;
@@ -135,8 +141,12 @@ function success(partition: Partition, baseOffset: number): ProducePartitionResp
 }
 
 /** InitProducerId: a new producer id (never handed out before, restarts included) at epoch 0. */
-export function handleInitProducerId(context: RequestContext, producers: ProducerStates): Reply {
+export function handleInitProducerId(context: RequestContext, producers: ProducerStates, access: Access): Reply {
   decodeInitProducerIdRequest(decodeMsgpack(context.frame.subarray(requestHeaderBytes)));
+  // Kafka's rule (KIP-679): an idempotent producer needs write on some topic.
+  if (access.enforced && !access.allowsSome(context.connection, 'topic', 'write')) {
+    throw new RillError('CLUSTER_AUTHORIZATION_FAILED', `${context.connection.principal ?? 'this connection'} may not write to any topic, so it gets no producer id`);
+  }
   let producerId: number;
   try {
     producerId = producers.allocateProducerId();
