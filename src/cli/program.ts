@@ -16,6 +16,7 @@ import { registerRecords } from './records.js';
 import { registerBrokers } from './brokers.js';
 import { registerTopics } from './topics.js';
 import { registerUsers } from './users.js';
+import { registerAcls } from './acls.js';
 
 /** The version in package.json, found by walking up from this file (src/cli or dist/src/cli). */
 export function packageVersion(): string {
@@ -67,6 +68,7 @@ Run "rill COMMAND --help" for a command's options and examples.`);
   registerRecords(program, run);
   registerBrokers(program, run);
   registerUsers(program, run);
+  registerAcls(program, run);
   configureErrors(program, context);
   return program;
 }

@@ -7,6 +7,9 @@ import { RillError } from '../lib/errors.js';
 import { ApiKey, OffsetSpec } from '../wire/apis.js';
 import { decodeListOffsetsResponse, decodeTopicResults, type TopicConfig } from '../wire/control.js';
 import { Cluster, type ClientOptions } from './cluster.js';
+import { decodeCreateAclsResponse, decodeDeleteAclsResponse, decodeDescribeAclsResponse, type Acl, type AclFilter } from '../wire/acls.js';
+
+export type { Acl, AclFilter };
 import {
   decodeAlterConfigsResponse, decodeDeleteGroupsResponse, decodeDeleteRecordsResponse, decodeDescribeConfigsResponse,
 } from '../wire/admin-ops.js';
@@ -168,6 +171,33 @@ export class Admin {
     if (result === undefined) throw new RillError('MALFORMED_RESPONSE', 'DescribeConfigs answered no resource');
     if (result.errorCode !== 0) throw RillError.fromCode(result.errorCode, stripCode(result.errorMessage) || 'broker config');
     return result.entries;
+  }
+
+  /**
+   * The ACLs the broker enforces that match the filter (absent fields match anything). Needs
+   * describe on the cluster; SECURITY_DISABLED on a broker that does not require authentication.
+   */
+  async describeAcls(filter: AclFilter = {}): Promise<Acl[]> {
+    return this.cluster.anyConnection().call(ApiKey.DescribeAcls, { filter }, decodeDescribeAclsResponse);
+  }
+
+  /** Adds ACLs (an ACL already held is kept once); rejects with the first invalid one. Needs alter on the cluster. */
+  async createAcls(acls: Acl[]): Promise<void> {
+    const results = await this.cluster.anyConnection().call(ApiKey.CreateAcls, { acls }, decodeCreateAclsResponse);
+    const failed = results.findIndex((r) => r.errorCode !== 0);
+    if (failed >= 0) throw RillError.fromCode(results[failed]!.errorCode, `${stripCode(results[failed]!.errorMessage)} (ACL ${failed + 1} of ${acls.length}; the valid ones were added)`);
+  }
+
+  /** Removes every ACL matching any filter; returns them. Needs alter on the cluster. */
+  async deleteAcls(filters: AclFilter[]): Promise<Acl[]> {
+    const results = await this.cluster.anyConnection().call(ApiKey.DeleteAcls, { filters }, decodeDeleteAclsResponse);
+    const failed = results.find((r) => r.errorCode !== 0);
+    if (failed !== undefined) throw RillError.fromCode(failed.errorCode, stripCode(failed.errorMessage));
+    const removed: Acl[] = [];
+    for (const acl of results.flatMap((r) => r.removed)) {
+      if (!removed.some((r) => JSON.stringify(r) === JSON.stringify(acl))) removed.push(acl);
+    }
+    return removed;
   }
 
   close(): void {

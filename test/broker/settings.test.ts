@@ -50,7 +50,7 @@ describe('broker settings', () => {
       'shutdownGraceMs: 2500',
     ].join('\n'));
     const env = { RILL_NODE_ID: '4', RILL_LOG_LEVEL: 'debug', RILL_DATA_DIR: '/from/env' };
-    const { settings, effective } = resolveSettings({ config: file, dataDir: '/from/flag', port: '9200' }, env, '/');
+    const { settings, effective } = resolveSettings({ config: file, dataDir: '/from/flag', port: '9200', allowAnonymous: true }, env, '/');
     expect(settings.dataDir).toBe('/from/flag');
     expect(settings.nodeId).toBe(4);
     expect(settings.logLevel).toBe('debug');
@@ -67,7 +67,7 @@ describe('broker settings', () => {
     const fromEnv = resolveSettings({}, { RILL_TLS_CERT: '/c.pem', RILL_TLS_KEY: '/k.pem' });
     expect(fromEnv.settings.listeners[0]!.tls).toEqual({ certFile: '/c.pem', keyFile: '/k.pem', caFile: null, clientAuth: 'none' });
     const file = configFile('listeners:\n  internal:\n    listen: 10.0.0.5:9093\n    tls:\n      cert: /i.pem\n      key: /ik.pem\n      ca: /ica.pem\n      clientAuth: requested\n');
-    const fromFile = resolveSettings({ config: file }, {});
+    const fromFile = resolveSettings({ config: file, auth: 'required' }, {});
     expect(fromFile.settings.listeners.map((l) => [l.name, l.tls?.clientAuth ?? null])).toEqual([['internal', 'requested']]);
     expect(resolveSettings({}, {}).settings.listeners[0]!.tls).toBeNull();
     expect(() => resolveSettings({ tlsCert: 'c.pem' }, {})).toThrow(/flag --tls-cert: listener rill needs both a TLS certificate and its key/);
@@ -76,13 +76,32 @@ describe('broker settings', () => {
     expect(() => resolveSettings({}, { RILL_TLS_CA: '/ca.pem' })).toThrow(/RILL_TLS_CA: listener rill has no TLS certificate/);
   });
 
+  it('protected mode: a listener off loopback needs authentication, client certificates, or allowAnonymous', () => {
+    expect(errorOf(() => resolveSettings({ listen: '0.0.0.0:9092' }, {})).message).toMatch(/listener rill listens on 0\.0\.0\.0:9092, which is not loopback.*--allow-anonymous/);
+    expect(errorOf(() => resolveSettings({ config: configFile('listeners:\n  lan:\n    listen: 10.1.2.3:9093\n') }, {})).message).toMatch(/listener lan/);
+    for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', '::1']) expect(resolveSettings({ host }, {}).settings.listeners[0]!.host).toBe(host);
+    expect(resolveSettings({ listen: '0.0.0.0:9092', auth: 'required' }, {}).settings.authRequired).toBe(true);
+    expect(resolveSettings({ listen: '0.0.0.0:9092', tlsCert: 'c', tlsKey: 'k', tlsCa: 'ca', tlsClientAuth: 'required' }, {}).settings.listeners[0]!.host).toBe('0.0.0.0');
+    expect(() => resolveSettings({ listen: '0.0.0.0:9092', tlsCert: 'c', tlsKey: 'k', tlsCa: 'ca', tlsClientAuth: 'requested' }, {})).toThrow(/not loopback/);
+    expect(resolveSettings({ listen: '0.0.0.0:9092', allowAnonymous: true }, {}).settings.allowAnonymous).toBe(true);
+    expect(resolveSettings({ listen: '0.0.0.0:9092' }, { RILL_ALLOW_ANONYMOUS: 'true' }).settings.allowAnonymous).toBe(true);
+    expect(errorOf(() => resolveSettings({}, { RILL_ALLOW_ANONYMOUS: 'yes please' })).message).toMatch(/RILL_ALLOW_ANONYMOUS: expected true or false/);
+  });
+
+  it('takes super users from a comma list (flag, environment) or a YAML list', () => {
+    expect(resolveSettings({ superUsers: 'admin, User:CN=ops' }, {}).settings.superUsers).toEqual(['admin', 'User:CN=ops']);
+    expect(resolveSettings({}, { RILL_SUPER_USERS: 'root' }).settings.superUsers).toEqual(['root']);
+    expect(resolveSettings({ config: configFile('auth:\n  superUsers:\n    - admin\n    - ops\n') }, {}).settings.superUsers).toEqual(['admin', 'ops']);
+    expect(resolveSettings({}, {}).settings.superUsers).toEqual([]);
+  });
+
   it('reads the config file named by RILL_CONFIG when no --config is given', () => {
     const file = configFile('nodeId: 7\n');
     expect(resolveSettings({}, { RILL_CONFIG: file }).settings.nodeId).toBe(7);
   });
 
   it('takes several named listeners from the file, the rill one first', () => {
-    const file = configFile('listeners:\n  internal:\n    listen: 10.0.0.5:9093\n  rill:\n    listen: 127.0.0.1:9092\n');
+    const file = configFile('listeners:\n  internal:\n    listen: 10.0.0.5:9093\n  rill:\n    listen: 127.0.0.1:9092\nauth:\n  allowAnonymous: true\n');
     const { settings } = resolveSettings({ config: file }, {});
     expect(settings.listeners.map((l) => `${l.name}=${l.host}:${l.port}`)).toEqual(['rill=127.0.0.1:9092', 'internal=10.0.0.5:9093']);
   });

@@ -75,6 +75,27 @@ describe('Authorizer', () => {
     }), { numRuns: 3000 });
   });
 
+  it('allowsSome: some name of the type is allowed, exactly when one is (model over representative names)', () => {
+    const names = ['orders', 'ord', 'o', '*', 'billing'];
+    const aclArb = fc.record({
+      principal: fc.constantFrom('User:alice', 'User:bob', '*'),
+      resourceType: fc.constantFrom(...resourceTypes),
+      name: fc.constantFrom(...names),
+      patternType: fc.constantFrom('literal' as const, 'prefix' as const),
+      operation: fc.constantFrom(...aclOperations),
+      permission: fc.constantFrom('allow' as const, 'deny' as const),
+    });
+    // Every name an ACL can single out, plus a fresh extension of each (what a prefix allows
+    // beyond the names written down) and a name no ACL mentions (what `*` allows).
+    const universe = [...names, ...names.map((n) => `${n}\u0001fresh`), '\u0001fresh'];
+    fc.assert(fc.property(fc.array(aclArb, { maxLength: 8 }), fc.constantFrom(...resourceTypes), fc.constantFrom(...aclOperations.filter((o) => o !== 'all')), (acls, resourceType, operation) => {
+      const authorizer = new Authorizer(acls);
+      const expected = universe.some((name) => authorizer.authorize({ principal: 'User:alice', resourceType, name, operation }));
+      expect(authorizer.allowsSome('User:alice', resourceType, operation)).toBe(expected);
+    }), { numRuns: 3000 });
+    expect(new Authorizer([], ['User:root']).allowsSome('User:root', 'topic', 'write')).toBe(true);
+  });
+
   it('validates ACLs', () => {
     expect(aclProblem(acl({}))).toBeNull();
     expect(aclProblem(acl({ operation: 'fly' as never }))).toContain('operation');
