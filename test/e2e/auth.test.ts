@@ -34,7 +34,7 @@ describe('authentication (--auth required)', () => {
     expect(added.stdout).toContain('added user alice');
     const users = fs.readFileSync(path.join(dataDir, 'users.json'), 'utf8');
     expect(users).not.toContain(password);
-    broker = await startBroker({ dataDir, http: '127.0.0.1:0', args: ['--auth', 'required'] });
+    broker = await startBroker({ dataDir, http: '127.0.0.1:0', args: ['--auth', 'required', '--super-users', 'alice'] });
     b = ['--bootstrap', broker.bootstrap];
   });
 
@@ -197,7 +197,7 @@ describe('authentication (--auth required)', () => {
       expect(await admin.listTopics()).toContain('t-scram-sha-512');
       const port = broker.port;
       expect(await broker.stop()).toBe(0);
-      broker = await startBroker({ dataDir, port, http: '127.0.0.1:0', args: ['--auth', 'required'] });
+      broker = await startBroker({ dataDir, port, http: '127.0.0.1:0', args: ['--auth', 'required', '--super-users', 'alice'] });
       expect(await admin.listTopics().catch(async () => admin.listTopics())).toContain('t-scram-sha-512');
       expect(await scrape(broker, 'rill_auth_successes_total')).toBe(1);
     } finally {
@@ -207,7 +207,7 @@ describe('authentication (--auth required)', () => {
     const removed = await runCli(['users', 'remove', 'alice', '--data-dir', dataDir]);
     expect(removed).toMatchObject({ code: 0, stdout: 'removed user alice\n' });
     expect((await runCli(['users', 'remove', 'alice', '--data-dir', dataDir])).code).toBe(1);
-    broker = await startBroker({ dataDir, http: '127.0.0.1:0', args: ['--auth', 'required'] });
+    broker = await startBroker({ dataDir, http: '127.0.0.1:0', args: ['--auth', 'required', '--super-users', 'alice'] });
     const refused = await runCli(['topics', 'list', '--bootstrap', broker.bootstrap, '--user', 'alice'], undefined, 60_000, env);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('SASL_AUTHENTICATION_FAILED');

@@ -96,7 +96,7 @@ describe('listeners', () => {
   });
 
   it('listening on every interface without --advertise, tells each client the address it reached', async () => {
-    const broker = await started({ port: null, args: ['--listen', '0.0.0.0:0'] });
+    const broker = await started({ port: null, args: ['--listen', '0.0.0.0:0', '--allow-anonymous'] });
     const cluster = new Cluster({ bootstrap: broker.bootstrap });
     try {
       const metadata = await cluster.metadata(null);
