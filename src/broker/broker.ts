@@ -18,7 +18,7 @@ import { brokerConfig, type BrokerConfig, type ListenerConfig } from './config.j
 import { DataDirLock } from './data-dir-lock.js';
 import { SettingsError } from './settings.js';
 import type { TlsMaterial } from './tls.js';
-import { Connection, FrameMemoryBudget, type Dispatch, type ConnectionEvents, type RequestContext } from './connection.js';
+import { Connection, FrameMemoryBudget, type Dispatch, type ConnectionEvents, type Reply, type RequestContext } from './connection.js';
 import { BrokerMetrics } from './metrics.js';
 import { OperatorAlerts } from './operator-alerts.js';
 import { BrokerRegistry } from './prometheus.js';
@@ -32,6 +32,7 @@ import { ProducerStates } from './producer-state.js';
 import { handleFetch } from './handlers/fetch.js';
 import { handleApiVersions, handleCreateTopics, handleDeleteTopics, handleListOffsets, handleMetadata } from './handlers/admin.js';
 import { handleAlterConfigs, handleCreatePartitions, handleDeleteRecords, handleDescribeConfigs, type BrokerConfigEntry } from './handlers/admin-ops.js';
+import { openAccess } from './access.js';
 
 /**
  * How often members heartbeat. Plain heartbeats persist nothing, so this is cheap; it bounds how
@@ -422,9 +423,22 @@ export class Broker {
       case ApiKey.DescribeConfigs: return handleDescribeConfigs(context, this.partitions, () => this.effectiveConfig());
       case ApiKey.CreatePartitions: return handleCreatePartitions(context, this.partitions, () => this.onTopicsChanged());
       case ApiKey.DeleteRecords: return handleDeleteRecords(context, this.partitions);
+      // AUTHZ: openAccess until the authorizer is wired in.
+      case ApiKey.DescribeUserScramCredentials: return this.withUsers((users, store) => users.handleDescribeUsers(context, store, openAccess));
+      case ApiKey.AlterUserScramCredentials: return this.withUsers((users, store) => users.handleAlterUsers(context, store, openAccess, this.config.log));
       default: throw new RillError('UNSUPPORTED_VERSION', `api key ${apiKey} is not supported by this broker`);
     }
   };
+
+  /**
+   * User administration works on the store BrokerAuth logs users in with, so it loads with
+   * authentication (loadAuth), and its handlers with it: a broker no one administers or logs in
+   * to carries neither.
+   */
+  private async withUsers(handle: (users: typeof import('./handlers/users.js'), store: CredentialStoreType) => Reply): Promise<Reply> {
+    const [users, auth] = await Promise.all([import('./handlers/users.js'), this.loadAuth()]);
+    return handle(users, auth.store);
+  }
 
   /** This broker as clients of the listener a request came in on should reach it. */
   private self(context: RequestContext): { nodeId: number; host: string; port: number } {
