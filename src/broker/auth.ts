@@ -64,7 +64,8 @@ export class BrokerAuth {
   private readonly sessions = new WeakMap<Connection, SaslServerSession>();
 
   constructor(
-    private readonly store: CredentialStore,
+    /** The users logins are checked against; user administration (handlers/users.ts) changes this one. */
+    readonly store: CredentialStore,
     private readonly metrics: BrokerMetrics,
     private readonly log: Log,
     private readonly clock: Clock,

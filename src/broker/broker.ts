@@ -20,7 +20,7 @@ import { brokerConfig, type BrokerConfig, type ListenerConfig } from './config.j
 import { DataDirLock } from './data-dir-lock.js';
 import { isLoopbackHost, SettingsError } from './settings.js';
 import type { TlsMaterial } from './tls.js';
-import { Connection, FrameMemoryBudget, type Dispatch, type ConnectionEvents, type RequestContext } from './connection.js';
+import { Connection, FrameMemoryBudget, type Dispatch, type ConnectionEvents, type Reply, type RequestContext } from './connection.js';
 import { BrokerMetrics } from './metrics.js';
 import { OperatorAlerts } from './operator-alerts.js';
 import { BrokerRegistry } from './prometheus.js';
@@ -460,9 +460,21 @@ export class Broker {
       case ApiKey.DescribeAcls: return this.acls().handlers.handleDescribeAcls(context, this.acls().authorization);
       case ApiKey.CreateAcls: return this.acls().handlers.handleCreateAcls(context, this.acls().authorization, this.config.log);
       case ApiKey.DeleteAcls: return this.acls().handlers.handleDeleteAcls(context, this.acls().authorization, this.config.log);
+      case ApiKey.DescribeUserScramCredentials: return this.withUsers((users, store) => users.handleDescribeUsers(context, store, access));
+      case ApiKey.AlterUserScramCredentials: return this.withUsers((users, store) => users.handleAlterUsers(context, store, access, this.config.log));
       default: throw new RillError('UNSUPPORTED_VERSION', `api key ${apiKey} is not supported by this broker`);
     }
   };
+
+  /**
+   * User administration works on the store BrokerAuth logs users in with, so it loads with
+   * authentication (loadAuth), and its handlers with it: a broker no one administers or logs in
+   * to carries neither.
+   */
+  private async withUsers(handle: (users: typeof import('./handlers/users.js'), store: CredentialStoreType) => Reply): Promise<Reply> {
+    const [users, auth] = await Promise.all([import('./handlers/users.js'), this.loadAuth()]);
+    return handle(users, auth.store);
+  }
 
   /** This broker as clients of the listener a request came in on should reach it. */
   private self(context: RequestContext): { nodeId: number; host: string; port: number } {

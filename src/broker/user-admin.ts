@@ -1,10 +1,11 @@
 /**
  * Offline user administration (`rill users add|remove|list --data-dir DIR`): changes
- * `<dataDir>/users.json` of a broker that is not running. It takes the data directory's lock for
- * the time of the change, so it refuses (naming the holder) while a live broker holds it: a
- * broker reads its users at start, and two writers must never race on the file (`list` only
- * reads, and works while the broker runs). Online
- * administration through an admin API is not built yet.
+ * `<dataDir>/users.json` of a broker that is not running, which is how the first user of a
+ * broker that requires authentication is made. It takes the data directory's lock for the time
+ * of the change, so it refuses (naming the holder) while a live broker holds it: the running
+ * broker keeps its users in memory and writes the file itself, and two writers must never race
+ * on it. A running broker's users are changed through it (AlterUserScramCredentials, `rill users
+ * add NAME --bootstrap HOST:PORT`). `list` only reads, and works while the broker runs.
  */
 import fs from 'node:fs';
 import { CredentialStore, CredentialStoreError, usersFileName } from '../security/credentials.js';
@@ -23,7 +24,7 @@ function withStore<T>(dataDir: string, create: boolean, action: (store: Credenti
     lock = DataDirLock.acquire(dataDir);
   } catch (error) {
     if (error instanceof DataDirLockError && /in use by another broker|another machine|taking over/.test(error.message)) {
-      throw new UserAdminError(`${error.message}. Users are changed offline only (the broker reads ${usersFileName} at start): stop the broker, change the users, start it again`);
+      throw new UserAdminError(`${error.message}. A running broker owns ${usersFileName}: change its users through it (the same command with --bootstrap HOST:PORT instead of --data-dir), or stop the broker first`);
     }
     throw error;
   }
@@ -50,11 +51,15 @@ export function removeUser(dataDir: string, name: string): boolean {
   return withStore(dataDir, false, (store) => store.remove(name));
 }
 
-/** Reads without the lock: users.json is replaced whole (rename), so a running broker's file reads consistently. */
-export function listUsers(dataDir: string): string[] {
+/**
+ * Users with their mechanisms and iteration counts (never a salt or key). Reads without the lock:
+ * users.json is replaced whole (rename), so a running broker's file reads consistently.
+ */
+export function listUsers(dataDir: string): { name: string; mechanisms: { mechanism: string; iterations: number }[] }[] {
   if (!fs.existsSync(dataDir)) throw new UserAdminError(`data directory ${dataDir} does not exist`);
   try {
-    return CredentialStore.open(dataDir).names();
+    const store = CredentialStore.open(dataDir);
+    return store.names().map((name) => ({ name, mechanisms: store.describe(name) ?? [] }));
   } catch (error) {
     if (error instanceof CredentialStoreError) throw new UserAdminError(error.message);
     throw error;

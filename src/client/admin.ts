@@ -13,6 +13,8 @@ export type { Acl, AclFilter };
 import {
   decodeAlterConfigsResponse, decodeDeleteGroupsResponse, decodeDeleteRecordsResponse, decodeDescribeConfigsResponse,
 } from '../wire/admin-ops.js';
+import { decodeAlterUsersResponse, decodeDescribeUsersResponse, type UserMechanism } from '../wire/users.js';
+import { scramCredential, type ScramMechanism } from '../wire/scram.js';
 import {
   decodeDescribeGroupsResponse, decodeListGroupsResponse, decodeOffsetFetchResponse, decodeResetOffsetsResponse,
   type FetchedOffsetBody, type GroupDescriptionBody, type GroupListingBody,
@@ -38,6 +40,22 @@ export interface TopicDescription {
   partitions: { partition: number; leader: number; earliestOffset: bigint; latestOffset: bigint }[];
   config: TopicConfig | null;
 }
+
+/** A user as the broker describes it: its SCRAM mechanisms and iteration counts, never a salt or key. */
+export interface UserDescription {
+  name: string;
+  /** Mechanism names as SaslHandshake spells them (SCRAM-SHA-256, SCRAM-SHA-512). */
+  mechanisms: UserMechanism[];
+}
+
+export interface UpsertUserOptions {
+  /** PBKDF2 iterations, 4096..1000000; default 8192. More makes each login (and each guess) cost more. */
+  iterations?: number;
+  /** What the user may log in with; default both. Mechanisms left out are removed from the user. */
+  mechanisms?: ('scram-sha-256' | 'scram-sha-512')[];
+}
+
+const scramMechanismOf: Record<string, ScramMechanism> = { 'scram-sha-256': 'SCRAM-SHA-256', 'scram-sha-512': 'SCRAM-SHA-512' };
 
 export type OffsetQuery = 'earliest' | 'latest' | { timestampMs: number };
 
@@ -163,6 +181,52 @@ export class Admin {
     if (result === undefined) throw new RillError('MALFORMED_RESPONSE', 'DeleteRecords answered no partition');
     if (result.errorCode !== 0) throw RillError.fromCode(result.errorCode, stripCode(result.errorMessage) || `${topic}/${partition}`);
     return { lowWatermark: result.lowWatermark };
+  }
+
+  /**
+   * Users and their SCRAM mechanisms (never a salt or key): every user, or the ones named
+   * (USER_NOT_FOUND for one the broker does not know). Needs describe on the cluster.
+   */
+  async listUsers(names?: string[]): Promise<UserDescription[]> {
+    const users = await this.cluster.anyConnection().call(ApiKey.DescribeUserScramCredentials, { users: names ?? null }, decodeDescribeUsersResponse);
+    const failed = users.find((u) => u.errorCode !== 0);
+    if (failed !== undefined) throw RillError.fromCode(failed.errorCode, stripCode(failed.errorMessage) || `user "${failed.name}"`);
+    return users.map(({ name, credentials }) => ({ name, mechanisms: credentials }));
+  }
+
+  /**
+   * Adds a user or replaces its password, on the running broker: the next login uses the new
+   * password (connections already open stay open). The salted, iterated SCRAM credentials are
+   * derived here; the password itself is never sent. Needs alter on the cluster. Send it over TLS:
+   * what travels is what the broker stores, enough to try passwords against offline.
+   */
+  async upsertUser(name: string, password: string, options: UpsertUserOptions = {}): Promise<void> {
+    if (typeof password !== 'string' || password.length === 0) throw new RillError('INVALID_ARGUMENT', 'the password must be a non-empty string');
+    const mechanisms = (options.mechanisms ?? ['scram-sha-256', 'scram-sha-512']).map((option) => {
+      const mechanism = scramMechanismOf[option];
+      if (mechanism === undefined) throw new RillError('INVALID_ARGUMENT', `mechanisms must be scram-sha-256 and/or scram-sha-512, got ${JSON.stringify(option)}`);
+      return mechanism;
+    });
+    const credentials = mechanisms.map((mechanism) => {
+      try {
+        return scramCredential(mechanism, password, options.iterations);
+      } catch (error) {
+        throw new RillError('INVALID_ARGUMENT', (error as Error).message);
+      }
+    });
+    const upsertion = { name, credentials: credentials.map(({ mechanism, salt, iterations, storedKey, serverKey }) => ({ mechanism, salt, iterations, storedKey, serverKey })) };
+    await this.alterUser(name, { upsertions: [upsertion] });
+  }
+
+  /** Removes a user: it can no longer log in (connections it has open stay open). USER_NOT_FOUND if unknown. */
+  async removeUser(name: string): Promise<void> {
+    await this.alterUser(name, { deletions: [name] });
+  }
+
+  private async alterUser(name: string, request: unknown): Promise<void> {
+    const [result] = await this.cluster.anyConnection().call(ApiKey.AlterUserScramCredentials, request, decodeAlterUsersResponse);
+    if (result === undefined) throw new RillError('MALFORMED_RESPONSE', 'AlterUserScramCredentials answered no user');
+    if (result.errorCode !== 0) throw RillError.fromCode(result.errorCode, stripCode(result.errorMessage) || `user "${name}"`);
   }
 
   /** The broker's effective configuration, with where each value came from; secret values are null. */

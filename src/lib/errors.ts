@@ -31,6 +31,7 @@ export const errorTable = {
   INVALID_ARGUMENT: { code: 23, retriable: false, message: 'argument is invalid' },
   CORRUPT_LOG: { code: 24, retriable: false, message: 'stored data failed validation and is not served' },
   NOT_A_RILL_BROKER: { code: 25, retriable: false, message: 'the server answered with bytes that are not a Rill reply' },
+  USER_NOT_FOUND: { code: 26, retriable: false, message: 'no such user' },
   // Consumer groups: 30..49
   COORDINATOR_NOT_AVAILABLE: { code: 30, retriable: true, message: 'group coordinator is not available' },
   INVALID_GROUP_ID: { code: 31, retriable: false, message: 'group id is invalid' },

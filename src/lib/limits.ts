@@ -30,6 +30,8 @@ export const requestTopicsMax = 1000;
 export const requestPartitionsMax = 10_000;
 /** Most groups named in one DeleteGroups request. */
 export const requestGroupsMax = 100;
+/** Most users named in one DescribeUserScramCredentials or AlterUserScramCredentials request. */
+export const requestUsersMax = 1000;
 
 /** Requests a connection may have in progress before the broker stops reading from it. */
 export const connectionInFlightRequestsMax = 64;

@@ -62,6 +62,8 @@ export const apiVersionRanges: ReadonlyMap<number, readonly [number, number]> = 
   [ApiKey.IncrementalAlterConfigs, [0, 0]],
   [ApiKey.SaslHandshake, [0, 0]],
   [ApiKey.SaslAuthenticate, [0, 0]],
+  [ApiKey.DescribeUserScramCredentials, [0, 0]],
+  [ApiKey.AlterUserScramCredentials, [0, 0]],
   [ApiKey.DescribeAcls, [0, 0]],
   [ApiKey.CreateAcls, [0, 0]],
   [ApiKey.DeleteAcls, [0, 0]],

@@ -172,6 +172,11 @@ describe('ACLs (--auth required --super-users admin)', () => {
     await root.createAcls([{ principal: 'User:ops', resourceType: 'cluster', name: 'rill-cluster', patternType: 'literal', operation: 'describe', permission: 'allow' }]);
     expect((await ops.describeBrokerConfig()).length).toBeGreaterThan(0);
     expect(await refusal(ops.createAcls([{ principal: 'User:ops', resourceType: 'topic', name: '*', patternType: 'literal', operation: 'all', permission: 'allow' }]))).toBe('CLUSTER_AUTHORIZATION_FAILED');
+    // Users are cluster resources too: managing them needs alter on the cluster.
+    const addUser = await cli('ops', ['users', 'add', 'mallory'], 'pw-of-mallory\n');
+    expect(addUser.code).toBe(1);
+    expect(addUser.stderr).toContain('CLUSTER_AUTHORIZATION_FAILED');
+    expect((await cli('admin', ['users', 'list'])).stdout).not.toContain('mallory');
     // A principal that may describe the cluster may list the ACLs.
     expect((await ops.describeAcls({ principal: 'User:ops' })).length).toBeGreaterThan(0);
   });
