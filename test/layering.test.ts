@@ -1,6 +1,6 @@
 /**
  * The direction of imports (DESIGN.md): lib <- wire <- {storage, coordinator, security, client};
- * storage <- security; {storage, coordinator, security} <- broker; {broker, client} <- cli. Nothing imports cli; the client
+ * storage <- security; {lib, wire, storage} <- cluster; {storage, coordinator, security, cluster} <- broker; {broker, client} <- cli. Nothing imports cli; the client
  * ships alone, so it never reaches into storage, coordinator or broker.
  */
 import fs from 'node:fs';
@@ -15,7 +15,8 @@ const allowed: Record<string, string[]> = {
   coordinator: ['lib', 'wire', 'coordinator'],
   client: ['lib', 'wire', 'client'],
   security: ['lib', 'wire', 'storage', 'security'],
-  broker: ['lib', 'wire', 'storage', 'coordinator', 'security', 'broker'],
+  cluster: ['lib', 'wire', 'storage', 'cluster'],
+  broker: ['lib', 'wire', 'storage', 'coordinator', 'security', 'cluster', 'broker'],
   cli: ['lib', 'wire', 'broker', 'client', 'cli'],
 };
 
