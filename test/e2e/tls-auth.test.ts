@@ -1,7 +1,8 @@
 /**
  * TLS and SASL together on one broker process (`--tls-cert --tls-key --tls-ca --tls-client-auth
  * requested --auth required`): PLAIN works only here (over TLS), SCRAM works over TLS, an
- * anonymous TLS connection must still log in, and a verified client certificate is a login.
+ * anonymous TLS connection must still log in, and a verified client certificate is a login whose
+ * principal (User: + the subject DN) the ACLs name.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
@@ -24,7 +25,10 @@ beforeAll(async () => {
   const dataDir = tempDir('tls-auth');
   const added = await runCli(['users', 'add', 'alice', '--data-dir', dataDir], `${password}\n`);
   expect(added.code).toBe(0);
-  broker = await startBroker({ dataDir, args: ['--tls-cert', server.cert, '--tls-key', server.key, '--tls-ca', pki.ca.cert, '--tls-client-auth', 'requested', '--auth', 'required'] });
+  broker = await startBroker({ dataDir, args: ['--tls-cert', server.cert, '--tls-key', server.key, '--tls-ca', pki.ca.cert, '--tls-client-auth', 'requested', '--auth', 'required', '--super-users', 'alice'] });
+  const admin = new Admin({ bootstrap: broker.bootstrap, tls: { ca: fs.readFileSync(pki.ca.cert) }, sasl: { username: 'alice', password } });
+  await admin.createTopics([{ topic: 'payments', partitions: 1 }]);
+  admin.close();
 });
 
 afterAll(async () => {
@@ -51,8 +55,8 @@ async function refusal(options: Partial<ClientOptions>): Promise<RillError> {
 
 describe('TLS and authentication together', () => {
   it('accepts PLAIN and SCRAM over TLS', async () => {
-    expect(await list({ sasl: { mechanism: 'plain', username: 'alice', password } })).toEqual([]);
-    expect(await list({ sasl: { mechanism: 'scram-sha-256', username: 'alice', password } })).toEqual([]);
+    expect(await list({ sasl: { mechanism: 'plain', username: 'alice', password } })).toEqual(['payments']);
+    expect(await list({ sasl: { mechanism: 'scram-sha-256', username: 'alice', password } })).toEqual(['payments']);
     expect((await refusal({ sasl: { mechanism: 'plain', username: 'alice', password: 'wrong' } })).code).toBe('SASL_AUTHENTICATION_FAILED');
   });
 
@@ -60,8 +64,12 @@ describe('TLS and authentication together', () => {
     expect((await refusal({})).code).toBe('SASL_AUTHENTICATION_REQUIRED');
   });
 
-  it('takes a verified client certificate as the login', async () => {
-    const topics = await list({ tls: { ca: fs.readFileSync(pki.ca.cert), cert: fs.readFileSync(carol.cert), key: fs.readFileSync(carol.key) } });
-    expect(topics).toEqual([]);
+  it('takes a verified client certificate as the login, and the ACLs name it by its subject', async () => {
+    const asCarol = { tls: { ca: fs.readFileSync(pki.ca.cert), cert: fs.readFileSync(carol.cert), key: fs.readFileSync(carol.key) } };
+    // Logged in (not SASL_AUTHENTICATION_REQUIRED), but no ACL lets carol see anything yet.
+    expect(await list(asCarol)).toEqual([]);
+    const added = await runCli(['acls', 'add', '--allow', 'User:CN=carol,O=Rill Test', '--operation', 'describe', '--topic', 'payments', '--bootstrap', broker.bootstrap, '--tls-ca', pki.ca.cert, '--user', 'alice'], undefined, 60_000, { ...process.env, RILL_PASSWORD: password });
+    expect(added.code, added.stderr).toBe(0);
+    expect(await list(asCarol)).toEqual(['payments']);
   });
 });
