@@ -200,9 +200,14 @@ export class GroupHost {
     this.available();
     const request = decodeDescribeGroupsRequest(body(context));
     return msgpackReply({
-      groups: request.groupIds.map((groupId) => (access.enforced && !access.allows(context.connection, 'group', groupId, 'describe')
-        ? { groupId, errorCode: errorCodeOf('GROUP_AUTHORIZATION_FAILED') }
-        : this.describe(groupId))),
+      groups: request.groupIds.map((groupId) => {
+        if (!access.enforced) return this.describe(groupId);
+        if (!access.allows(context.connection, 'group', groupId, 'describe')) return { groupId, errorCode: errorCodeOf('GROUP_AUTHORIZATION_FAILED') };
+        // Offsets and lag of topics the principal may not describe are left out, as Metadata leaves out the topics.
+        const described = this.describe(groupId);
+        const offsets = described['offsets'] as { topic: string }[] | undefined;
+        return offsets === undefined ? described : { ...described, offsets: offsets.filter((o) => access.allowsQuietly(context.connection, 'topic', o.topic, 'describe')) };
+      }),
     });
   }
 
