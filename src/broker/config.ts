@@ -6,6 +6,7 @@ import { RillError } from '../lib/errors.js';
 import type { FileOps } from '../storage/file-ops.js';
 import type { EffectiveSetting } from './settings.js';
 import type { ListenerTlsConfig } from './tls.js';
+import type { QuotaConfig } from './quotas.js';
 
 export interface BrokerConfig {
   /** Where topics, segments and group state live. */
@@ -52,6 +53,14 @@ export interface BrokerConfig {
    * `<dataDir>/users.json` (security/credentials.ts). The delays are for tests.
    */
   auth?: { required: boolean; failureDelayMs?: number | undefined; timeoutMs?: number | undefined } | undefined;
+  /** Connection and byte-rate quotas per principal (broker/quotas.ts); absent or all 0: none. */
+  quotas?: QuotaConfig | undefined;
+}
+
+/** Whether any quota is set (the quota module is loaded only then). */
+export function quotasConfigured(quotas: QuotaConfig | undefined): quotas is QuotaConfig {
+  if (quotas === undefined) return false;
+  return quotas.connectionsPerPrincipal > 0 || quotas.produceBytesPerSecond > 0 || quotas.fetchBytesPerSecond > 0 || quotas.users.size > 0;
 }
 
 export interface ListenerConfig {

@@ -18,6 +18,12 @@ export class BrokerMetrics {
   authSuccesses = 0;
   authFailures = 0;
   authTimeouts = 0;
+  /** Quotas (quotas.ts): replies held back, and for how long in all (ms); connections refused. */
+  produceThrottledRequests = 0;
+  produceThrottleMs = 0;
+  fetchThrottledRequests = 0;
+  fetchThrottleMs = 0;
+  quotaConnectionsRefused = 0;
   requests = 0;
   recordsAppended = 0;
   bytesAppended = 0;
@@ -67,6 +73,11 @@ export class BrokerMetrics {
       authSuccesses: this.authSuccesses,
       authFailures: this.authFailures,
       authTimeouts: this.authTimeouts,
+      produceThrottledRequests: this.produceThrottledRequests,
+      produceThrottleMs: this.produceThrottleMs,
+      fetchThrottledRequests: this.fetchThrottledRequests,
+      fetchThrottleMs: this.fetchThrottleMs,
+      quotaConnectionsRefused: this.quotaConnectionsRefused,
       requests: this.requests,
       recordsAppended: this.recordsAppended,
       bytesAppended: this.bytesAppended,

@@ -56,6 +56,7 @@ export async function brokerCommand(flags: BrokerFlags): Promise<number> {
     shutdownGraceMs: settings.shutdownGraceMs,
     housekeepingIntervalMs: settings.housekeepingIntervalMs,
     auth: { required: settings.authRequired },
+    quotas: settings.quotas,
     effectiveConfig: effective,
     configFile: resolved.file,
     log,

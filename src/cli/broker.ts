@@ -25,6 +25,9 @@ export function registerBroker(program: Command, run: Run): void {
     .option('--node-id <n>', 'this broker\'s id (default 0)')
     .option('--log-level <level>', 'debug|info|warn|error (default info)')
     .option('--auth <mode>', 'off|required: require SASL authentication on every listener (default off; users: rill users add)')
+    .option('--quota-connections-per-principal <n>', 'connections one principal (or anonymous client address) may have open (default 0: unlimited)')
+    .option('--quota-produce-bytes-per-second <n>', 'produce bytes per second per principal; replies over it are held back (default 0: unlimited)')
+    .option('--quota-fetch-bytes-per-second <n>', 'fetch reply bytes per second per principal (default 0: unlimited)')
     .option('--log-format <format>', 'json|pretty|auto (default auto: pretty on a terminal, JSON otherwise)')
     .addHelpText('after', `
 Once listening it prints "rill broker ready on HOST:PORT" on stdout (and "rill http ready on
@@ -43,5 +46,9 @@ Examples:
 /** Exactly the declared flags, as strings. */
 function pickBrokerFlags(flags: BrokerFlags): BrokerFlags {
   const { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, tlsCert, tlsKey, tlsCa, tlsClientAuth } = flags;
-  return { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, tlsCert, tlsKey, tlsCa, tlsClientAuth };
+  const { quotaConnectionsPerPrincipal, quotaProduceBytesPerSecond, quotaFetchBytesPerSecond } = flags;
+  return {
+    config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, tlsCert, tlsKey, tlsCa, tlsClientAuth,
+    quotaConnectionsPerPrincipal, quotaProduceBytesPerSecond, quotaFetchBytesPerSecond,
+  };
 }

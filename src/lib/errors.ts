@@ -50,6 +50,8 @@ export const errorTable = {
   ILLEGAL_SASL_STATE: { code: 61, retriable: false, message: 'SASL request out of order on this connection' },
   SASL_AUTHENTICATION_FAILED: { code: 62, retriable: false, message: 'authentication failed: unknown user, wrong password or a bad SASL message' },
   SASL_AUTHENTICATION_REQUIRED: { code: 63, retriable: false, message: 'this listener requires authentication (SaslHandshake, SaslAuthenticate) before any request but ApiVersions' },
+  // Quotas: 80..89
+  TOO_MANY_CONNECTIONS: { code: 80, retriable: true, message: 'the principal (or, unauthenticated, the client address) has as many connections open as its quota allows' },
 } as const;
 
 export type ErrorName = keyof typeof errorTable;

@@ -2,7 +2,8 @@
  * Fetch: whole stored batches from an offset, up to the visible end, without re-encoding.
  * Long-poll: when fewer than minBytes are available the reply waits (at most maxWaitMs, bounded
  * by fetchWaitMsMax) until an append makes enough visible. Replies on one connection may overtake
- * a waiting fetch (see connection.ts).
+ * a waiting fetch (see connection.ts). A principal over its fetch quota (broker/quotas.ts) gets
+ * replies of at most one burst, each saying how long it was held back (throttleTimeMs).
  */
 import { RillError, errorCodeOf } from '../../lib/errors.js';
 import { fetchResponseBytesMax, fetchWaitMsMax, requestHeaderBytes } from '../../lib/limits.js';
@@ -27,12 +28,14 @@ export function handleFetch(context: RequestContext, partitions: PartitionManage
   const request = decodeFetchRequest(context.frame, requestHeaderBytes);
   const waitMs = Math.min(request.maxWaitMs, fetchWaitMsMax);
   const first = attempt(request, partitions, metrics, context, waitMs === 0);
-  if (first.bytes >= request.minBytes || first.errors > 0 || waitMs === 0) return toReply(first, metrics);
+  if (first.bytes >= request.minBytes || first.errors > 0 || waitMs === 0) return toReply(first, metrics, context);
   return longPoll(request, partitions, metrics, waitMs, context, first.bytes);
 }
 
-function toReply(result: Attempt, metrics: BrokerMetrics): Reply {
-  const { chunks } = encodeFetchResponse(result.topics);
+function toReply(result: Attempt, metrics: BrokerMetrics, context: RequestContext): Reply {
+  const quotas = context.connection.quotas;
+  const throttleTimeMs = quotas === null ? 0 : quotas.fetch(context.connection, result.bytes);
+  const { chunks } = encodeFetchResponse(result.topics, throttleTimeMs);
   for (const { partition, batches, bytes } of result.served) {
     let records = 0;
     for (const batch of batches) records += readLastOffsetDelta(batch, 0) + 1;
@@ -49,9 +52,12 @@ function toReply(result: Attempt, metrics: BrokerMetrics): Reply {
  * its connection still has queued for the client. Many pipelined fetches woken together on a
  * client that does not read would otherwise each read up to the maximum into memory; this way a
  * connection holds at most about one maximal reply (plus the backlog at which it stops being read).
+ * Under a fetch quota, also at most what the quota lets through at once.
  */
 function replyBudget(request: FetchRequest, context: RequestContext): number {
-  return Math.min(request.maxBytes, fetchResponseBytesMax - context.connection.socket.writableLength);
+  const budget = Math.min(request.maxBytes, fetchResponseBytesMax - context.connection.socket.writableLength);
+  const quotas = context.connection.quotas;
+  return quotas === null ? budget : Math.min(budget, quotas.fetchBytesMax(context.connection));
 }
 
 /**
@@ -143,7 +149,7 @@ function longPoll(request: FetchRequest, partitions: PartitionManager, metrics: 
       const logBytesNow = logBytes(watched);
       if (seenBytes + (logBytesNow - logBytesAtLastRead) < request.minBytes) return;
       const result = attempt(request, partitions, metrics, context, false);
-      if (result.bytes >= request.minBytes || result.errors > 0) return finish(toReply(result, metrics));
+      if (result.bytes >= request.minBytes || result.errors > 0) return finish(toReply(result, metrics, context));
       seenBytes = result.bytes;
       logBytesAtLastRead = logBytesNow;
     };
@@ -153,7 +159,7 @@ function longPoll(request: FetchRequest, partitions: PartitionManager, metrics: 
       scheduled = true;
       setImmediate(retry);
     };
-    const timer = setTimeout(() => finish(context.connection.isClosed ? null : toReply(attempt(request, partitions, metrics, context, true), metrics)), waitMs);
+    const timer = setTimeout(() => finish(context.connection.isClosed ? null : toReply(attempt(request, partitions, metrics, context, true), metrics, context)), waitMs);
     for (const partition of watched) partition.onAdvance(onAdvance);
   });
 }
