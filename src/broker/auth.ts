@@ -23,7 +23,7 @@ import type { CredentialStore } from '../security/credentials.js';
 import { decodeSaslAuthenticateRequest, decodeSaslHandshakeRequest } from '../wire/sasl.js';
 import { decodeMsgpack } from '../wire/msgpack.js';
 import { requestHeaderBytes } from '../lib/limits.js';
-import { msgpackReply, type Connection, type Reply, type RequestContext } from './connection.js';
+import { addressOf, msgpackReply, type Connection, type Reply, type RequestContext } from './connection.js';
 import type { BrokerMetrics } from './metrics.js';
 
 /** Failure reply held back this long: guessing passwords costs the guesser time. */
@@ -42,22 +42,22 @@ export function isTlsConnection(connection: Connection): boolean {
   return (connection.socket as { encrypted?: boolean }).encrypted === true;
 }
 
-/** The address part of "host:port" (failures are limited per address, not per connection). */
-export function addressOf(remote: string): string {
-  const at = remote.lastIndexOf(':');
-  return at <= 0 ? remote : remote.slice(0, at);
-}
-
 export interface BrokerAuthOptions {
   required: boolean;
   failureDelayMs?: number;
   timeoutMs?: number;
+  /**
+   * Asked before a connection becomes `principal` (the connection quota, broker/quotas.ts): an
+   * error refuses it, answering the authentication with that error and closing the connection.
+   */
+  admit?: ((connection: Connection, principal: string) => RillError | null) | undefined;
 }
 
 export class BrokerAuth {
   readonly required: boolean;
   readonly failureDelayMs: number;
   readonly timeoutMs: number;
+  private readonly admit: BrokerAuthOptions['admit'];
   private readonly limiter = new AuthFailureLimiter(authFailuresMax, authFailureWindowMs, authAddressesMax);
   /** Makes the decoy salts of unknown users stable for this broker's life (wire/scram.ts). */
   private readonly unknownUserSecret = crypto.randomBytes(32);
@@ -74,6 +74,7 @@ export class BrokerAuth {
     this.required = options.required;
     this.failureDelayMs = options.failureDelayMs ?? authFailureDelayMs;
     this.timeoutMs = options.timeoutMs ?? authTimeoutMs;
+    this.admit = options.admit;
   }
 
   /** Requests other than ApiVersions and the handshake need a principal when auth is required. */
@@ -124,16 +125,11 @@ export class BrokerAuth {
       connection.endAfterReply(context.header.correlationId);
       throw new RillError('ILLEGAL_SASL_STATE', 'SaslAuthenticate before SaslHandshake');
     }
+    let outcome: { reply: Buffer; principal: string | null };
     try {
       // A body that does not decode is a failed attempt like a bad SCRAM message.
       const { authBytes } = decodeSaslAuthenticateRequest(decodeMsgpack(context.frame.subarray(requestHeaderBytes)));
-      const { reply, principal } = session.authenticate(authBytes);
-      if (principal !== null) {
-        connection.principal = principal;
-        this.metrics.authSuccesses++;
-        this.log('debug', `${connection.remote} authenticated as ${principal}`, { remote: connection.remote, principal });
-      }
-      return msgpackReply({ authBytes: reply });
+      outcome = session.authenticate(authBytes);
     } catch (error) {
       if (!(error instanceof RillError)) throw error;
       connection.endAfterReply(context.header.correlationId);
@@ -145,6 +141,19 @@ export class BrokerAuth {
       await new Promise((resolve) => setTimeout(resolve, this.failureDelayMs));
       throw new RillError('SASL_AUTHENTICATION_FAILED', reason);
     }
+    const { reply, principal } = outcome;
+    if (principal !== null) {
+      // Right credentials, but not let in (too many connections): not a failed attempt.
+      const refusal = this.admit?.(connection, principal) ?? null;
+      if (refusal !== null) {
+        connection.endAfterReply(context.header.correlationId);
+        throw refusal;
+      }
+      connection.principal = principal;
+      this.metrics.authSuccesses++;
+      this.log('debug', `${connection.remote} authenticated as ${principal}`, { remote: connection.remote, principal });
+    }
+    return msgpackReply({ authBytes: reply });
   }
 
   private warn(connection: Connection, user: string | null, reason: string): void {

@@ -16,7 +16,8 @@ import type { CredentialStore as CredentialStoreType } from '../security/credent
 import { connectionsMax, partialFramesBytesMax } from '../lib/limits.js';
 import { ApiKey, apiNameByKey, apiVersionRanges, preAuthenticationApiKeys } from '../wire/apis.js';
 import { crc32cImplementation } from '../wire/crc32c.js';
-import { brokerConfig, type BrokerConfig, type ListenerConfig } from './config.js';
+import { brokerConfig, quotasConfigured, type BrokerConfig, type ListenerConfig } from './config.js';
+import type { BrokerQuotas } from './quotas.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { isLoopbackHost, SettingsError } from './settings.js';
 import type { TlsMaterial } from './tls.js';
@@ -85,6 +86,8 @@ export class Broker {
   private readonly startedAtMs = Date.now();
   /** tls.ts (and node:tls), loaded only when a listener speaks TLS: a broker loads only what it uses. */
   private tlsModule: typeof import('./tls.js') | null = null;
+  /** Connection and byte-rate quotas (quotas.ts), loaded only when one is configured. */
+  private quotas: BrokerQuotas | null = null;
 
   constructor(config: Partial<BrokerConfig> = {}) {
     this.config = brokerConfig(config);
@@ -160,6 +163,10 @@ export class Broker {
     }
     // Unreadable or invalid TLS files are the operator's to fix, found before the data directory is touched.
     if (this.config.listeners!.some((l) => l.tls)) this.tlsModule = await import('./tls.js');
+    if (quotasConfigured(this.config.quotas)) {
+      const { BrokerQuotas: Quotas } = await import('./quotas.js');
+      this.quotas = new Quotas(this.config.quotas, this.metrics, this.config.log, { nowMs: () => performance.now() });
+    }
     const tlsByListener = new Map(this.config.listeners!.map((l) => [l.name, l.tls ? this.tlsModule!.loadTlsMaterial(l.name, l.tls) : null]));
     this.lock = DataDirLock.acquire(this.config.dataDir);
     if (this.lock.tookOverFrom !== null) {
@@ -206,7 +213,10 @@ export class Broker {
       }
       const required = this.config.auth?.required ?? false;
       if (required) await this.loadAuthorization();
-      const auth = new Auth(store, this.metrics, this.metrics.alerts.log, systemClock, { required, failureDelayMs: this.config.auth?.failureDelayMs, timeoutMs: this.config.auth?.timeoutMs });
+      const auth = new Auth(store, this.metrics, this.metrics.alerts.log, systemClock, {
+        required, failureDelayMs: this.config.auth?.failureDelayMs, timeoutMs: this.config.auth?.timeoutMs,
+        admit: (connection, principal) => this.quotas?.authenticated(connection, principal) ?? null,
+      });
       if (required) {
         const users = store.size === 0 ? 'no users yet: no client can connect until one is added (rill users add NAME --data-dir DIR, broker stopped)' : `${store.size} users`;
         this.config.log(store.size === 0 ? 'warn' : 'info', `authentication required on every listener (SCRAM-SHA-256, SCRAM-SHA-512; PLAIN on TLS only); ${users}`, { authRequired: true, users: store.size });
@@ -399,6 +409,7 @@ export class Broker {
       this.config.log('debug', `TLS connection from ${connection.remote} on listener ${listener.config.name} as ${principal}`, { remote: connection.remote, listener: listener.config.name, principal });
     }
     this.connections.add(connection);
+    this.quotas?.accept(connection);
     this.auth?.watch(connection);
     socket.resume();
   }
@@ -420,6 +431,7 @@ export class Broker {
     onRequestDone: (apiKey: number, seconds: number) => this.prometheus.observeRequest(apiKey, seconds),
     onClose: (connection: Connection) => {
       if (this.connections.delete(connection)) this.metrics.connectionsOpen--;
+      this.quotas?.release(connection);
     },
   };
 

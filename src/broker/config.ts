@@ -6,6 +6,7 @@ import { RillError } from '../lib/errors.js';
 import type { FileOps } from '../storage/file-ops.js';
 import type { EffectiveSetting } from './settings.js';
 import type { ListenerTlsConfig } from './tls.js';
+import type { QuotaConfig } from './quotas.js';
 
 export interface BrokerConfig {
   /** Where topics, segments and group state live. */
@@ -55,6 +56,14 @@ export interface BrokerConfig {
   auth?: { required: boolean; superUsers?: readonly string[] | undefined; failureDelayMs?: number | undefined; timeoutMs?: number | undefined } | undefined;
   /** Protected mode was turned off (settings checked it): warned about at every start. */
   allowAnonymous?: boolean | undefined;
+  /** Connection and byte-rate quotas per principal (broker/quotas.ts); absent or all 0: none. */
+  quotas?: QuotaConfig | undefined;
+}
+
+/** Whether any quota is set (the quota module is loaded only then). */
+export function quotasConfigured(quotas: QuotaConfig | undefined): quotas is QuotaConfig {
+  if (quotas === undefined) return false;
+  return quotas.connectionsPerPrincipal > 0 || quotas.produceBytesPerSecond > 0 || quotas.fetchBytesPerSecond > 0 || quotas.users.size > 0;
 }
 
 export interface ListenerConfig {

@@ -16,6 +16,10 @@
  *   replies of requests already in progress (long-polls) when the stall began.
  * - Bytes that cannot be framed (length over the limit, shorter than a header) close the
  *   connection: the stream cannot be resynchronised. Everything else gets an error reply.
+ * - A principal over a byte-rate quota gets its connection throttled (throttle(), KIP-219's
+ *   muted channel): for that long nothing is read or dispatched, and replies that complete
+ *   meanwhile are held and then written in the order they completed, so throttling delays
+ *   replies without reordering them. Held replies are bounded by the requests in flight.
  */
 import type net from 'node:net';
 import { DecodeError, RillError } from '../lib/errors.js';
@@ -44,6 +48,25 @@ export function errorReply(error: RillError): Reply {
   return replyOf([encodeMsgpack({ message: error.message })], error.errorCode);
 }
 
+/** The address part of "host:port": quotas and failed logins count per client machine, not per connection. */
+export function addressOf(remote: string): string {
+  const at = remote.lastIndexOf(':');
+  return at <= 0 ? remote : remote.slice(0, at);
+}
+
+/**
+ * A connection's byte-rate quotas, as the produce and fetch handlers use them (broker/quotas.ts,
+ * loaded only when quotas are configured: without them Connection.quotas is null).
+ */
+export interface ConnectionQuotas {
+  /** Records a produce request's bytes; returns the throttle (ms, 0: none) and throttles the connection by it. */
+  produce(connection: Connection, bytes: number): number;
+  /** Most record bytes a fetch reply may hold now. */
+  fetchBytesMax(connection: Connection): number;
+  /** Records a fetch reply's record bytes; returns the throttle (ms, 0: none) and throttles the connection by it. */
+  fetch(connection: Connection, bytes: number): number;
+}
+
 export interface RequestContext {
   header: RequestHeader;
   /** The frame after the length prefix; the body starts at requestHeaderBytes. */
@@ -66,6 +89,8 @@ export interface ConnectionEvents {
 const emptyFrame = Buffer.alloc(0);
 /** After the last reply and FIN, a peer that keeps the socket open is cut off after this long. */
 const endGraceMs = 1000;
+/** A refused connection (refuse()) that sends no request is closed after this long. */
+const refusedIdleMs = 5000;
 
 /**
  * Bytes of partly received request frames across all connections (the idea of Kafka's
@@ -132,8 +157,15 @@ export class Connection {
   principal: string | null = null;
   /** A reply is the last: after it is written the socket is ended and nothing more is read or written. */
   private ending = false;
+  /** Byte-rate quotas of the broker, or null when none are configured (the hot path's only cost). */
+  quotas: ConnectionQuotas | null = null;
+  /** While throttled (throttle()): ends the throttle. Nothing is read or dispatched until then. */
+  private throttleTimer: NodeJS.Timeout | null = null;
+  private throttledUntilMs = 0;
+  /** Replies completed while throttled, in completion order. */
+  private held: { correlationId: number; reply: Reply | null }[] = [];
 
-  constructor(readonly socket: net.Socket, private readonly dispatch: Dispatch, private readonly events: ConnectionEvents, private readonly budget: FrameMemoryBudget, readonly listenerName = 'rill') {
+  constructor(readonly socket: net.Socket, private dispatch: Dispatch, private readonly events: ConnectionEvents, private readonly budget: FrameMemoryBudget, readonly listenerName = 'rill') {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -151,8 +183,9 @@ export class Connection {
     return this.closed;
   }
 
+  /** Requests in progress, and replies held back by a quota throttle. */
   get requestsInFlight(): number {
-    return this.inFlight;
+    return this.inFlight + this.held.length;
   }
 
   private onData(chunk: Buffer): void {
@@ -202,7 +235,7 @@ export class Connection {
   }
 
   private get overloaded(): boolean {
-    return this.inFlight >= connectionInFlightRequestsMax || this.socket.writableLength > connectionWriteBufferBytesMax;
+    return this.inFlight >= connectionInFlightRequestsMax || this.socket.writableLength > connectionWriteBufferBytesMax || this.throttleTimer !== null;
   }
 
   /** Dispatches queued frames while the pressure allows; re-entrant calls (from finish) are no-ops. */
@@ -257,15 +290,66 @@ export class Connection {
     this.inFlight--;
     this.events.onRequestDone?.(header.apiKey, (performance.now() - startedMs) / 1000);
     if (this.closed || this.endingWritten) return;
-    if (reply !== null) this.write(header.correlationId, reply);
-    if (this.ending && header.correlationId === this.endingCorrelationId) {
+    if (this.throttleTimer !== null) {
+      this.held.push({ correlationId: header.correlationId, reply });
+      return;
+    }
+    if (this.deliver(header.correlationId, reply)) this.updateFlow();
+  }
+
+  /** Writes a reply; false when it was the connection's last (then the socket is ending). */
+  private deliver(correlationId: number, reply: Reply | null): boolean {
+    if (this.closed || this.endingWritten) return false;
+    if (reply !== null) this.write(correlationId, reply);
+    if (this.ending && correlationId === this.endingCorrelationId) {
       // The reply that ends the connection (a failed authentication) goes out, then FIN.
       this.endingWritten = true;
       this.socket.end();
       setTimeout(() => this.close(), endGraceMs).unref();
-      return;
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Quota throttling: for `ms` from now (or until an earlier throttle ends, if later) nothing is
+   * read or dispatched, and replies that complete are held; then they are written in order.
+   */
+  throttle(ms: number): void {
+    if (this.closed || !(ms > 0)) return;
+    const untilMs = performance.now() + ms;
+    if (this.throttleTimer !== null) {
+      if (untilMs <= this.throttledUntilMs) return;
+      clearTimeout(this.throttleTimer);
+    }
+    this.throttledUntilMs = untilMs;
+    this.throttleTimer = setTimeout(() => this.endThrottle(), ms);
+    this.updateFlow();
+  }
+
+  private endThrottle(): void {
+    this.throttleTimer = null;
+    const held = this.held;
+    this.held = [];
+    // All held replies first: a request dispatched by updateFlow must not overtake them.
+    for (const { correlationId, reply } of held) {
+      if (!this.deliver(correlationId, reply)) return;
     }
     this.updateFlow();
+  }
+
+  /**
+   * Refuses the connection (over its principal's connection quota): its first request is answered
+   * with `error` and the connection closed; one that sends nothing is closed after refusedIdleMs.
+   */
+  refuse(error: RillError): void {
+    this.dispatch = (context) => {
+      this.endAfterReply(context.header.correlationId);
+      throw error;
+    };
+    const timer = setTimeout(() => this.close(), refusedIdleMs);
+    timer.unref();
+    this.socket.once('close', () => clearTimeout(timer));
   }
 
   private endingWritten = false;
@@ -321,6 +405,9 @@ export class Connection {
     this.closed = true;
     this.waiting = [];
     this.waitingHead = 0;
+    if (this.throttleTimer !== null) clearTimeout(this.throttleTimer);
+    this.throttleTimer = null;
+    this.held = [];
     this.budget.forget(this);
     this.budget.adjust(-this.budgetedBytes);
     this.budgetedBytes = 0;

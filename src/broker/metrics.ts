@@ -20,6 +20,12 @@ export class BrokerMetrics {
   authTimeouts = 0;
   /** Requests (or parts of one: a topic, a group) refused by the ACLs, by resource type. */
   readonly authorizationDenials = new Map<string, number>();
+  /** Quotas (quotas.ts): replies held back, and for how long in all (ms); connections refused. */
+  produceThrottledRequests = 0;
+  produceThrottleMs = 0;
+  fetchThrottledRequests = 0;
+  fetchThrottleMs = 0;
+  quotaConnectionsRefused = 0;
   requests = 0;
   recordsAppended = 0;
   bytesAppended = 0;
@@ -70,6 +76,11 @@ export class BrokerMetrics {
       authFailures: this.authFailures,
       authTimeouts: this.authTimeouts,
       authorizationDenials: Object.fromEntries(this.authorizationDenials),
+      produceThrottledRequests: this.produceThrottledRequests,
+      produceThrottleMs: this.produceThrottleMs,
+      fetchThrottledRequests: this.fetchThrottledRequests,
+      fetchThrottleMs: this.fetchThrottleMs,
+      quotaConnectionsRefused: this.quotaConnectionsRefused,
       requests: this.requests,
       recordsAppended: this.recordsAppended,
       bytesAppended: this.bytesAppended,

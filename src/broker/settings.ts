@@ -21,6 +21,8 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { didYouMean } from '../lib/closest.js';
 import { logLevels, type LogLevel } from '../lib/log.js';
+import { connectionsMax } from '../lib/limits.js';
+import type { QuotaConfig, QuotaOverride } from './quotas.js';
 
 /** Where a setting's value came from. */
 export type SettingSource = 'default' | 'file' | 'env' | 'flag';
@@ -73,6 +75,8 @@ export interface BrokerSettings {
   superUsers: string[];
   /** Protected mode off: a listener off loopback may run without authentication (auth.allowAnonymous). */
   allowAnonymous: boolean;
+  /** Per-principal connection and byte-rate quotas (0: unlimited). */
+  quotas: QuotaConfig;
 }
 
 /** One resolved setting, as the broker logs it and DescribeConfigs returns it. */
@@ -101,6 +105,11 @@ interface SettingSpec {
 }
 
 export const defaultListenerName = 'rill';
+/** Largest byte rate a quota may be set to (1 TB/s: beyond it a quota means nothing). */
+const quotaBytesPerSecondMax = 1e12;
+/** `quotas.users.<name>.<field>`: the name may hold dots (a certificate subject), the field may not. */
+const userQuotaKeyPattern = /^quotas\.users\.(.+)\.(connections|produceBytesPerSecond|fetchBytesPerSecond)$/;
+const userQuotaFields = ['connections', 'produceBytesPerSecond', 'fetchBytesPerSecond'] as const;
 export const defaultPort = 9092;
 export const defaultHttpPort = 9644;
 
@@ -119,6 +128,12 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'auth.mode', kind: 'auth-mode', default: 'off', env: 'RILL_AUTH', flag: '--auth', description: '`off` or `required`. Required: on every listener a connection may call only ApiVersions and the SASL handshake (SCRAM-SHA-256, SCRAM-SHA-512; PLAIN on TLS only) until it authenticates, and is closed after 10 s if it does not. Users live in `<dataDir>/users.json` (`rill users add`). Also turns on the ACLs (`<dataDir>/acls.json`, `rill acls add`): nothing is allowed unless an ACL allows it, super users excepted.' },
   { key: 'auth.superUsers', kind: 'names', default: '', env: 'RILL_SUPER_USERS', flag: '--super-users', description: 'Comma-separated users the ACLs do not bind (e.g. `admin`, or a certificate principal `User:CN=ops`). Give the first admin here, create it offline (`rill users add admin --data-dir DIR`), then manage users and ACLs online.' },
   { key: 'auth.allowAnonymous', kind: 'bool', default: 'false', env: 'RILL_ALLOW_ANONYMOUS', flag: '--allow-anonymous', description: 'Protected mode: a listener that is not on loopback (127.0.0.0/8, ::1, localhost) refuses to start without authentication (`auth.mode required`, or `tls.clientAuth required` on it) unless this is true, which is logged as a warning on every start.' },
+  { key: 'quotas.connectionsPerPrincipal', kind: 'int', default: 0, min: 0, max: connectionsMax, env: 'RILL_QUOTA_CONNECTIONS_PER_PRINCIPAL', flag: '--quota-connections-per-principal', description: 'Connections one principal may have open at once; 0: unlimited. The principal is the SASL user or TLS certificate (`User:...`); an anonymous connection counts under its client address. The one over the limit is answered `TOO_MANY_CONNECTIONS` (to its SASL login, or else to its first request) and closed.' },
+  { key: 'quotas.produceBytesPerSecond', kind: 'int', default: 0, min: 0, max: quotaBytesPerSecondMax, env: 'RILL_QUOTA_PRODUCE_BYTES_PER_SECOND', flag: '--quota-produce-bytes-per-second', description: 'Produce request bytes per second per principal (all its connections together); 0: unlimited. Up to one second of it passes at once; past that each reply is held back (`throttleTimeMs`) until the principal is back under the rate, and its connection is not read meanwhile.' },
+  { key: 'quotas.fetchBytesPerSecond', kind: 'int', default: 0, min: 0, max: quotaBytesPerSecondMax, env: 'RILL_QUOTA_FETCH_BYTES_PER_SECOND', flag: '--quota-fetch-bytes-per-second', description: 'Fetch reply bytes per second per principal, throttled the same way; 0: unlimited. A reply then holds at most one second of the rate (or one batch).' },
+  { key: 'quotas.users.NAME.connections', kind: 'int', default: '', min: 0, max: connectionsMax, env: null, flag: null, description: 'Config file only: the user `NAME` (principal `User:NAME`, a SASL user or a certificate subject) gets this connection limit instead of `quotas.connectionsPerPrincipal`; 0: unlimited.' },
+  { key: 'quotas.users.NAME.produceBytesPerSecond', kind: 'int', default: '', min: 0, max: quotaBytesPerSecondMax, env: null, flag: null, description: 'Config file only: this user\'s produce rate instead of `quotas.produceBytesPerSecond`; 0: unlimited.' },
+  { key: 'quotas.users.NAME.fetchBytesPerSecond', kind: 'int', default: '', min: 0, max: quotaBytesPerSecondMax, env: null, flag: null, description: 'Config file only: this user\'s fetch rate instead of `quotas.fetchBytesPerSecond`; 0: unlimited.' },
   { key: 'shutdownGraceMs', kind: 'int', default: 5000, min: 0, max: 600_000, env: 'RILL_SHUTDOWN_GRACE_MS', flag: null, description: 'Longest a graceful stop waits for in-flight requests.' },
   { key: 'housekeepingIntervalMs', kind: 'int', default: 1000, min: 10, max: 3_600_000, env: 'RILL_HOUSEKEEPING_INTERVAL_MS', flag: null, description: 'How often retention and time-based flushes run.' },
 ];
@@ -131,6 +146,13 @@ export const configFileEnv = 'RILL_CONFIG';
 
 const specByKey = new Map(settingSpecs.map((spec) => [spec.key, spec]));
 const knownFileKeys = settingSpecs.map((spec) => spec.key.replace(`listeners.${defaultListenerName}.`, 'listeners.NAME.'));
+
+/** A file key as its generic spec key: `listeners.NAME.*` and `quotas.users.NAME.*`. */
+function genericKey(key: string): string {
+  const user = userQuotaKeyPattern.exec(key);
+  if (user !== null) return `quotas.users.NAME.${user[2]}`;
+  return key.replace(/^listeners\.[^.]+\./, 'listeners.NAME.');
+}
 const listenerNamePattern = /^[a-zA-Z][a-zA-Z0-9_-]{0,31}$/;
 const configFileBytesMax = 1024 * 1024;
 
@@ -150,6 +172,9 @@ export interface SettingFlags {
   superUsers?: string | undefined;
   /** A boolean flag: present (true) or absent. */
   allowAnonymous?: boolean | undefined;
+  quotaConnectionsPerPrincipal?: string | undefined;
+  quotaProduceBytesPerSecond?: string | undefined;
+  quotaFetchBytesPerSecond?: string | undefined;
   tlsCert?: string | undefined;
   tlsKey?: string | undefined;
   tlsCa?: string | undefined;
@@ -167,6 +192,9 @@ const flagFieldBySpec: Record<string, keyof SettingFlags> = {
   '--auth': 'auth',
   '--super-users': 'superUsers',
   '--allow-anonymous': 'allowAnonymous',
+  '--quota-connections-per-principal': 'quotaConnectionsPerPrincipal',
+  '--quota-produce-bytes-per-second': 'quotaProduceBytesPerSecond',
+  '--quota-fetch-bytes-per-second': 'quotaFetchBytesPerSecond',
   '--tls-cert': 'tlsCert',
   '--tls-key': 'tlsKey',
   '--tls-ca': 'tlsCa',
@@ -197,7 +225,7 @@ export function resolveSettings(flags: SettingFlags, env: NodeJS.ProcessEnv = pr
   // Raw values per key (listener keys per listener name), with their source.
   const raw = new Map<string, { value: unknown; source: SettingSource }>();
   for (const spec of settingSpecs) {
-    if (spec.key.startsWith('listeners.')) continue;
+    if (spec.key.startsWith('listeners.') || spec.key.startsWith('quotas.users.')) continue;
     raw.set(spec.key, { value: spec.default, source: 'default' });
   }
   const listenerNames = new Set<string>();
@@ -224,7 +252,7 @@ export function resolveSettings(flags: SettingFlags, env: NodeJS.ProcessEnv = pr
   }
 
   const value = (key: string): { value: unknown; source: SettingSource; spec: SettingSpec } => {
-    const spec = specByKey.get(key.replace(/^listeners\.[^.]+\./, `listeners.${defaultListenerName}.`))!;
+    const spec = specByKey.get(genericKey(key).replace('listeners.NAME.', `listeners.${defaultListenerName}.`))!;
     const found = raw.get(key);
     return found === undefined ? { value: '', source: 'default', spec } : { ...found, spec };
   };
@@ -307,6 +335,7 @@ export function resolveSettings(flags: SettingFlags, env: NodeJS.ProcessEnv = pr
   record('shutdownGraceMs', grace.source, grace.parsed, specByKey.get('shutdownGraceMs')!);
   const housekeeping = parse('housekeepingIntervalMs', asInt);
   record('housekeepingIntervalMs', housekeeping.source, housekeeping.parsed, specByKey.get('housekeepingIntervalMs')!);
+  const quotas = resolveQuotas(fileValues, parse, record);
 
   return {
     settings: {
@@ -322,10 +351,35 @@ export function resolveSettings(flags: SettingFlags, env: NodeJS.ProcessEnv = pr
       authRequired: auth.parsed === 'required',
       superUsers: superUsers.parsed,
       allowAnonymous: allowAnonymous.parsed,
+      quotas,
     },
     effective,
     file: filePath === undefined ? null : path.resolve(cwd, filePath),
     warnings,
+  };
+}
+
+/** The `quotas.*` keys: defaults for every principal, and per-user overrides from the file. */
+function resolveQuotas(fileValues: Map<string, unknown>, parse: Parse, record: (name: string, source: SettingSource, shown: string | number | null, spec: SettingSpec) => void): QuotaConfig {
+  const int = (key: string, spec: SettingSpec): number => {
+    const { parsed, source } = parse(key, asInt);
+    record(key, source, parsed, spec);
+    return parsed;
+  };
+  const users = new Map<string, QuotaOverride>();
+  for (const key of fileValues.keys()) {
+    const match = userQuotaKeyPattern.exec(key);
+    if (match === null) continue;
+    const [, name, field] = match as unknown as [string, string, (typeof userQuotaFields)[number]];
+    const override = users.get(name) ?? {};
+    override[field === 'connections' ? 'connectionsPerPrincipal' : field] = int(key, specByKey.get(`quotas.users.NAME.${field}`)!);
+    users.set(name, override);
+  }
+  return {
+    connectionsPerPrincipal: int('quotas.connectionsPerPrincipal', specByKey.get('quotas.connectionsPerPrincipal')!),
+    produceBytesPerSecond: int('quotas.produceBytesPerSecond', specByKey.get('quotas.produceBytesPerSecond')!),
+    fetchBytesPerSecond: int('quotas.fetchBytesPerSecond', specByKey.get('quotas.fetchBytesPerSecond')!),
+    users,
   };
 }
 
@@ -404,7 +458,7 @@ export function readConfigFile(file: string): Map<string, unknown> {
   const values = new Map<string, unknown>();
   flatten(root, '', values, file);
   for (const key of values.keys()) {
-    const generic = key.replace(/^listeners\.[^.]+\./, 'listeners.NAME.');
+    const generic = genericKey(key);
     if (!knownFileKeys.includes(generic)) {
       const listener = /^listeners\.[^.]+\.(.+)$/.exec(key);
       const hint = listener !== null ? didYouMean(listener[1]!, listenerKeys) : didYouMean(key, knownFileKeys);
@@ -487,7 +541,7 @@ export function parseAddress(value: unknown): { host: string; port: number } {
 /** The README's configuration table, generated from settingSpecs. */
 export function settingsTableMarkdown(): string {
   const rows = settingSpecs.map((spec) => {
-    const key = spec.key.replace(`listeners.${defaultListenerName}.`, 'listeners.NAME.');
+    const key = genericKey(spec.key.replace(`listeners.${defaultListenerName}.`, 'listeners.NAME.'));
     const shown = spec.default === '' ? '–' : `\`${spec.default}\``;
     return `| \`${key}\` | ${shown} | ${spec.env === null ? '–' : `\`${spec.env}\``} | ${spec.flag === null ? '–' : `\`${spec.flag}\``} | ${spec.description} |`;
   });

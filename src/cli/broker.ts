@@ -27,6 +27,9 @@ export function registerBroker(program: Command, run: Run): void {
     .option('--auth <mode>', 'off|required: require SASL authentication on every listener (default off; users: rill users add)')
     .option('--super-users <names>', 'comma-separated users the ACLs do not bind (the first admin: rill users add admin --data-dir DIR)')
     .option('--allow-anonymous', 'let a listener off loopback run without authentication (protected mode off; warned at every start)')
+    .option('--quota-connections-per-principal <n>', 'connections one principal (or anonymous client address) may have open (default 0: unlimited)')
+    .option('--quota-produce-bytes-per-second <n>', 'produce bytes per second per principal; replies over it are held back (default 0: unlimited)')
+    .option('--quota-fetch-bytes-per-second <n>', 'fetch reply bytes per second per principal (default 0: unlimited)')
     .option('--log-format <format>', 'json|pretty|auto (default auto: pretty on a terminal, JSON otherwise)')
     .addHelpText('after', `
 Once listening it prints "rill broker ready on HOST:PORT" on stdout (and "rill http ready on
@@ -46,5 +49,9 @@ Examples:
 /** Exactly the declared flags, as strings. */
 function pickBrokerFlags(flags: BrokerFlags): BrokerFlags {
   const { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, superUsers, allowAnonymous, tlsCert, tlsKey, tlsCa, tlsClientAuth } = flags;
-  return { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, superUsers, allowAnonymous, tlsCert, tlsKey, tlsCa, tlsClientAuth };
+  const { quotaConnectionsPerPrincipal, quotaProduceBytesPerSecond, quotaFetchBytesPerSecond } = flags;
+  return {
+    config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, superUsers, allowAnonymous, tlsCert, tlsKey, tlsCa, tlsClientAuth,
+    quotaConnectionsPerPrincipal, quotaProduceBytesPerSecond, quotaFetchBytesPerSecond,
+  };
 }

@@ -64,7 +64,8 @@ export async function fetchFrom(cluster: Cluster, leader: number, states: readon
   const connection = cluster.connectionForNode(leader, 'consumer-fetch');
   const frame = (await connection.send(ApiKey.Fetch, 0, [request], { timeoutMs: limits.maxWaitMs + connection.requestTimeoutMs }))!;
   checkReply(frame);
-  const topics = decodeFetchResponse(frame, responseHeaderBytes, Number.MAX_SAFE_INTEGER);
+  const { throttleTimeMs, topics } = decodeFetchResponse(frame, responseHeaderBytes, Number.MAX_SAFE_INTEGER);
+  if (throttleTimeMs > 0) cluster.instrumentation.throttle(connection.name, ApiKey.Fetch, throttleTimeMs);
   const results: FetchedData[] = [];
   states.forEach((state, i) => {
     const fetched = topics.find((t) => t.name === state.topic)?.partitions.find((p) => p.partition === state.partition);

@@ -13,6 +13,7 @@ export {
   type RetryEvent,
   type ReconnectEvent,
   type RebalanceEvent,
+  type ThrottleEvent,
 } from './instrumentation.js';
 export { partitionForKey, murmur2 } from './partitioner.js';
 export { RillError, DecodeError, errorTable, type ErrorName } from '../lib/errors.js';

@@ -8,10 +8,11 @@
  *   rill:client:retry        a retriable error is retried after a backoff     RetryEvent
  *   rill:client:reconnect    a connection opened again after it had failed    ReconnectEvent
  *   rill:client:rebalance    a group member's partitions changed              RebalanceEvent
+ *   rill:client:throttle     a produce or fetch reply was held back by a quota ThrottleEvent
  *
  * Publishing costs one property read when no one listens: every publish checks
  * `channel.hasSubscribers` first and builds no message otherwise. The logger gets the same
- * events: request at debug, retry at warn, reconnect and rebalance at info.
+ * events: request and throttle at debug, retry at warn, reconnect and rebalance at info.
  * See docs/client-instrumentation.md.
  */
 import diagnostics from 'node:diagnostics_channel';
@@ -30,6 +31,7 @@ export const clientChannelNames = {
   retry: 'rill:client:retry',
   reconnect: 'rill:client:reconnect',
   rebalance: 'rill:client:rebalance',
+  throttle: 'rill:client:throttle',
 } as const;
 
 export type ClientKind = 'producer' | 'consumer' | 'reader' | 'admin';
@@ -86,10 +88,20 @@ export interface RebalanceEvent extends EventBase {
   detail: string | undefined;
 }
 
+export interface ThrottleEvent extends EventBase {
+  /** HOST:PORT that held the reply back. */
+  broker: string;
+  /** ApiKey.Produce or ApiKey.Fetch. */
+  apiKey: number;
+  /** How long the broker delayed the reply (and stopped reading this connection) for the principal's quota. */
+  throttleTimeMs: number;
+}
+
 const requestChannel = diagnostics.channel(clientChannelNames.request);
 const retryChannel = diagnostics.channel(clientChannelNames.retry);
 const reconnectChannel = diagnostics.channel(clientChannelNames.reconnect);
 const rebalanceChannel = diagnostics.channel(clientChannelNames.rebalance);
+const throttleChannel = diagnostics.channel(clientChannelNames.throttle);
 
 /** One per client: knows who publishes, and the logger to mirror events to. */
 export class Instrumentation {
@@ -119,6 +131,14 @@ export class Instrumentation {
     const event: ReconnectEvent = { clientId: this.clientId, client: this.client, broker, purpose, downMs, failedConnects };
     if (reconnectChannel.hasSubscribers) reconnectChannel.publish(event);
     this.logger?.info(event, `reconnected to ${broker}`);
+  }
+
+  /** A reply carried throttleTimeMs > 0 (the broker already waited it out: nothing to do but tell). */
+  throttle(broker: string, apiKey: number, throttleTimeMs: number): void {
+    if (!throttleChannel.hasSubscribers && this.logger === undefined) return;
+    const event: ThrottleEvent = { clientId: this.clientId, client: this.client, broker, apiKey, throttleTimeMs };
+    if (throttleChannel.hasSubscribers) throttleChannel.publish(event);
+    this.logger?.debug(event, `reply held back ${throttleTimeMs} ms by ${broker} for a quota`);
   }
 
   rebalance(event: Omit<RebalanceEvent, 'clientId' | 'client'>): void {

@@ -401,12 +401,12 @@ export class Producer {
     const leader = this.cluster.cachedTopic(batches[0]!.topic)?.partitions[batches[0]!.partition]?.leader ?? -1;
     const connection = this.cluster.connectionForNode(leader);
     connection.send(ApiKey.Produce, 0, body, { expectReply: this.acks !== 0 }).then(
-      (frame) => this.onReply(batches, frame),
+      (frame) => this.onReply(batches, frame, connection.name),
       (error: unknown) => this.onRequestFailed(batches, error instanceof RillError ? error : new RillError('CONNECTION_ERROR', String(error))),
     );
   }
 
-  private onReply(batches: PendingBatch[], frame: Buffer | null): void {
+  private onReply(batches: PendingBatch[], frame: Buffer | null, broker: string): void {
     this.requestsInFlight--;
     for (const batch of batches) settleInFlight(batch);
     if (frame === null) {
@@ -416,7 +416,9 @@ export class Producer {
     let topics;
     try {
       checkReply(frame);
-      topics = decodeProduceResponse(frame, responseHeaderBytes);
+      const response = decodeProduceResponse(frame, responseHeaderBytes);
+      topics = response.topics;
+      if (response.throttleTimeMs > 0) this.cluster.instrumentation.throttle(broker, ApiKey.Produce, response.throttleTimeMs);
     } catch (error) {
       return this.onRequestFailed(batches, error instanceof RillError ? error : new RillError('MALFORMED_RESPONSE', String(error)), false);
     }

@@ -197,7 +197,9 @@ export class PartitionReader implements AsyncIterable<Message> {
     this.fetchBroker = connection.name;
     return connection.send(ApiKey.Fetch, 0, [request], { timeoutMs: (this.options.maxWaitMs ?? 500) + connection.requestTimeoutMs }).then((frame) => {
       checkReply(frame!);
-      return decodeFetchResponse(frame!, responseHeaderBytes, Number.MAX_SAFE_INTEGER).flatMap((t) => t.partitions);
+      const { throttleTimeMs, topics } = decodeFetchResponse(frame!, responseHeaderBytes, Number.MAX_SAFE_INTEGER);
+      if (throttleTimeMs > 0) this.cluster.instrumentation.throttle(connection.name, ApiKey.Fetch, throttleTimeMs);
+      return topics.flatMap((t) => t.partitions);
     });
   }
 

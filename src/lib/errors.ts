@@ -56,6 +56,8 @@ export const errorTable = {
   GROUP_AUTHORIZATION_FAILED: { code: 71, retriable: false, message: 'not authorized to access this group' },
   CLUSTER_AUTHORIZATION_FAILED: { code: 72, retriable: false, message: 'not authorized to perform this cluster operation' },
   SECURITY_DISABLED: { code: 73, retriable: false, message: 'ACLs are enforced only when the broker requires authentication (--auth required)' },
+  // Quotas: 80..89
+  TOO_MANY_CONNECTIONS: { code: 80, retriable: true, message: 'the principal (or, unauthenticated, the client address) has as many connections open as its quota allows' },
 } as const;
 
 export type ErrorName = keyof typeof errorTable;

@@ -43,6 +43,10 @@ export const partialFramesBytesMax = 256 * 1024 * 1024;
 export const partialFrameIdleMsMax = 30_000;
 /** Connections the broker accepts at once. */
 export const connectionsMax = 10_000;
+/** Longest a quota holds back one reply (and mutes its connection); a request worth more of the rate has the rest forgiven. */
+export const quotaThrottleMsMax = 10_000;
+/** Principals and client addresses whose byte-rate quota state is kept, per quota; the least recently active is forgotten first. */
+export const quotaKeysMax = 2 * connectionsMax;
 
 /** Largest fetch response the broker builds, whatever the client asks. */
 export const fetchResponseBytesMax = 64 * 1024 * 1024;

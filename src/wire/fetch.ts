@@ -4,7 +4,8 @@
  * Request:  maxWaitMs u32, minBytes u32, maxBytes u32, topicCount u16,
  *           per topic: name, partitionCount u16,
  *           per partition: partition u32, fetchOffset i64, partitionMaxBytes u32
- * Response: topicCount u16, per topic: name, partitionCount u16,
+ * Response: throttleTimeMs u32 (how long the broker held this reply back for a quota, 0: not),
+ *           topicCount u16, per topic: name, partitionCount u16,
  *           per partition: partition u32, errorCode i16, highWatermark i64, logStartOffset i64,
  *           records (u32 length + whole batches; the first batch may start before fetchOffset)
  */
@@ -82,13 +83,13 @@ export interface FetchPartitionResponse {
  * Encodes a fetch response as chunks: headers interleaved with the stored record bytes, which
  * are never copied here.
  */
-export function encodeFetchResponse(topics: FetchTopic<FetchPartitionResponse>[]): { chunks: Buffer[]; bytes: number } {
-  let headBytes = 2;
+export function encodeFetchResponse(topics: FetchTopic<FetchPartitionResponse>[], throttleTimeMs = 0): { chunks: Buffer[]; bytes: number } {
+  let headBytes = 4 + 2;
   for (const topic of topics) headBytes += stringBytes(topic.name) + 2 + topic.partitions.length * 26;
   let writer = new BodyWriter(Buffer.allocUnsafe(headBytes));
   const chunks: Buffer[] = [];
   let bytes = headBytes;
-  writer.u16(topics.length);
+  writer.u32(throttleTimeMs).u16(topics.length);
   for (const topic of topics) {
     writer.string(topic.name, Buffer.byteLength(topic.name)).u16(topic.partitions.length);
     for (const p of topic.partitions) {
@@ -113,8 +114,15 @@ export interface FetchedPartition {
   records: Buffer;
 }
 
-export function decodeFetchResponse(body: Buffer, start: number, recordsBytesMax: number): FetchTopic<FetchedPartition>[] {
+export interface FetchResponse {
+  /** How long the broker delayed this reply because the principal is over its fetch quota. */
+  throttleTimeMs: number;
+  topics: FetchTopic<FetchedPartition>[];
+}
+
+export function decodeFetchResponse(body: Buffer, start: number, recordsBytesMax: number): FetchResponse {
   const reader = new BodyReader(body, start, body.length, 'MALFORMED_RESPONSE');
+  const throttleTimeMs = reader.u32('throttleTimeMs');
   const topics = readTopicList(reader, (r): FetchedPartition => ({
     partition: r.u32('partition'),
     errorCode: r.i16('errorCode'),
@@ -123,5 +131,5 @@ export function decodeFetchResponse(body: Buffer, start: number, recordsBytesMax
     records: r.bytes('records', recordsBytesMax),
   }));
   reader.expectEnd('fetch response');
-  return topics;
+  return { throttleTimeMs, topics };
 }

@@ -5,7 +5,8 @@
  * Request:  acks i8 (0, 1, -1), timeoutMs u32, topicCount u16,
  *           per topic: name (u16 length + UTF-8), partitionCount u16,
  *           per partition: partition u32, records (u32 length + one or more whole batches)
- * Response: topicCount u16, per topic: name, partitionCount u16,
+ * Response: throttleTimeMs u32 (how long the broker held this reply back for a quota, 0: not),
+ *           topicCount u16, per topic: name, partitionCount u16,
  *           per partition: partition u32, errorCode i16, baseOffset i64 (-1 on error),
  *           logStartOffset i64, durability u8 (0 sent, 1 written to the OS, 2 fsynced),
  *           errorMessage (u16 length + UTF-8, empty when none)
@@ -90,14 +91,20 @@ export interface ProducePartitionResponse {
   errorMessage: string;
 }
 
-export function encodeProduceResponse(topics: ProduceTopicRequest<ProducePartitionResponse>[]): Buffer {
-  let size = 2;
+export interface ProduceResponse {
+  /** How long the broker delayed this reply because the principal is over its produce quota. */
+  throttleTimeMs: number;
+  topics: ProduceTopicRequest<ProducePartitionResponse>[];
+}
+
+export function encodeProduceResponse(topics: ProduceTopicRequest<ProducePartitionResponse>[], throttleTimeMs = 0): Buffer {
+  let size = 4 + 2;
   for (const topic of topics) {
     size += stringBytes(topic.name) + 2;
     for (const p of topic.partitions) size += 4 + 2 + 8 + 8 + 1 + stringBytes(p.errorMessage);
   }
   const writer = new BodyWriter(Buffer.allocUnsafe(size));
-  writer.u16(topics.length);
+  writer.u32(throttleTimeMs).u16(topics.length);
   for (const topic of topics) {
     writer.string(topic.name, Buffer.byteLength(topic.name)).u16(topic.partitions.length);
     for (const p of topic.partitions) {
@@ -108,8 +115,9 @@ export function encodeProduceResponse(topics: ProduceTopicRequest<ProducePartiti
   return writer.buf;
 }
 
-export function decodeProduceResponse(body: Buffer, start: number): ProduceTopicRequest<ProducePartitionResponse>[] {
+export function decodeProduceResponse(body: Buffer, start: number): ProduceResponse {
   const reader = new BodyReader(body, start, body.length, 'MALFORMED_RESPONSE');
+  const throttleTimeMs = reader.u32('throttleTimeMs');
   const topics = readTopicList(reader, (r): ProducePartitionResponse => ({
     partition: r.u32('partition'),
     errorCode: r.i16('errorCode'),
@@ -119,5 +127,5 @@ export function decodeProduceResponse(body: Buffer, start: number): ProduceTopic
     errorMessage: r.string('errorMessage', bodyStringBytesMax),
   }));
   reader.expectEnd('produce response');
-  return topics;
+  return { throttleTimeMs, topics };
 }

@@ -95,6 +95,40 @@ describe('broker settings', () => {
     expect(resolveSettings({}, {}).settings.superUsers).toEqual([]);
   });
 
+  it('takes quotas from flags, RILL_QUOTA_* or the file, and per-user overrides from the file only', () => {
+    expect(resolveSettings({}, {}).settings.quotas).toEqual({ connectionsPerPrincipal: 0, produceBytesPerSecond: 0, fetchBytesPerSecond: 0, users: new Map() });
+    const file = configFile([
+      'quotas:',
+      '  connectionsPerPrincipal: 20',
+      '  produceBytesPerSecond: 1048576',
+      '  users:',
+      '    alice:',
+      '      produceBytesPerSecond: 0',
+      '      connections: 50',
+      '    "CN=bob.example.com,O=Acme":',
+      '      fetchBytesPerSecond: 4096',
+    ].join('\n'));
+    const { settings, effective } = resolveSettings({ config: file, quotaFetchBytesPerSecond: '2048' }, { RILL_QUOTA_CONNECTIONS_PER_PRINCIPAL: '30' });
+    expect(settings.quotas).toEqual({
+      connectionsPerPrincipal: 30,
+      produceBytesPerSecond: 1048576,
+      fetchBytesPerSecond: 2048,
+      users: new Map([['alice', { produceBytesPerSecond: 0, connectionsPerPrincipal: 50 }], ['CN=bob.example.com,O=Acme', { fetchBytesPerSecond: 4096 }]]),
+    });
+    const source = Object.fromEntries(effective.map((e) => [e.name, [e.value, e.source]]));
+    expect(source).toMatchObject({
+      'quotas.connectionsPerPrincipal': [30, 'env'],
+      'quotas.produceBytesPerSecond': [1048576, 'file'],
+      'quotas.fetchBytesPerSecond': [2048, 'flag'],
+      'quotas.users.alice.connections': [50, 'file'],
+      'quotas.users.CN=bob.example.com,O=Acme.fetchBytesPerSecond': [4096, 'file'],
+    });
+    expect(errorOf(() => resolveSettings({ quotaProduceBytesPerSecond: '-1' }, {})).message).toMatch(/flag --quota-produce-bytes-per-second: expected an integer in 0\.\./);
+    expect(errorOf(() => resolveSettings({ config: configFile('quotas:\n  users:\n    alice:\n      connections: many\n') }, {})).message).toMatch(/key quotas\.users\.alice\.connections: expected an integer/);
+    expect(errorOf(() => resolveSettings({ config: configFile('quotas:\n  users:\n    alice:\n      produceBytesPerSec: 5\n') }, {})).message).toMatch(/unknown key "quotas\.users\.alice\.produceBytesPerSec"/);
+    expect(errorOf(() => resolveSettings({ config: configFile('quotas:\n  users:\n    alice: 5\n') }, {})).message).toMatch(/unknown key "quotas\.users\.alice"/);
+  });
+
   it('reads the config file named by RILL_CONFIG when no --config is given', () => {
     const file = configFile('nodeId: 7\n');
     expect(resolveSettings({}, { RILL_CONFIG: file }).settings.nodeId).toBe(7);

@@ -16,7 +16,7 @@ import { RawClient } from '../helpers/raw-client.js';
 const topic = 'hostile';
 
 function producePartitionError(body: Buffer): { errorCode: number; errorMessage: string } {
-  const result = decodeProduceResponse(body, 0)[0]!.partitions[0]!;
+  const result = decodeProduceResponse(body, 0).topics[0]!.partitions[0]!;
   return { errorCode: result.errorCode, errorMessage: result.errorMessage };
 }
 

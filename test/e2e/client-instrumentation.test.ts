@@ -52,7 +52,7 @@ async function broker(dataDir = tempDir('instrumentation')): Promise<BrokerProce
 
 describe('client instrumentation', () => {
   it('exports the channel names', () => {
-    expect(clientChannelNames).toEqual({ request: 'rill:client:request', retry: 'rill:client:retry', reconnect: 'rill:client:reconnect', rebalance: 'rill:client:rebalance' });
+    expect(clientChannelNames).toEqual({ request: 'rill:client:request', retry: 'rill:client:retry', reconnect: 'rill:client:reconnect', rebalance: 'rill:client:rebalance', throttle: 'rill:client:throttle' });
   });
 
   it('publishes a request event per call, and logs it at debug to the logger option', async () => {

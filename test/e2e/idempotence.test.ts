@@ -187,7 +187,7 @@ describe('idempotent producer end to end', () => {
       const reply = await client.reply(id);
       expect(reply.errorCode).toBe(0);
       const frame = Buffer.concat([Buffer.alloc(responseHeaderBytes), reply.body]);
-      return decodeProduceResponse(frame, responseHeaderBytes)[0]!.partitions[0]!;
+      return decodeProduceResponse(frame, responseHeaderBytes).topics[0]!.partitions[0]!;
     }
 
     it('hands out distinct producer ids', async () => {

@@ -31,7 +31,7 @@ export async function produceRaw(connection: BrokerConnection, topic: string, pa
   const frame = (await connection.send(ApiKey.Produce, 0, body))!;
   const errorCode = frame.readInt16BE(4);
   if (errorCode !== 0) throw RillError.fromCode(errorCode, 'produce request failed as a whole');
-  const result = decodeProduceResponse(frame, responseHeaderBytes)[0]!.partitions[0]!;
+  const result = decodeProduceResponse(frame, responseHeaderBytes).topics[0]!.partitions[0]!;
   return { ...result, error: errorNameOf(result.errorCode) };
 }
 
@@ -40,7 +40,7 @@ export async function fetchRaw(connection: BrokerConnection, topic: string, part
   const frame = (await connection.send(ApiKey.Fetch, 0, [body]))!;
   const errorCode = frame.readInt16BE(4);
   if (errorCode !== 0) throw RillError.fromCode(errorCode, 'fetch request failed as a whole');
-  return decodeFetchResponse(frame, responseHeaderBytes, Number.MAX_SAFE_INTEGER)[0]!.partitions[0]!;
+  return decodeFetchResponse(frame, responseHeaderBytes, Number.MAX_SAFE_INTEGER).topics[0]!.partitions[0]!;
 }
 
 export interface VerifiedRead {

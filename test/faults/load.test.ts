@@ -90,7 +90,7 @@ class SlowConsumer {
   private check(frame: Buffer): void {
     this.replies++;
     if (frame.readInt16BE(4) !== 0) return void this.problems.push(`fetch error ${frame.readInt16BE(4)}`);
-    for (const topic of decodeFetchResponse(frame, responseHeaderBytes, Number.MAX_SAFE_INTEGER)) {
+    for (const topic of decodeFetchResponse(frame, responseHeaderBytes, Number.MAX_SAFE_INTEGER).topics) {
       for (const p of topic.partitions) {
         if (p.errorCode !== 0) this.problems.push(`partition ${p.partition}: error ${p.errorCode}`);
         for (let pos = 0; pos < p.records.length; pos += readBatchSize(p.records, pos)) checkBatchFrame(p.records, pos, p.records.length);

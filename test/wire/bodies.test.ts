@@ -51,8 +51,8 @@ describe('Produce bodies', () => {
   });
 
   it('response round trip', () => {
-    fc.assert(fc.property(produceResponseArb, (topics) => {
-      expect(decodeProduceResponse(encodeProduceResponse(topics), 0)).toEqual(topics);
+    fc.assert(fc.property(produceResponseArb, u32Arb, (topics, throttleTimeMs) => {
+      expect(decodeProduceResponse(encodeProduceResponse(topics, throttleTimeMs), 0)).toEqual({ throttleTimeMs, topics });
     }), { numRuns: 300 });
   });
 
@@ -110,11 +110,14 @@ describe('Fetch bodies', () => {
   });
 
   it('response round trip; chunks add up to the announced byte count', () => {
-    fc.assert(fc.property(fetchResponseArb, (topics) => {
-      const { chunks, bytes } = encodeFetchResponse(topics);
+    fc.assert(fc.property(fetchResponseArb, u32Arb, (topics, throttleTimeMs) => {
+      const { chunks, bytes } = encodeFetchResponse(topics, throttleTimeMs);
       const body = Buffer.concat(chunks);
       expect(body.length).toBe(bytes);
-      expect(decodeFetchResponse(body, 0, 1 << 20)).toEqual(topics.map((t) => ({ name: t.name, partitions: t.partitions.map((p) => ({ ...p, records: Buffer.concat(p.records) })) })));
+      expect(decodeFetchResponse(body, 0, 1 << 20)).toEqual({
+        throttleTimeMs,
+        topics: topics.map((t) => ({ name: t.name, partitions: t.partitions.map((p) => ({ ...p, records: Buffer.concat(p.records) })) })),
+      });
     }), { numRuns: 300 });
   });
 

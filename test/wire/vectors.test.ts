@@ -159,8 +159,8 @@ function framesOf(stream: Buffer, frameBytesMax: number, frameBytesMin: number):
 }
 
 type ProduceRequestJson = { acks: number; timeoutMs: number; topics: { name: string; partitions: { partition: number; records: string }[] }[] };
-type ProduceResponseJson = { name: string; partitions: ProducePartitionResponse[] }[];
-type FetchResponseJson = { name: string; partitions: { partition: number; errorCode: number; highWatermark: number; logStartOffset: number; records: string }[] }[];
+type ProduceResponseJson = { throttleTimeMs: number; topics: { name: string; partitions: ProducePartitionResponse[] }[] };
+type FetchResponseJson = { throttleTimeMs: number; topics: { name: string; partitions: { partition: number; errorCode: number; highWatermark: number; logStartOffset: number; records: string }[] }[] };
 
 const requestDecoders: Record<string, (value: unknown) => unknown> = {
   Metadata: decodeMetadataRequest,
@@ -259,16 +259,17 @@ describe('response frame vectors', () => {
       } else if (vector.api === 'Produce') {
         const json = vector.body.binary as ProduceResponseJson;
         expect(decodeProduceResponse(frame!, limits.responseHeaderBytes)).toEqual(json);
-        expect(encodeProduceResponse(json).toString('hex')).toBe(body.toString('hex'));
+        expect(encodeProduceResponse(json.topics, json.throttleTimeMs).toString('hex')).toBe(body.toString('hex'));
       } else {
         expect(vector.api).toBe('Fetch');
         const json = vector.body.binary as FetchResponseJson;
         const decoded = decodeFetchResponse(frame!, limits.responseHeaderBytes, limits.fetchResponseBytesMax);
-        expect(decoded.map((t) => ({ name: t.name, partitions: t.partitions.map((p) => ({ ...p, records: p.records.toString('hex') })) }))).toEqual(json);
-        const reencoded = encodeFetchResponse(json.map((t) => ({ name: t.name, partitions: t.partitions.map((p) => ({ ...p, records: p.records === '' ? [] : [hex(p.records)] })) })));
+        expect(decoded.throttleTimeMs).toBe(json.throttleTimeMs);
+        expect(decoded.topics.map((t) => ({ name: t.name, partitions: t.partitions.map((p) => ({ ...p, records: p.records.toString('hex') })) }))).toEqual(json.topics);
+        const reencoded = encodeFetchResponse(json.topics.map((t) => ({ name: t.name, partitions: t.partitions.map((p) => ({ ...p, records: p.records === '' ? [] : [hex(p.records)] })) })), json.throttleTimeMs);
         expect(Buffer.concat(reencoded.chunks).toString('hex')).toBe(body.toString('hex'));
         expect(reencoded.bytes).toBe(body.length);
-        for (const topic of decoded) for (const p of topic.partitions) validateEveryBatch(p.records);
+        for (const topic of decoded.topics) for (const p of topic.partitions) validateEveryBatch(p.records);
       }
     });
   }

@@ -2,7 +2,8 @@
  * Fetch: whole stored batches from an offset, up to the visible end, without re-encoding.
  * Long-poll: when fewer than minBytes are available the reply waits (at most maxWaitMs, bounded
  * by fetchWaitMsMax) until an append makes enough visible. Replies on one connection may overtake
- * a waiting fetch (see connection.ts).
+ * a waiting fetch (see connection.ts). A principal over its fetch quota (broker/quotas.ts) gets
+ * replies of at most one burst, each saying how long it was held back (throttleTimeMs).
  */
 import { RillError, errorCodeOf } from '../../lib/errors.js';
 import { fetchResponseBytesMax, fetchWaitMsMax, requestHeaderBytes } from '../../lib/limits.js';
@@ -33,7 +34,7 @@ export function handleFetch(context: RequestContext, partitions: PartitionManage
   }
   const waitMs = Math.min(request.maxWaitMs, fetchWaitMsMax);
   const first = attempt(request, partitions, metrics, context, waitMs === 0);
-  if (first.bytes >= request.minBytes || first.errors > 0 || waitMs === 0) return toReply(first, metrics);
+  if (first.bytes >= request.minBytes || first.errors > 0 || waitMs === 0) return toReply(first, metrics, context);
   return longPoll(request, partitions, metrics, waitMs, context, first.bytes);
 }
 
@@ -45,11 +46,13 @@ function deniedReply(request: FetchRequest, denied: ReadonlySet<FetchRequest['to
   const topics = request.topics.map((topic) => (denied.has(topic)
     ? { name: topic.name, partitions: topic.partitions.map((p): FetchPartitionResponse => ({ partition: p.partition, errorCode: refused, highWatermark: -1, logStartOffset: -1, records: [] })) }
     : allowed.topics[next++]!));
-  return toReply({ ...allowed, topics }, metrics);
+  return toReply({ ...allowed, topics }, metrics, context);
 }
 
-function toReply(result: Attempt, metrics: BrokerMetrics): Reply {
-  const { chunks } = encodeFetchResponse(result.topics);
+function toReply(result: Attempt, metrics: BrokerMetrics, context: RequestContext): Reply {
+  const quotas = context.connection.quotas;
+  const throttleTimeMs = quotas === null ? 0 : quotas.fetch(context.connection, result.bytes);
+  const { chunks } = encodeFetchResponse(result.topics, throttleTimeMs);
   for (const { partition, batches, bytes } of result.served) {
     let records = 0;
     for (const batch of batches) records += readLastOffsetDelta(batch, 0) + 1;
@@ -66,9 +69,12 @@ function toReply(result: Attempt, metrics: BrokerMetrics): Reply {
  * its connection still has queued for the client. Many pipelined fetches woken together on a
  * client that does not read would otherwise each read up to the maximum into memory; this way a
  * connection holds at most about one maximal reply (plus the backlog at which it stops being read).
+ * Under a fetch quota, also at most what the quota lets through at once.
  */
 function replyBudget(request: FetchRequest, context: RequestContext): number {
-  return Math.min(request.maxBytes, fetchResponseBytesMax - context.connection.socket.writableLength);
+  const budget = Math.min(request.maxBytes, fetchResponseBytesMax - context.connection.socket.writableLength);
+  const quotas = context.connection.quotas;
+  return quotas === null ? budget : Math.min(budget, quotas.fetchBytesMax(context.connection));
 }
 
 /**
@@ -160,7 +166,7 @@ function longPoll(request: FetchRequest, partitions: PartitionManager, metrics: 
       const logBytesNow = logBytes(watched);
       if (seenBytes + (logBytesNow - logBytesAtLastRead) < request.minBytes) return;
       const result = attempt(request, partitions, metrics, context, false);
-      if (result.bytes >= request.minBytes || result.errors > 0) return finish(toReply(result, metrics));
+      if (result.bytes >= request.minBytes || result.errors > 0) return finish(toReply(result, metrics, context));
       seenBytes = result.bytes;
       logBytesAtLastRead = logBytesNow;
     };
@@ -170,7 +176,7 @@ function longPoll(request: FetchRequest, partitions: PartitionManager, metrics: 
       scheduled = true;
       setImmediate(retry);
     };
-    const timer = setTimeout(() => finish(context.connection.isClosed ? null : toReply(attempt(request, partitions, metrics, context, true), metrics)), waitMs);
+    const timer = setTimeout(() => finish(context.connection.isClosed ? null : toReply(attempt(request, partitions, metrics, context, true), metrics, context)), waitMs);
     for (const partition of watched) partition.onAdvance(onAdvance);
   });
 }

@@ -62,6 +62,8 @@ function failure(partition: number, error: RillError): ProducePartitionResponse 
 
 export function handleProduce(context: RequestContext, partitions: PartitionManager, metrics: BrokerMetrics, producers: ProducerStates, access: Access): Reply | null | Promise<Reply | null> {
   const request = decodeProduceRequest(context.frame, requestHeaderBytes);
+  // A principal over its produce quota: the reply (if any) says so, and the connection is muted that long.
+  const throttleTimeMs = context.connection.quotas?.produce(context.connection, context.frame.length) ?? 0;
   const durable = request.acks === -1;
   const results: ProduceTopicRequest<ProducePartitionResponse>[] = [];
   const flushes: Promise<void>[] = [];
@@ -88,7 +90,7 @@ export function handleProduce(context: RequestContext, partitions: PartitionMana
     }
   }
   if (request.acks === 0) return null;
-  const reply = (): Reply => replyOf([encodeProduceResponse(results)]);
+  const reply = (): Reply => replyOf([encodeProduceResponse(results, throttleTimeMs)]);
   if (flushes.length === 0) return reply();
   return Promise.all(flushes).then(reply);
 }
