@@ -56,6 +56,8 @@ const propertyBudgetMs = 4000;
 let broker: BrokerProcess;
 let tlsPort: number;
 let caPem: Buffer;
+/** Removed at the end: the data directory and the certificates. */
+const dirs: string[] = [];
 /** The password and every form of the stored credential that must never be logged. */
 const secrets: string[] = [];
 
@@ -260,6 +262,7 @@ beforeAll(async () => {
   const server = pki.issue('server', '/O=Rill Test/CN=broker', { server: true });
   caPem = fs.readFileSync(pki.ca.cert);
   const dataDir = tempDir('hostile-handshake');
+  dirs.push(dataDir, pki.dir);
   const added = await runCli(['users', 'add', 'alice', '--data-dir', dataDir], `${password}\n`);
   expect(added.code, added.stderr).toBe(0);
   secrets.push(...secretForms(dataDir));
@@ -304,6 +307,7 @@ beforeAll(async () => {
 afterAll(async () => {
   steady.stop = true;
   await broker?.kill();
+  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 describe('hostile authentication against a live broker (--auth required)', () => {
