@@ -11,7 +11,7 @@ import { Session } from 'node:inspector/promises';
 import { repoRoot, startBroker } from './lib/broker-process.js';
 import type { Outcome, PeerResult, RunContext, TargetCheck, WorkloadResult } from './lib/context.js';
 import { machineInfo } from './lib/machine.js';
-import { log } from './lib/progress.js';
+import { formatRate, log } from './lib/progress.js';
 import { loadWorkloads, type Workload } from './lib/workload.js';
 import { reachablePeers, runPeers } from './peers/run-peers.js';
 import type { Peer } from './peers/peer.js';
@@ -21,6 +21,7 @@ import { GroupSkipped, runGroup } from './rill/group.js';
 import { runEndToEnd, runSendLatency } from './rill/latency.js';
 import { runProduce } from './rill/produce.js';
 import { runRecovery } from './rill/recovery.js';
+import { runSecureComparison } from './rill/secure.js';
 
 interface Options {
   quick: boolean;
@@ -115,13 +116,15 @@ async function runWorkload(workload: Workload, options: Options, peers: Peer[], 
   const ctx: RunContext = {
     quick: options.quick,
     profiling: profileDir !== null,
-    startBroker: (o = {}) => startBroker({ ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir }), profileDir: profileDir ?? undefined, profileName: `${workload.name}-broker-${o.label ?? ++brokers}` }),
-    clientProfile: { start: () => profiler.start(), stop: async () => void (await profiler.stop(workload.name)) },
+    startBroker: (o = {}) => startBroker({ ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir }), security: o.security, profileDir: profileDir ?? undefined, profileName: `${workload.name}-broker-${o.label ?? ++brokers}` }),
+    clientProfile: { start: () => profiler.start(), stop: async (label) => void (await profiler.stop(label === undefined ? workload.name : `${workload.name}-${label}`)) },
   };
   const base = { name: workload.name, kind: workload.kind, startedAt, settings: workload, peers: [] as PeerResult[] };
   log(`\n== ${workload.name}: ${workload.description}`);
   try {
-    const outcome = await runners[workload.kind](workload, ctx);
+    // A workload with TLS/SASL is measured plain and secure, back to back (rill/secure.ts).
+    const runner = runners[workload.kind];
+    const outcome = workload.security === null ? await runner(workload, ctx) : await runSecureComparison(workload, ctx, runner);
     await profiler.stop(workload.name);
     const targets = checkTargets(workload, outcome.metrics);
     log(`  => ${outcome.summary}`);
@@ -160,6 +163,14 @@ function printTable(results: WorkloadResult[]): void {
     }
   }
   if (peerRows.length > 1) printRows('Peers (same run)', peerRows);
+  const securityRows: string[][] = [['workload', 'security', 'plain records/s', 'secure records/s', 'secure / plain']];
+  for (const r of results) {
+    const m = r.metrics;
+    if (r.status !== 'ok' || typeof m.plainRecordsPerSecond !== 'number' || typeof m.recordsPerSecond !== 'number') continue;
+    const setup = `${String(m.security)}${typeof m.tlsCipher === 'string' ? ` (${String(m.tlsProtocol)} ${m.tlsCipher})` : ''}`;
+    securityRows.push([r.name, setup, formatRate(m.plainRecordsPerSecond), formatRate(m.recordsPerSecond), typeof m.ratioToPlain === 'number' ? m.ratioToPlain.toFixed(2) : '-']);
+  }
+  if (securityRows.length > 1) printRows('Security: the same load plain and secure (same run)', securityRows);
 }
 
 function printRows(title: string, rows: string[][]): void {

@@ -1,13 +1,16 @@
 /**
  * A real Rill broker as a separate process (`node dist/src/cli/main.js broker`) on a fresh
  * temporary data directory, for one workload. With a profile directory the broker runs under
- * `node --cpu-prof` and writes its profile when it exits after SIGTERM.
+ * `node --cpu-prof` and writes its profile when it exits after SIGTERM. With a security setting
+ * (lib/security.ts) it speaks TLS and/or requires authentication, and `clientSecurity` holds what
+ * a client needs to reach it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { BrokerSecurity, ClientSecurity } from './security.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const cliPath = path.join(repoRoot, 'dist/src/cli/main.js');
@@ -22,10 +25,14 @@ export interface StartBrokerOptions {
   profileDir?: string | undefined;
   /** Name the profile file gets (without extension). */
   profileName?: string;
+  /** TLS and/or SASL (lib/security.ts); default plaintext without authentication. */
+  security?: BrokerSecurity | undefined;
 }
 
 export interface BrokerProcess {
   bootstrap: string;
+  /** `tls` and `sasl` client options for this broker (empty when it is plain). */
+  clientSecurity: ClientSecurity;
   dataDir: string;
   child: ChildProcess;
   /** performance.now() when spawn was called and when the ready line arrived. */
@@ -58,8 +65,10 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
     fs.mkdirSync(options.profileDir, { recursive: true });
     nodeArgs.push('--cpu-prof', '--cpu-prof-dir', options.profileDir, '--cpu-prof-name', `${options.profileName ?? 'broker'}.cpuprofile`);
   }
+  const security = options.security;
+  await security?.prepareDataDir(cliPath, dataDir);
   const spawnedAtMs = performance.now();
-  const child = spawn(process.execPath, [...nodeArgs, cliPath, 'broker', '--data-dir', dataDir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, cliPath, 'broker', '--data-dir', dataDir, '--port', '0', ...(security?.brokerArgs() ?? [])], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const append = (chunk: Buffer): void => {
     output += chunk.toString();
@@ -92,9 +101,16 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
     });
   });
   const readyAtMs = performance.now();
+  try {
+    await security?.probe(port);
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw new Error(`TLS handshake with the bench broker failed: ${(error as Error).message}`);
+  }
   const alive = (): boolean => child.exitCode === null && child.signalCode === null;
   return {
     bootstrap: `127.0.0.1:${port}`,
+    clientSecurity: security?.clientOptions() ?? {},
     dataDir,
     child,
     spawnedAtMs,

@@ -1,13 +1,14 @@
 /** What a workload runner gets from run.ts, and what it hands back. */
 import type { BrokerProcess } from './broker-process.js';
+import type { BrokerSecurity } from './security.js';
 import type { Workload } from './workload.js';
 
 export interface RunContext {
   quick: boolean;
   /** --profile: brokers run under --cpu-prof and the bench profiles itself per workload. */
   profiling: boolean;
-  /** Starts a broker for this workload (profiled when --profile is on). */
-  startBroker(options?: { dataDir?: string; label?: string }): Promise<BrokerProcess>;
+  /** Starts a broker for this workload (profiled when --profile is on; TLS/SASL with `security`). */
+  startBroker(options?: { dataDir?: string; label?: string; security?: BrokerSecurity }): Promise<BrokerProcess>;
   /** Brackets the measured phase for the bench process's own CPU profile (no-op without --profile). */
   clientProfile: { start(): Promise<void>; stop(label?: string): Promise<void> };
 }

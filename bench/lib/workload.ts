@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from './broker-process.js';
+import type { SecuritySetting } from './security.js';
 
 export type WorkloadKind = 'produce' | 'consume' | 'e2e-latency' | 'send-latency' | 'group' | 'recovery';
 export type Acks = 'all' | 1 | 0;
@@ -48,6 +49,12 @@ export interface Workload {
   sessionTimeoutMs: number;
   /** Run the same workload against the peers with --peers. */
   peers: boolean;
+  /**
+   * TLS and/or SASL on the broker and every client, e.g. `{ "tls": true, "sasl": "scram-sha-512" }`;
+   * the workload is then run plain and secure, back to back, `rounds` times each (rill/secure.ts).
+   */
+  security: SecuritySetting | null;
+  rounds: number;
   targets: Target[];
   quick?: Partial<Omit<Workload, 'quick' | 'name' | 'kind'>>;
 }
@@ -69,6 +76,8 @@ const defaults: Omit<Workload, 'name' | 'kind' | 'description'> = {
   members: 3,
   sessionTimeoutMs: 10_000,
   peers: false,
+  security: null,
+  rounds: 1,
   targets: [],
 };
 
@@ -85,6 +94,15 @@ function validate(file: string, workload: Workload): Workload {
   for (const key of ['partitions', 'messageSize', 'producers', 'windowRecords'] as const) {
     if (!Number.isInteger(workload[key]) || workload[key] < 1) fail(`${key} must be an integer >= 1, got ${String(workload[key])}`);
   }
+  if (!Number.isInteger(workload.rounds) || workload.rounds < 1) fail(`rounds must be an integer >= 1, got ${String(workload.rounds)}`);
+  if (workload.security !== null) {
+    const { tls, sasl } = workload.security;
+    if (typeof tls !== 'boolean') fail(`security.tls must be true or false, got ${String(tls)}`);
+    if (!(sasl === null || sasl === 'scram-sha-256' || sasl === 'scram-sha-512' || sasl === 'plain')) fail(`security.sasl must be null, "scram-sha-256", "scram-sha-512" or "plain", got ${String(sasl)}`);
+    if (sasl === 'plain' && !tls) fail('security.sasl "plain" needs security.tls true (brokers offer PLAIN on TLS only)');
+    if (!tls && sasl === null) fail('security needs tls or sasl');
+    if (workload.kind !== 'produce' && workload.kind !== 'consume') fail(`security is supported for produce and consume workloads, not ${workload.kind}`);
+  }
   if (workload.messageSize < 16) fail('messageSize must be >= 16 (latency workloads stamp a timestamp into the value)');
   return workload;
 }
@@ -95,6 +113,7 @@ export function loadWorkloads(quick: boolean): Workload[] {
   return files.map((file) => {
     const raw = JSON.parse(fs.readFileSync(path.join(workloadDir, file), 'utf8')) as Workload;
     const merged: Workload = { ...defaults, ...raw, producerOptions: { ...defaults.producerOptions, ...raw.producerOptions } };
+    if (raw.security != null) merged.security = { tls: raw.security.tls ?? false, sasl: raw.security.sasl ?? null };
     if (quick && raw.quick !== undefined) Object.assign(merged, raw.quick);
     return validate(file, merged);
   });

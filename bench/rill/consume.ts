@@ -6,13 +6,15 @@
  */
 import { PartitionReader } from '../../src/client/index.js';
 import type { Outcome, RunContext } from '../lib/context.js';
+import type { ClientSecurity } from '../lib/security.js';
 import { formatRate, log, RateTicker } from '../lib/progress.js';
 import type { Workload } from '../lib/workload.js';
 import { closeAll, createTopic, produceLoad } from './produce.js';
 
-export async function fillBacklog(bootstrap: string, topic: string, workload: Workload): Promise<number> {
+export async function fillBacklog(bootstrap: string, topic: string, workload: Workload, security: ClientSecurity = {}): Promise<number> {
   const figures = await produceLoad({
     bootstrap,
+    security,
     topic,
     messageSize: workload.messageSize,
     producers: workload.producers,
@@ -30,8 +32,8 @@ export async function fillBacklog(bootstrap: string, topic: string, workload: Wo
 }
 
 /** A second read of the same backlog through reader.batches() (one array per fetch), when the client has it. */
-async function readWithBatches(bootstrap: string, topic: string, backlog: number): Promise<number | null> {
-  const reader = new PartitionReader({ bootstrap, topic, from: 'earliest', stopAtEnd: true }) as PartitionReader & { batches?: () => AsyncIterable<unknown[]> };
+async function readWithBatches(bootstrap: string, security: ClientSecurity, topic: string, backlog: number): Promise<number | null> {
+  const reader = new PartitionReader({ bootstrap, ...security, topic, from: 'earliest', stopAtEnd: true }) as PartitionReader & { batches?: () => AsyncIterable<unknown[]> };
   if (typeof reader.batches !== 'function') return null;
   const startMs = performance.now();
   let records = 0;
@@ -47,9 +49,9 @@ export async function runConsume(workload: Workload, ctx: RunContext): Promise<O
   const dataDir = broker.dataDir;
   try {
     const topic = `bench-${workload.name}`;
-    await createTopic(broker.bootstrap, topic, workload.partitions);
+    await createTopic(broker.bootstrap, topic, workload.partitions, broker.clientSecurity);
     // The producers' metadata warm-up sends one record each: the backlog holds those too.
-    const backlog = (await fillBacklog(broker.bootstrap, topic, workload)) + workload.producers;
+    const backlog = (await fillBacklog(broker.bootstrap, topic, workload, broker.clientSecurity)) + workload.producers;
     let restarted = false;
     if (ctx.profiling) {
       await broker.stop();
@@ -62,7 +64,7 @@ export async function runConsume(workload: Workload, ctx: RunContext): Promise<O
     const ticker = new RateTicker('consume', () => records, workload.messageSize);
     const startMs = performance.now();
     let firstRecordMs = NaN;
-    const reader = new PartitionReader({ bootstrap: broker.bootstrap, topic, from: 'earliest', stopAtEnd: true });
+    const reader = new PartitionReader({ bootstrap: broker.bootstrap, ...broker.clientSecurity, topic, from: 'earliest', stopAtEnd: true });
     for await (const message of reader) {
       if (records === 0) firstRecordMs = performance.now() - startMs;
       records++;
@@ -73,7 +75,7 @@ export async function runConsume(workload: Workload, ctx: RunContext): Promise<O
     await ctx.clientProfile.stop();
     if (records !== backlog) throw new Error(`read ${records} records, expected the backlog of ${backlog}`);
     const recordsPerSecond = records / seconds;
-    const batchFigure = await readWithBatches(broker.bootstrap, topic, backlog);
+    const batchFigure = await readWithBatches(broker.bootstrap, broker.clientSecurity, topic, backlog);
     return {
       metrics: {
         recordsPerSecond: Math.round(recordsPerSecond),

@@ -6,6 +6,7 @@
  */
 import { Admin, Producer } from '../../src/client/index.js';
 import type { BrokerProcess } from '../lib/broker-process.js';
+import type { ClientSecurity } from '../lib/security.js';
 import type { Outcome, RunContext } from '../lib/context.js';
 import { PayloadPool } from '../lib/payload.js';
 import { formatRate, log, RateTicker, sleep } from '../lib/progress.js';
@@ -14,6 +15,8 @@ import type { Workload } from '../lib/workload.js';
 
 export interface ProduceLoad {
   bootstrap: string;
+  /** TLS and SASL options of a secure broker (BrokerProcess.clientSecurity). */
+  security?: ClientSecurity;
   topic: string;
   messageSize: number;
   producers: number;
@@ -41,8 +44,8 @@ export interface ProduceFigures {
   producers: Producer[];
 }
 
-export async function createTopic(bootstrap: string, topic: string, partitions: number): Promise<void> {
-  const admin = new Admin({ bootstrap });
+export async function createTopic(bootstrap: string, topic: string, partitions: number, security: ClientSecurity = {}): Promise<void> {
+  const admin = new Admin({ bootstrap, ...security });
   try {
     await admin.createTopics([{ topic, partitions }]);
   } finally {
@@ -53,7 +56,7 @@ export async function createTopic(bootstrap: string, topic: string, partitions: 
 /** Drives the load; leaves the producers open for the caller to close. */
 export async function produceLoad(load: ProduceLoad, warmupMs: number, onWarm?: () => Promise<void>): Promise<ProduceFigures> {
   const payloads = new PayloadPool(load.messageSize);
-  const producers = Array.from({ length: load.producers }, () => new Producer({ bootstrap: load.bootstrap, acks: load.acks, deliveryTimeoutMs: load.abandonAtEnd ? 5000 : 120_000, ...load.producerOptions }));
+  const producers = Array.from({ length: load.producers }, () => new Producer({ bootstrap: load.bootstrap, ...load.security, acks: load.acks, deliveryTimeoutMs: load.abandonAtEnd ? 5000 : 120_000, ...load.producerOptions }));
   // Metadata first, so the timed phase does not include the lookup.
   await Promise.all(producers.map((p) => p.send({ topic: load.topic, value: payloads.take() })));
   const windows = producers.map(() => new SendWindow(load.windowRecords));
@@ -103,11 +106,12 @@ export async function runProduce(workload: Workload, ctx: RunContext): Promise<O
   const broker: BrokerProcess = await ctx.startBroker();
   try {
     const topic = `bench-${workload.name}`;
-    await createTopic(broker.bootstrap, topic, workload.partitions);
+    await createTopic(broker.bootstrap, topic, workload.partitions, broker.clientSecurity);
     await sleep(200);
     log(`  ${workload.producers} producer(s), ${workload.partitions} partitions, ${workload.messageSize} B values, acks ${workload.acks}, window ${workload.windowRecords} records per producer`);
     const figures = await produceLoad({
       bootstrap: broker.bootstrap,
+      security: broker.clientSecurity,
       topic,
       messageSize: workload.messageSize,
       producers: workload.producers,

@@ -8,7 +8,8 @@
  *   auth_failures), answered only after authFailureDelayMs, and the connection is closed after
  *   the reply;
  * - an address with authFailuresMax failures within authFailureWindowMs is refused at once at
- *   its next handshake until the window ends (no password is tried);
+ *   its next handshake, or next SaslAuthenticate of an exchange begun before, until the window
+ *   ends (no password is tried: exchanges opened in parallel get no guesses past the limit);
  * - with auth required, a connection that has not authenticated within authTimeoutMs is closed.
  *
  * Nothing here logs a password, a hash or a salt: the log lines carry the address, the user name
@@ -100,14 +101,7 @@ export class BrokerAuth {
   handleHandshake(context: RequestContext): Reply {
     const { connection } = context;
     const { mechanism } = decodeSaslHandshakeRequest(decodeMsgpack(context.frame.subarray(requestHeaderBytes)));
-    const address = addressOf(connection.remote);
-    const blockedMs = this.limiter.blockedForMs(address, this.clock.nowMs());
-    if (blockedMs > 0) {
-      this.metrics.authFailures++;
-      this.warn(connection, null, 'too many failed attempts from this address');
-      connection.endAfterReply(context.header.correlationId);
-      throw new RillError('SASL_AUTHENTICATION_FAILED', `too many failed authentications from ${address}; try again in ${Math.ceil(blockedMs / 1000)} s`);
-    }
+    this.refuseIfBlocked(context, null);
     // Authenticated another way (a TLS client certificate) or already: one identity per connection.
     if (connection.principal !== null && !this.sessions.has(connection)) throw new RillError('ILLEGAL_SASL_STATE', `this connection is already authenticated as ${connection.principal}`);
     let session = this.sessions.get(connection);
@@ -125,6 +119,7 @@ export class BrokerAuth {
       connection.endAfterReply(context.header.correlationId);
       throw new RillError('ILLEGAL_SASL_STATE', 'SaslAuthenticate before SaslHandshake');
     }
+    if (connection.principal === null) this.refuseIfBlocked(context, session.user);
     let outcome: { reply: Buffer; principal: string | null };
     try {
       // A body that does not decode is a failed attempt like a bad SCRAM message.
@@ -154,6 +149,18 @@ export class BrokerAuth {
       this.log('debug', `${connection.remote} authenticated as ${principal}`, { remote: connection.remote, principal });
     }
     return msgpackReply({ authBytes: reply });
+  }
+
+  /** An address past its failure limit is refused at once: counted, logged, closed after the reply. */
+  private refuseIfBlocked(context: RequestContext, user: string | null): void {
+    const { connection } = context;
+    const address = addressOf(connection.remote);
+    const blockedMs = this.limiter.blockedForMs(address, this.clock.nowMs());
+    if (blockedMs <= 0) return;
+    this.metrics.authFailures++;
+    this.warn(connection, user, 'too many failed attempts from this address');
+    connection.endAfterReply(context.header.correlationId);
+    throw new RillError('SASL_AUTHENTICATION_FAILED', `too many failed authentications from ${address}; try again in ${Math.ceil(blockedMs / 1000)} s`);
   }
 
   private warn(connection: Connection, user: string | null, reason: string): void {

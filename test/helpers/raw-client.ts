@@ -1,5 +1,6 @@
-/** A bare TCP client for hostile-input tests: send any bytes, collect reply frames. */
+/** A bare TCP (or TLS) client for hostile-input tests: send any bytes, collect reply frames. */
 import net from 'node:net';
+import tls from 'node:tls';
 import { FrameDecoder, decodeResponseHeader, encodeRequestFrame } from '../../src/wire/frame.js';
 import { responseFrameBytesMax, responseHeaderBytes } from '../../src/lib/limits.js';
 import { decodeMsgpack, encodeMsgpack } from '../../src/wire/msgpack.js';
@@ -8,6 +9,16 @@ export interface RawReply {
   correlationId: number;
   errorCode: number;
   body: Buffer;
+}
+
+export interface RawConnectOptions {
+  /**
+   * Source address of the connection. Any 127.x.y.z reaches a broker on 127.0.0.1 (Linux), so a
+   * test can be many clients, e.g. to stay below or probe the broker's per-address limits.
+   */
+  localAddress?: string;
+  /** Speak TLS (tls.connect options; host is 127.0.0.1): connected once the handshake is done. */
+  tls?: tls.ConnectionOptions;
 }
 
 export class RawClient {
@@ -31,9 +42,12 @@ export class RawClient {
     }));
   }
 
-  static connect(port: number): Promise<RawClient> {
+  static connect(port: number, options: RawConnectOptions = {}): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: '127.0.0.1', port }, () => resolve(new RawClient(socket)));
+      const target = { host: '127.0.0.1', port, ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }) };
+      const socket: net.Socket = options.tls === undefined
+        ? net.connect(target, () => resolve(new RawClient(socket)))
+        : tls.connect({ ...options.tls, ...target }, () => resolve(new RawClient(socket)));
       socket.once('error', reject);
     });
   }
