@@ -124,7 +124,7 @@ export class BrokerAuth {
     try {
       // A body that does not decode is a failed attempt like a bad SCRAM message.
       const { authBytes } = decodeSaslAuthenticateRequest(decodeMsgpack(context.frame.subarray(requestHeaderBytes)));
-      outcome = session.authenticate(authBytes);
+      outcome = await session.authenticate(authBytes);
     } catch (error) {
       if (!(error instanceof RillError)) throw error;
       connection.endAfterReply(context.header.correlationId);

@@ -8,10 +8,13 @@
  *   start          SaslHandshake(offered mechanism)          handshaken        mechanisms
  *   start          SaslHandshake(other)                      start             UNSUPPORTED_SASL_MECHANISM
  *   handshaken     SaslAuthenticate(SCRAM client-first)      scram-final       server-first
- *   handshaken     SaslAuthenticate(PLAIN, right password)   authenticated     (empty)
+ *   handshaken     SaslAuthenticate(PLAIN)                   plain-check       (checking the password: async)
+ *   plain-check    (the password matched)                    authenticated     (empty)
+ *   plain-check    SaslAuthenticate                          failed            ILLEGAL_SASL_STATE
  *   scram-final    SaslAuthenticate(client-final, good)      authenticated     server-final
  *   handshaken,
- *   scram-final    SaslAuthenticate(bad message or proof)    failed            SASL_AUTHENTICATION_FAILED
+ *   scram-final,
+ *   plain-check    bad message, proof or password            failed            SASL_AUTHENTICATION_FAILED
  *   start          SaslAuthenticate                          failed            ILLEGAL_SASL_STATE
  *   authenticated  SaslHandshake / SaslAuthenticate          authenticated     ILLEGAL_SASL_STATE
  *   failed         anything                                  failed            ILLEGAL_SASL_STATE
@@ -19,14 +22,20 @@
  * `failed` is final: the broker closes the connection after the reply, so a client starts a new
  * exchange (with new nonces) on a new connection, and a replayed SCRAM message meets a server
  * nonce it was not computed for. Failure reasons are safe to log: they never hold a password,
- * hash or salt.
+ * hash or salt. A PLAIN password is checked by deriving its SCRAM-SHA-512 credential (PBKDF2, ~10 ms
+ * of CPU): on the thread pool, so `authenticate` answers PLAIN with a promise, SCRAM at once.
  */
 import crypto from 'node:crypto';
 import { DecodeError, RillError } from '../lib/errors.js';
 import { decodePlain, type SaslMechanismName } from '../wire/sasl.js';
-import { ScramError, ScramServer, scramCredential, type ScramCredential, type ScramMechanism } from '../wire/scram.js';
+import { ScramError, ScramServer, scramCredentialAsync, scramIterationsDefault, type ScramCredential, type ScramMechanism } from '../wire/scram.js';
 
-export type SaslState = 'start' | 'handshaken' | 'scram-final' | 'authenticated' | 'failed';
+export type SaslState = 'start' | 'handshaken' | 'scram-final' | 'plain-check' | 'authenticated' | 'failed';
+
+export interface SaslOutcome {
+  reply: Buffer;
+  principal: string | null;
+}
 
 /** Where credentials come from (the CredentialStore). */
 export interface CredentialLookup {
@@ -81,21 +90,26 @@ export class SaslServerSession {
    * SaslAuthenticate: the reply bytes, and the principal (`User:NAME`) once authenticated.
    * Throws SaslFailure (state becomes failed) or ILLEGAL_SASL_STATE.
    */
-  authenticate(authBytes: Buffer): { reply: Buffer; principal: string | null } {
+  authenticate(authBytes: Buffer): SaslOutcome | Promise<SaslOutcome> {
     if (this.current !== 'handshaken' && this.current !== 'scram-final') {
       const was = this.current;
-      if (was === 'start') this.current = 'failed';
+      if (was === 'start' || was === 'plain-check') this.current = 'failed';
       throw new RillError('ILLEGAL_SASL_STATE', was === 'start' ? 'SaslAuthenticate before SaslHandshake' : `SaslAuthenticate in state ${was}`);
     }
     try {
-      if (this.mechanism === 'PLAIN') return this.plain(authBytes);
+      if (this.mechanism === 'PLAIN') return this.plain(authBytes).catch((error: unknown) => Promise.reject(this.failure(error)));
       return this.scramStep(authBytes);
     } catch (error) {
-      this.current = 'failed';
-      if (error instanceof SaslFailure) throw error;
-      if (error instanceof ScramError || error instanceof DecodeError) throw new SaslFailure(error instanceof DecodeError ? error.message.replace(/^MALFORMED_REQUEST: /, '') : error.message, this.user);
-      throw error;
+      throw this.failure(error);
     }
+  }
+
+  /** The session fails; the error as the caller should see it. */
+  private failure(error: unknown): unknown {
+    this.current = 'failed';
+    if (error instanceof SaslFailure) return error;
+    if (error instanceof ScramError || error instanceof DecodeError) return new SaslFailure(error instanceof DecodeError ? error.message.replace(/^MALFORMED_REQUEST: /, '') : error.message, this.user);
+    return error;
   }
 
   private scramStep(authBytes: Buffer): { reply: Buffer; principal: string | null } {
@@ -115,12 +129,17 @@ export class SaslServerSession {
     return { reply: Buffer.from(serverFinal, 'utf8'), principal: `User:${user}` };
   }
 
-  /** PLAIN: the password is checked against the stored SCRAM-SHA-512 credential. */
-  private plain(authBytes: Buffer): { reply: Buffer; principal: string | null } {
+  /**
+   * PLAIN: the password is checked against the stored SCRAM-SHA-512 credential. An unknown user
+   * costs the same derivation (default iterations, a random salt), so timing does not tell.
+   */
+  private async plain(authBytes: Buffer): Promise<SaslOutcome> {
     const { user, password } = decodePlain(authBytes);
     this.user = user;
+    this.current = 'plain-check';
     const stored = this.credentials.credential(user, 'SCRAM-SHA-512');
-    const candidate = scramCredential('SCRAM-SHA-512', password, stored?.iterations, stored?.salt);
+    const candidate = await scramCredentialAsync('SCRAM-SHA-512', password, stored?.iterations ?? scramIterationsDefault, stored?.salt ?? crypto.randomBytes(32));
+    if (this.current !== 'plain-check') throw new RillError('ILLEGAL_SASL_STATE', 'the PLAIN exchange ended while its password was checked');
     if (stored === null || !crypto.timingSafeEqual(candidate.storedKey, stored.storedKey)) throw new SaslFailure('authentication failed', user);
     this.current = 'authenticated';
     return { reply: Buffer.alloc(0), principal: `User:${user}` };

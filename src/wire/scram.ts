@@ -72,12 +72,13 @@ function saltedPassword(mechanism: ScramMechanism, password: string, salt: Buffe
   return crypto.pbkdf2Sync(Buffer.from(password.normalize('NFKC'), 'utf8'), salt, iterations, bytes, algorithm);
 }
 
-/** Derives the stored credential from a password (with a fresh random salt unless one is given). */
-export function scramCredential(mechanism: ScramMechanism, password: string, iterations = scramIterationsDefault, salt: Buffer = crypto.randomBytes(saltBytes)): ScramCredential {
+function checkIterations(iterations: number): void {
   if (!Number.isInteger(iterations) || iterations < scramIterationsMin || iterations > scramIterationsMax) {
     throw new RangeError(`iterations must be an integer in ${scramIterationsMin}..${scramIterationsMax}, got ${iterations}`);
   }
-  const salted = saltedPassword(mechanism, password, salt, iterations);
+}
+
+function credentialOf(mechanism: ScramMechanism, salted: Buffer, salt: Buffer, iterations: number): ScramCredential {
   return {
     mechanism,
     salt,
@@ -85,6 +86,27 @@ export function scramCredential(mechanism: ScramMechanism, password: string, ite
     storedKey: hash(mechanism, hmac(mechanism, salted, 'Client Key')),
     serverKey: hmac(mechanism, salted, 'Server Key'),
   };
+}
+
+/** Derives the stored credential from a password (with a fresh random salt unless one is given). */
+export function scramCredential(mechanism: ScramMechanism, password: string, iterations = scramIterationsDefault, salt: Buffer = crypto.randomBytes(saltBytes)): ScramCredential {
+  checkIterations(iterations);
+  return credentialOf(mechanism, saltedPassword(mechanism, password, salt, iterations), salt, iterations);
+}
+
+/**
+ * As scramCredential, with the PBKDF2 run on libuv's thread pool: a broker checking a PLAIN
+ * password (thousands of iterations, ~10 ms) keeps serving everyone else meanwhile.
+ */
+export function scramCredentialAsync(mechanism: ScramMechanism, password: string, iterations: number, salt: Buffer): Promise<ScramCredential> {
+  checkIterations(iterations);
+  const { algorithm, bytes } = hashOf[mechanism];
+  return new Promise((resolve, reject) => {
+    crypto.pbkdf2(Buffer.from(password.normalize('NFKC'), 'utf8'), salt, iterations, bytes, algorithm, (error, salted) => {
+      if (error !== null) reject(error);
+      else resolve(credentialOf(mechanism, salted, salt, iterations));
+    });
+  });
 }
 
 export function randomNonce(): string {

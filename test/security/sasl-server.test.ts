@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DecodeError, RillError } from '../../src/lib/errors.js';
-import { AuthFailureLimiter, SaslServerSession, type CredentialLookup } from '../../src/security/sasl-server.js';
+import { AuthFailureLimiter, SaslServerSession, type CredentialLookup, type SaslOutcome } from '../../src/security/sasl-server.js';
 import { decodeMsgpack, encodeMsgpack } from '../../src/wire/msgpack.js';
 import { decodePlain, decodeSaslAuthenticateRequest, decodeSaslAuthenticateResponse, decodeSaslHandshakeRequest, decodeSaslHandshakeResponse, encodePlain, saslAuthBytesMax } from '../../src/wire/sasl.js';
 import { ScramClient, scramCredential, type ScramCredential, type ScramMechanism } from '../../src/wire/scram.js';
@@ -28,11 +28,11 @@ function scramExchange(mechanism: ScramMechanism, user: string, password: string
   const server = session();
   server.handshake(mechanism);
   const client = new ScramClient(mechanism, user, password);
-  const serverFirst = server.authenticate(Buffer.from(client.first())).reply.toString();
+  const serverFirst = (server.authenticate(Buffer.from(client.first())) as SaslOutcome).reply.toString();
   return {
     session: server,
     result: () => {
-      const { reply, principal } = server.authenticate(Buffer.from(client.final(serverFirst)));
+      const { reply, principal } = server.authenticate(Buffer.from(client.final(serverFirst))) as SaslOutcome;
       client.verify(reply.toString());
       return principal;
     },
@@ -42,6 +42,15 @@ function scramExchange(mechanism: ScramMechanism, user: string, password: string
 function codeOf(action: () => unknown): string {
   try {
     action();
+  } catch (error) {
+    return (error as RillError).code;
+  }
+  return 'NONE';
+}
+
+async function asyncCodeOf(outcome: unknown): Promise<string> {
+  try {
+    await outcome;
   } catch (error) {
     return (error as RillError).code;
   }
@@ -65,15 +74,27 @@ describe('SaslServerSession', () => {
     });
   }
 
-  it('offers PLAIN only on TLS, and checks its password against the stored credential', () => {
+  it('offers PLAIN only on TLS, and checks its password against the stored credential, off the event loop', async () => {
     expect(codeOf(() => session(false).handshake('PLAIN'))).toBe('UNSUPPORTED_SASL_MECHANISM');
     const good = session(true);
     expect(good.handshake('PLAIN')).toContain('PLAIN');
-    expect(good.authenticate(encodePlain('alice', 'secret')).principal).toBe('User:alice');
-    const bad = session(true);
-    bad.handshake('PLAIN');
-    expect(codeOf(() => bad.authenticate(encodePlain('alice', 'guess')))).toBe('SASL_AUTHENTICATION_FAILED');
-    expect(bad.state).toBe('failed');
+    const checking = good.authenticate(encodePlain('alice', 'secret'));
+    expect(checking).toBeInstanceOf(Promise);
+    expect(good.state).toBe('plain-check');
+    expect((await checking).principal).toBe('User:alice');
+    for (const [user, password] of [['alice', 'guess'], ['nobody', 'secret']] as const) {
+      const bad = session(true);
+      bad.handshake('PLAIN');
+      expect(await asyncCodeOf(bad.authenticate(encodePlain(user, password)))).toBe('SASL_AUTHENTICATION_FAILED');
+      expect(bad.state).toBe('failed');
+    }
+    // A second message while the password is being checked ends the exchange.
+    const eager = session(true);
+    eager.handshake('PLAIN');
+    const pending = eager.authenticate(encodePlain('alice', 'secret'));
+    expect(codeOf(() => eager.authenticate(encodePlain('alice', 'secret')))).toBe('ILLEGAL_SASL_STATE');
+    expect(await asyncCodeOf(pending)).toBe('ILLEGAL_SASL_STATE');
+    expect(eager.state).toBe('failed');
   });
 
   it('refuses requests out of order (the transition table in the header comment)', () => {
@@ -93,26 +114,26 @@ describe('SaslServerSession', () => {
     const client = new ScramClient('SCRAM-SHA-256', 'alice', 'secret');
     const first = session();
     first.handshake('SCRAM-SHA-256');
-    const serverFirst = first.authenticate(Buffer.from(client.first())).reply.toString();
+    const serverFirst = (first.authenticate(Buffer.from(client.first())) as SaslOutcome).reply.toString();
     const clientFinal = Buffer.from(client.final(serverFirst));
-    expect(first.authenticate(clientFinal).principal).toBe('User:alice');
+    expect((first.authenticate(clientFinal) as SaslOutcome).principal).toBe('User:alice');
     const replay = session();
     replay.handshake('SCRAM-SHA-256');
     replay.authenticate(Buffer.from(client.first()));
     expect(codeOf(() => replay.authenticate(clientFinal))).toBe('SASL_AUTHENTICATION_FAILED');
   });
 
-  it('property: any sequence of arbitrary messages ends authenticated only through a valid exchange, and never throws anything but RillError', () => {
+  it('property: any sequence of arbitrary messages ends authenticated only through a valid exchange, and never throws anything but RillError', async () => {
     const step = fc.oneof(
       fc.record({ kind: fc.constant('handshake' as const), mechanism: fc.constantFrom('SCRAM-SHA-256', 'SCRAM-SHA-512', 'PLAIN', 'x', '') }),
       fc.record({ kind: fc.constant('auth' as const), bytes: fc.oneof(fc.uint8Array({ maxLength: 200 }), fc.string({ maxLength: 200 }).map((s) => new TextEncoder().encode(`n,,n=alice,r=${s}`))) }),
     );
-    fc.assert(fc.property(fc.boolean(), fc.array(step, { maxLength: 6 }), (tls, steps) => {
+    await fc.assert(fc.asyncProperty(fc.boolean(), fc.array(step, { maxLength: 6 }), async (tls, steps) => {
       const server = session(tls);
       for (const s of steps) {
         try {
           if (s.kind === 'handshake') server.handshake(s.mechanism);
-          else server.authenticate(Buffer.from(s.bytes));
+          else await server.authenticate(Buffer.from(s.bytes));
         } catch (error) {
           expect(error).toBeInstanceOf(RillError);
         }
