@@ -54,7 +54,8 @@ function aclsOf(flags: AclFlags, command: string): Acl[] {
   if ((flags.allow === undefined) === (flags.deny === undefined)) throw new UsageError(`rill acls ${command}: give --allow PRINCIPAL or --deny PRINCIPAL (one of them)`);
   const permission = flags.allow !== undefined ? 'allow' : 'deny';
   const principal = principalOf((flags.allow ?? flags.deny)!);
-  const operations = flags.operation ?? [];
+  // Kafka's tools spell operations Read, Write, ...: any case is accepted.
+  const operations = (flags.operation ?? []).map((operation) => operation.toLowerCase());
   if (operations.length === 0) throw new UsageError(`rill acls ${command}: give --operation ${aclOperations.join('|')} (repeatable)`);
   for (const operation of operations) {
     if (!(aclOperations as readonly string[]).includes(operation)) throw new UsageError(`--operation must be one of ${aclOperations.join(', ')}, got "${operation}"`);
