@@ -11,8 +11,8 @@
  *
  * A failure before the rename leaves the old file as it was (the temporary file is removed when
  * possible; the next replace or open removes it otherwise). A failure of the directory fsync
- * comes after the rename: the new content is in place but not known to be durable, and the
- * error is thrown all the same. Callers change their in-memory state only after this returns.
+ * comes after the rename: the new content is in place but not known to be durable, and it is
+ * thrown as a DirectorySyncError. Callers change their in-memory state only after this returns.
  *
  * Without fsyncs the temporary file is written with one FileOps.writeFile call (fault op
  * 'writeFile'); a durable replace opens it to fdatasync it (fault ops 'open', 'writev',
@@ -30,17 +30,36 @@ export function replaceFile(fileOps: FileOps, filePath: string, data: Uint8Array
   try {
     if (options.durable) writeSyncedFile(fileOps, tempPath, data);
     else fileOps.writeFile(tempPath, data);
+    fileOps.rename(tempPath, filePath);
   } catch (err) {
-    // A half-written temporary file is never read (open paths delete *.tmp); remove it now if we can.
+    // A temporary file is never read (open paths delete *.tmp); remove it now if we can.
     try {
       removeFileIfPresent(fileOps, tempPath);
     } catch {
-      // Reporting the write failure.
+      // Reporting the first failure.
     }
     throw err;
   }
-  fileOps.rename(tempPath, filePath);
-  if (options.durable) fileOps.fsyncDirSync(path.dirname(filePath));
+  if (!options.durable) return;
+  try {
+    fileOps.fsyncDirSync(path.dirname(filePath));
+  } catch (err) {
+    throw new DirectorySyncError(filePath, err);
+  }
+}
+
+/**
+ * replaceFile's directory fsync failed after the rename: the new content is in place but not
+ * known to survive a crash (the old file may come back). Carries the cause's errno as `code`.
+ */
+export class DirectorySyncError extends Error {
+  override name = 'DirectorySyncError';
+  readonly code: string | undefined;
+  constructor(readonly filePath: string, cause: unknown) {
+    super(`${filePath} was replaced, but the fsync of its directory failed: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    const code = (cause as { code?: unknown } | null)?.code;
+    this.code = typeof code === 'string' ? code : undefined;
+  }
 }
 
 /** Creates `filePath` afresh with `data` and fdatasyncs it. */

@@ -30,7 +30,7 @@ import path from 'node:path';
 import { assert } from '../lib/assert.js';
 import { DecodeError, RillError } from '../lib/errors.js';
 import { crc32c } from '../wire/crc32c.js';
-import { removeFileIfPresent, replaceFile } from './durable-file.js';
+import { DirectorySyncError, removeFileIfPresent, replaceFile } from './durable-file.js';
 import { type FileOps, nodeFileOps, readAtSync, writeAllSync } from './file-ops.js';
 import { GroupCommit, type FlushRound } from './group-commit.js';
 import { tempSuffix } from './segment-files.js';
@@ -212,7 +212,8 @@ export class RecordLog {
 
   /**
    * Replaces the log with `payloads` (durably) and appends after them from now on. Throws
-   * DISK_FULL / STORAGE_ERROR with the old log left as it was.
+   * DISK_FULL / STORAGE_ERROR with the old log left as it was and usable, or, if only the
+   * directory fsync after the rename failed, with the log failed until reopened.
    */
   compact(payloads: readonly Uint8Array[]): void {
     this.checkUsable();
@@ -221,6 +222,9 @@ export class RecordLog {
     try {
       replaceFile(this.fileOps, this.filePath, bytes, { durable: true });
     } catch (err) {
+      // After the rename this object's descriptor is the old, unlinked file, and the new one's
+      // name is not known to be durable: refuse until reopened. Before it, the old log is whole.
+      if (err instanceof DirectorySyncError) throw this.fail(storageError(err, `compacting ${this.filePath}`));
       throw writeError(err, `compacting ${this.filePath}`);
     }
     let fd: number;
