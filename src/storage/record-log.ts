@@ -22,7 +22,9 @@
  *   caller's payloads must stand for every record appended before the call (a snapshot of the
  *   state they built). It runs synchronously, so no append can slip between the snapshot and the
  *   swap; it blocks the event loop for one fdatasync of the snapshot, which is why owners compact
- *   only when the log has grown well past its last snapshot.
+ *   only when the log has grown well past its last snapshot. A failure before the rename leaves
+ *   the old log whole and in use; a failed directory fsync after it fails the log until reopened
+ *   (the new file's name is not known to be durable).
  *
  * Everything goes through FileOps, so fault injection reaches these files.
  */
