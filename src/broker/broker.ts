@@ -96,7 +96,7 @@ export class Broker {
     this.prometheus = new BrokerRegistry(this.metricsSource);
     // Partition lines tagged with a `condition` (fsync failures, ...) are rate-limited and counted.
     this.partitions = new PartitionManager(this.config.dataDir, alerts.log, this.config.fileOps, this.prometheus.observeFlushRound);
-    this.producers = new ProducerStates(this.config.dataDir, this.config.log);
+    this.producers = new ProducerStates(this.config.dataDir, this.config.log, this.config.fileOps);
   }
 
   /** The bound port of the first listener (useful with port 0). */
@@ -206,7 +206,7 @@ export class Broker {
       const [{ CredentialStore, CredentialStoreError }, { BrokerAuth: Auth }] = await Promise.all([import('../security/credentials.js'), import('./auth.js')]);
       let store: CredentialStoreType;
       try {
-        store = CredentialStore.open(this.config.dataDir);
+        store = CredentialStore.open(this.config.dataDir, this.config.fileOps);
       } catch (error) {
         if (error instanceof CredentialStoreError) throw new SettingsError(error.message);
         throw error;
@@ -234,7 +234,7 @@ export class Broker {
     ]);
     let store;
     try {
-      store = AclStore.open(this.config.dataDir);
+      store = AclStore.open(this.config.dataDir, this.config.fileOps);
     } catch (error) {
       if (error instanceof AclStoreError) throw new SettingsError(error.message);
       throw error;
@@ -267,7 +267,7 @@ export class Broker {
     const recovery = clean ? 'clean shutdown, no recovery needed' : topics === 0 ? 'nothing to recover' : 'no clean-shutdown marker, logs recovered from their recovery points';
     log('info', `data directory ${this.config.dataDir}: ${topics} topics, ${recovery} (${Date.now() - startedMs} ms)`, { dataDir: this.config.dataDir, topics, clean, recoveryMs: Date.now() - startedMs });
     log('info', `CRC-32C implementation: ${crc32cImplementation}`, { crc32c: crc32cImplementation });
-    this.groups = await GroupHost.open(this.config.dataDir, this.partitions, log, { heartbeatIntervalMs: groupHeartbeatIntervalMs });
+    this.groups = await GroupHost.open(this.config.dataDir, this.partitions, log, { heartbeatIntervalMs: groupHeartbeatIntervalMs }, this.config.fileOps);
     this.groups.start();
     this.housekeeping = setInterval(() => this.runHousekeeping(), this.config.housekeepingIntervalMs);
     this.housekeeping.unref();

@@ -14,6 +14,11 @@
  *   lock, holder alive (same host) ------------------------------------> refused (names holder)
  *   lock, holder on another host -------------------------------------> refused (cannot check)
  *   lock, holder dead --- mkdir .lock.takeover, re-read, rename ours over it ---> held by us
+ *
+ * This is the one file the broker writes without FileOps (storage/file-ops.ts): it needs
+ * link(2), copy and mkdir-as-a-mutex, which FileOps does not offer, and it is taken before the
+ * file layer of the data directory is in use. It holds no data: losing it to a crash is the
+ * stale-lock case above.
  */
 import fs from 'node:fs';
 import os from 'node:os';

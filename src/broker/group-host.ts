@@ -18,6 +18,7 @@ import {
   decodeOffsetFetchRequest, decodeResetOffsetsRequest, flatten, groupByTopic,
 } from '../wire/groups.js';
 import { msgpackReply, type Reply, type RequestContext } from './connection.js';
+import type { FileOps } from '../storage/file-ops.js';
 import { GroupStore } from './group-store.js';
 import type { PartitionManager } from './partition-manager.js';
 
@@ -52,7 +53,14 @@ export class GroupHost {
   /** Set while the store is being reopened after a write failure; requests get COORDINATOR_NOT_AVAILABLE. */
   private reloading: Promise<void> | null = null;
 
-  private constructor(private store: GroupStore, private readonly partitions: PartitionManager, private readonly options: Omit<CoordinatorOptions, 'topics'>, private readonly dataDir: string, private readonly log: Log) {
+  private constructor(
+    private store: GroupStore,
+    private readonly partitions: PartitionManager,
+    private readonly options: Omit<CoordinatorOptions, 'topics'>,
+    private readonly dataDir: string,
+    private readonly log: Log,
+    private readonly fileOps: FileOps | undefined,
+  ) {
     this.coordinator = this.newCoordinator();
   }
 
@@ -61,9 +69,9 @@ export class GroupHost {
   }
 
   /** Opens the store and replays it; topics must already be loaded (offsets of unknown topics are dropped). */
-  static async open(dataDir: string, partitions: PartitionManager, log: Log, options: Omit<CoordinatorOptions, 'topics'> = {}): Promise<GroupHost> {
-    const { store, records, dropped } = await GroupStore.open(dataDir);
-    const host = new GroupHost(store, partitions, options, dataDir, log);
+  static async open(dataDir: string, partitions: PartitionManager, log: Log, options: Omit<CoordinatorOptions, 'topics'> = {}, fileOps?: FileOps): Promise<GroupHost> {
+    const { store, records, dropped } = await GroupStore.open(dataDir, fileOps);
+    const host = new GroupHost(store, partitions, options, dataDir, log, fileOps);
     host.replay(records, dropped);
     await host.persist(host.coordinator.onTopicsChanged(Date.now()));
     return host;
@@ -103,7 +111,7 @@ export class GroupHost {
 
   private async reload(): Promise<void> {
     await this.store.close().catch(() => undefined);
-    const { store, records, dropped } = await GroupStore.open(this.dataDir);
+    const { store, records, dropped } = await GroupStore.open(this.dataDir, this.fileOps);
     this.store = store;
     this.coordinator = this.newCoordinator();
     this.replay(records, dropped);

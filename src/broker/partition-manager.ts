@@ -10,10 +10,13 @@ import { RillError } from '../lib/errors.js';
 import { defaultTopicConfig, type TopicConfig } from '../wire/control.js';
 import { alterTopicConfig, type ConfigEntries } from '../wire/topic-config.js';
 import { PartitionLog } from '../storage/partition-log.js';
-import type { FileOps } from '../storage/file-ops.js';
+import { removeFileIfPresent, replaceFile } from '../storage/durable-file.js';
+import { type FileOps, nodeFileOps } from '../storage/file-ops.js';
+import { tempSuffix } from '../storage/segment-files.js';
+import { storageError } from '../storage/storage-errors.js';
 import type { FlushRoundObserver } from '../storage/group-commit.js';
 import { Partition } from './partition.js';
-import { TopicRegistry, partitionCountProblem, partitionDir, topicNameProblem, topicsDir, fsyncDirectory, type TopicDefinition } from './topic-registry.js';
+import { TopicRegistry, partitionCountProblem, partitionDir, topicNameProblem, topicsDir, type TopicDefinition } from './topic-registry.js';
 
 export const cleanShutdownMarker = '.clean-shutdown';
 
@@ -21,22 +24,24 @@ export class PartitionManager {
   readonly registry: TopicRegistry;
   private readonly partitions = new Map<string, Partition[]>();
 
-  constructor(private readonly dataDir: string, private readonly log: Log, private readonly fileOps?: FileOps, private readonly observeFlushRound?: FlushRoundObserver) {
-    this.registry = new TopicRegistry(dataDir, (message) => log('warn', message));
+  /** `fileOps`: the file layer under every log and every file written here (tests inject faults). */
+  constructor(private readonly dataDir: string, private readonly log: Log, private readonly fileOps: FileOps = nodeFileOps, private readonly observeFlushRound?: FlushRoundObserver) {
+    this.registry = new TopicRegistry(dataDir, (message) => log('warn', message), fileOps);
   }
 
   /** Loads topics and opens every partition; returns whether recovery scans were needed. */
   open(): { clean: boolean } {
-    fs.mkdirSync(this.dataDir, { recursive: true });
+    this.fileOps.mkdirp(this.dataDir);
     const marker = path.join(this.dataDir, cleanShutdownMarker);
     const clean = fs.existsSync(marker);
+    removeFileIfPresent(this.fileOps, marker + tempSuffix);
     this.registry.load();
     this.removeDeletedLeftovers();
     for (const topic of this.registry.list()) this.openTopic(topic, !clean);
     // From here on a crash is unclean: remove the marker before serving anything.
     if (clean) {
-      fs.unlinkSync(marker);
-      fsyncDirectory(this.dataDir);
+      this.fileOps.unlink(marker);
+      this.fileOps.fsyncDirSync(this.dataDir);
     }
     return { clean };
   }
@@ -49,7 +54,7 @@ export class PartitionManager {
 
   private openPartition(topic: string, index: number, config: TopicConfig, recover: boolean): Partition {
     const dir = partitionDir(this.dataDir, topic, index);
-    fs.mkdirSync(dir, { recursive: true });
+    this.fileOps.mkdirp(dir);
     const log = this.openLog(topic, index, config, recover);
     // After an fsync failure the partition reopens its log with recovery (see partition.ts),
     // with the topic's config as it is then.
@@ -86,11 +91,35 @@ export class PartitionManager {
     if (countProblem !== null) throw new RillError('INVALID_PARTITIONS', countProblem);
     if (this.registry.get(name) !== undefined) throw new RillError('TOPIC_ALREADY_EXISTS', `topic "${name}" already exists`);
     const definition: TopicDefinition = { name, partitions: partitionCount, config: { ...defaultTopicConfig, ...config }, createdAtMs: Date.now() };
-    // Directories first, then the registry: a crash in between leaves directories the next start adopts.
-    this.openTopic(definition, false);
-    fsyncDirectory(topicsDir(this.dataDir));
-    this.registry.add(definition);
+    // Directories first, then the registry: a crash in between leaves directories the next start
+    // adopts. A failure removes them again, so the topic does not come back at the next start.
+    const partitions: Partition[] = [];
+    try {
+      for (let index = 0; index < partitionCount; index++) partitions.push(this.openPartition(name, index, definition.config, false));
+      this.fileOps.fsyncDirSync(topicsDir(this.dataDir));
+      this.registry.add(definition);
+    } catch (error) {
+      this.discardPartitions(name, partitions);
+      try {
+        this.fileOps.removeTree(path.join(topicsDir(this.dataDir), name));
+      } catch {
+        // Reporting the first failure; the next start adopts what is left.
+      }
+      throw error instanceof RillError ? error : storageError(error, `creating topic "${name}"`);
+    }
+    this.partitions.set(name, partitions);
     return definition;
+  }
+
+  /** Closes partitions that never became visible (a create or addPartitions that failed). */
+  private discardPartitions(topic: string, partitions: readonly Partition[]): void {
+    for (const partition of partitions) {
+      try {
+        partition.close();
+      } catch (error) {
+        this.log('warn', `${topic}/${partition.index}: close after a failed change: ${(error as Error).message}`, { topic, partition: partition.index });
+      }
+    }
   }
 
   /**
@@ -127,17 +156,17 @@ export class PartitionManager {
     const added: Partition[] = [];
     try {
       for (let index = definition.partitions; index < totalCount; index++) added.push(this.openPartition(name, index, definition.config, true));
-      fsyncDirectory(path.join(topicsDir(this.dataDir), name));
+      this.fileOps.fsyncDirSync(path.join(topicsDir(this.dataDir), name));
       const grown = { ...definition, partitions: totalCount };
       this.registry.update(grown);
       partitions.push(...added);
       return grown;
     } catch (error) {
       // The new partitions are empty: remove them, or the next start would adopt their directories.
+      this.discardPartitions(name, added);
       for (const partition of added) {
         try {
-          partition.close();
-          fs.rmSync(partitionDir(this.dataDir, name, partition.index), { recursive: true, force: true });
+          this.fileOps.removeTree(partitionDir(this.dataDir, name, partition.index));
         } catch {
           // Reporting the first failure.
         }
@@ -162,13 +191,13 @@ export class PartitionManager {
     }
     const from = path.join(topicsDir(this.dataDir), name);
     const aside = path.join(topicsDir(this.dataDir), `.deleted-${name}-${Date.now()}`);
-    fs.renameSync(from, aside);
+    this.fileOps.rename(from, aside);
     fs.promises.rm(aside, { recursive: true, force: true }).catch((error: unknown) => this.log('warn', `could not remove ${aside}: ${(error as Error).message}`));
   }
 
   private removeDeletedLeftovers(): void {
-    for (const entry of fs.readdirSync(topicsDir(this.dataDir))) {
-      if (entry.startsWith('.deleted-')) fs.rmSync(path.join(topicsDir(this.dataDir), entry), { recursive: true, force: true });
+    for (const entry of this.fileOps.readdir(topicsDir(this.dataDir))) {
+      if (entry.startsWith('.deleted-')) this.fileOps.removeTree(path.join(topicsDir(this.dataDir), entry));
     }
   }
 
@@ -191,11 +220,10 @@ export class PartitionManager {
       this.log('error', `${failures} logs did not close durably; the next start will recover them`);
       return;
     }
-    const marker = path.join(this.dataDir, cleanShutdownMarker);
-    fs.writeFileSync(marker, `${new Date().toISOString()}\n`);
-    const fd = fs.openSync(marker, 'r');
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fsyncDirectory(this.dataDir);
+    try {
+      replaceFile(this.fileOps, path.join(this.dataDir, cleanShutdownMarker), Buffer.from(`${new Date().toISOString()}\n`), { durable: true });
+    } catch (error) {
+      this.log('error', `the clean-shutdown marker could not be written (${(error as Error).message}); the next start will recover`);
+    }
   }
 }

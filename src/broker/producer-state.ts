@@ -43,7 +43,6 @@
  * retried after it is recognised as a duplicate.
  */
 import type { Log } from '../lib/log.js';
-import fs from 'node:fs';
 import path from 'node:path';
 import { DecodeError, RillError } from '../lib/errors.js';
 import {
@@ -58,8 +57,9 @@ export { sequenceAfter, sequenceMax };
 import { BatchField } from '../wire/record-batch.js';
 import { Schema } from '../wire/schema.js';
 import type { PartitionLog } from '../storage/partition-log.js';
-import { replaceFile } from '../storage/durable-file.js';
-import { nodeFileOps } from '../storage/file-ops.js';
+import { FileTooLargeError, readFileBounded, removeFileIfPresent, replaceFile } from '../storage/durable-file.js';
+import { type FileOps, nodeFileOps } from '../storage/file-ops.js';
+import { writeError } from '../storage/storage-errors.js';
 import type { Partition } from './partition.js';
 
 /** check() result meaning "store the batch"; any value >= 0 is a duplicate's original base offset. */
@@ -272,12 +272,19 @@ export function decodeSnapshot(bytes: Buffer): Snapshot {
 // restarts, crashes included.
 
 const idsMagic = 0x52494c49;
+const idsFileBytes = 16;
+
+/** reservedEnd; throws if the bytes are not a valid ids file. */
+function decodeIdsFile(bytes: Buffer): number {
+  if (bytes.length !== idsFileBytes || bytes.readUInt32BE(0) !== idsMagic || bytes.readUInt32BE(12) !== crc32c(bytes.subarray(0, 12))) throw new Error('the file is damaged');
+  return Number(bytes.readBigUInt64BE(4));
+}
 
 class ProducerIdAllocator {
   private nextId = -1;
   private reservedEnd = -1;
 
-  constructor(private readonly dataDir: string, private readonly log: Log) {}
+  constructor(private readonly dataDir: string, private readonly log: Log, private readonly fileOps: FileOps) {}
 
   private get file(): string {
     return path.join(this.dataDir, 'producer-ids');
@@ -298,32 +305,31 @@ class ProducerIdAllocator {
   private load(): void {
     let end = 0;
     try {
-      const bytes = fs.readFileSync(this.file);
-      if (bytes.length !== 16 || bytes.readUInt32BE(0) !== idsMagic || bytes.readUInt32BE(12) !== crc32c(bytes.subarray(0, 12))) throw new Error('the file is damaged');
-      end = Number(bytes.readBigUInt64BE(4));
+      const bytes = readFileBounded(this.fileOps, this.file, idsFileBytes);
+      // No file: no id was ever handed out here.
+      if (bytes !== null) end = decodeIdsFile(bytes);
     } catch (error) {
-      if ((error as { code?: string }).code !== 'ENOENT') {
-        // Never reuse an id: start far above any id this broker could have reserved (1000 ids per ms of wall time).
-        end = Date.now() * producerIdBlockSize;
-        this.log('warn', `${this.file}: ${(error as Error).message}; producer ids continue from ${end}`);
-      }
+      // Never reuse an id: start far above any id this broker could have reserved (1000 ids per ms of wall time).
+      end = Date.now() * producerIdBlockSize;
+      this.log('warn', `${this.file}: ${(error as Error).message}; producer ids continue from ${end}`);
     }
     this.nextId = end;
     this.reservedEnd = end;
   }
 
   private reserve(end: number): void {
-    const bytes = Buffer.alloc(16);
+    const bytes = Buffer.alloc(idsFileBytes);
     bytes.writeUInt32BE(idsMagic, 0);
     bytes.writeBigUInt64BE(BigInt(end), 4);
     bytes.writeUInt32BE(crc32c(bytes.subarray(0, 12)), 12);
-    writeFileDurably(this.file, bytes, true);
+    try {
+      replaceFile(this.fileOps, this.file, bytes, { durable: true });
+    } catch (error) {
+      // Nothing of the new block is handed out: the allocator stays where it was.
+      throw writeError(error, `reserving producer ids in ${this.file}`);
+    }
     this.reservedEnd = end;
   }
-}
-
-function writeFileDurably(file: string, bytes: Buffer, sync: boolean): void {
-  replaceFile(nodeFileOps, file, bytes, { durable: sync });
 }
 
 // ---- The broker's view: ids, and the state of each partition ---------------------------------
@@ -341,8 +347,9 @@ export class ProducerStates {
   private readonly ids: ProducerIdAllocator;
   private readonly byPartition = new WeakMap<Partition, LoadedState>();
 
-  constructor(dataDir: string, private readonly log: Log) {
-    this.ids = new ProducerIdAllocator(dataDir, log);
+  /** `fileOps`: the file layer for the ids file and the snapshots (tests inject faults). */
+  constructor(dataDir: string, private readonly log: Log, private readonly fileOps: FileOps = nodeFileOps) {
+    this.ids = new ProducerIdAllocator(dataDir, log, fileOps);
   }
 
   allocateProducerId(): number {
@@ -391,10 +398,19 @@ export class ProducerStates {
     loaded.bytesSinceSnapshot = 0;
     loaded.producers.expire(Date.now());
     try {
-      writeFileDurably(snapshotPath(loaded.log), encodeSnapshot(loaded.log.nextOffset, loaded.producers), sync);
+      replaceFile(this.fileOps, snapshotPath(loaded.log), encodeSnapshot(loaded.log.nextOffset, loaded.producers), { durable: sync });
     } catch (error) {
       // Only costs a longer replay after a crash.
       this.log('warn', `${partition.topic}/${partition.index}: could not write the producer-state snapshot: ${(error as Error).message}`, partition.fields);
+    }
+  }
+
+  /** A snapshot that cannot be used is removed, so the next start does not read it again. */
+  private removeSnapshot(file: string): void {
+    try {
+      removeFileIfPresent(this.fileOps, file);
+    } catch (error) {
+      this.log('warn', `${file}: could not remove the unusable snapshot: ${(error as Error).message}`);
     }
   }
 
@@ -407,17 +423,17 @@ export class ProducerStates {
     let from = scanFloor;
     const file = snapshotPath(log);
     try {
-      const snapshot = readSnapshot(file);
+      const snapshot = readSnapshot(this.fileOps, file);
       if (snapshot !== null && snapshot.offset >= scanFloor && snapshot.offset <= log.nextOffset) {
         producers = PartitionProducers.fromRows(snapshot.rows, snapshot.forgottenBelow);
         from = snapshot.offset;
       } else if (snapshot !== null) {
         this.log('warn', `${name}: producer-state snapshot at offset ${snapshot.offset} is outside ${scanFloor}..${log.nextOffset}; rebuilding from the log`, partition.fields);
-        fs.rmSync(file, { force: true });
+        this.removeSnapshot(file);
       }
     } catch (error) {
       this.log('warn', `${name}: producer-state snapshot unusable (${(error as Error).message}); rebuilding from the log`, partition.fields);
-      fs.rmSync(file, { force: true });
+      this.removeSnapshot(file);
     }
     const replayed = replay(log, from, producers, (message) => this.log('warn', `${name}: ${message}`, partition.fields));
     if (replayed > 0 || producers.size > 0) {
@@ -431,28 +447,15 @@ function snapshotPath(log: PartitionLog): string {
   return path.join(path.dirname(log.dir), `${path.basename(log.dir)}.producer-state`);
 }
 
-function readSnapshot(file: string): Snapshot | null {
-  let fd: number;
+function readSnapshot(fileOps: FileOps, file: string): Snapshot | null {
+  let bytes: Buffer | null;
   try {
-    fd = fs.openSync(file, 'r');
+    bytes = readFileBounded(fileOps, file, producerSnapshotBytesMax);
   } catch (error) {
-    if ((error as { code?: string }).code === 'ENOENT') return null;
+    if (error instanceof FileTooLargeError) throw new DecodeError('CORRUPT_LOG', `snapshot of ${error.sizeBytes} bytes exceeds ${producerSnapshotBytesMax}`);
     throw error;
   }
-  try {
-    const sizeBytes = fs.fstatSync(fd).size;
-    if (sizeBytes > producerSnapshotBytesMax) throw new DecodeError('CORRUPT_LOG', `snapshot of ${sizeBytes} bytes exceeds ${producerSnapshotBytesMax}`);
-    const bytes = Buffer.alloc(sizeBytes);
-    let read = 0;
-    while (read < sizeBytes) {
-      const n = fs.readSync(fd, bytes, read, sizeBytes - read, read);
-      if (n === 0) break;
-      read += n;
-    }
-    return decodeSnapshot(bytes.subarray(0, read));
-  } finally {
-    fs.closeSync(fd);
-  }
+  return bytes === null ? null : decodeSnapshot(bytes);
 }
 
 /** Feeds every idempotent batch from `from` to the log end into `producers`; returns how many. */

@@ -1,15 +1,18 @@
 /**
  * The topic definitions, persisted in `<dataDir>/topics.json` (written to a temporary file,
  * fsynced, renamed over the old one, directory fsynced: a crash leaves the old or the new file,
- * never half of one). If the file is missing or unreadable while topic directories exist, the
- * definitions are rebuilt from the directories with the default config, and a warning is logged:
- * data is never dropped because its metadata was lost.
+ * never half of one: storage/durable-file.ts, through the broker's FileOps). A change is applied
+ * in memory only after it is on disk, so a failed write (DISK_FULL / STORAGE_ERROR) leaves the
+ * file and the registry as they were. If the file is missing or unreadable while topic
+ * directories exist, the definitions are rebuilt from the directories with the default config,
+ * and a warning is logged: data is never dropped because its metadata was lost.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { RillError } from '../lib/errors.js';
-import { replaceFile } from '../storage/durable-file.js';
-import { nodeFileOps } from '../storage/file-ops.js';
+import { readFileBounded, replaceFile } from '../storage/durable-file.js';
+import { type FileOps, nodeFileOps } from '../storage/file-ops.js';
+import { writeError } from '../storage/storage-errors.js';
 import { topicNameBytesMax, topicPartitionsMax, topicsMax } from '../lib/limits.js';
 import { defaultTopicConfig, topicConfigKeys, type TopicConfig } from '../wire/control.js';
 
@@ -49,12 +52,12 @@ export class TopicRegistry {
   private readonly topics = new Map<string, TopicDefinition>();
   private readonly file: string;
 
-  constructor(private readonly dataDir: string, private readonly warn: (message: string) => void) {
+  constructor(private readonly dataDir: string, private readonly warn: (message: string) => void, private readonly fileOps: FileOps = nodeFileOps) {
     this.file = path.join(dataDir, 'topics.json');
   }
 
   load(): void {
-    fs.mkdirSync(topicsDir(this.dataDir), { recursive: true });
+    this.fileOps.mkdirp(topicsDir(this.dataDir));
     const loaded = this.readFile();
     for (const topic of loaded) this.topics.set(topic.name, topic);
     this.adoptOrphanDirectories();
@@ -72,43 +75,48 @@ export class TopicRegistry {
     return this.topics.size;
   }
 
+  /** Adds a topic and persists it; DISK_FULL / STORAGE_ERROR with nothing changed. */
   add(definition: TopicDefinition): void {
     if (this.topics.size >= topicsMax) throw new RillError('INVALID_PARTITIONS', `the broker already holds ${topicsMax} topics`);
-    this.topics.set(definition.name, definition);
-    this.persist();
+    this.persistWith((next) => next.set(definition.name, definition));
   }
 
   /** Replaces a known topic's definition (new config or partition count) and persists it. */
   update(definition: TopicDefinition): void {
-    const previous = this.topics.get(definition.name);
-    if (previous === undefined) throw new RillError('UNKNOWN_TOPIC_OR_PARTITION', `topic "${definition.name}" does not exist`);
-    this.topics.set(definition.name, definition);
-    try {
-      this.persist();
-    } catch (error) {
-      this.topics.set(definition.name, previous);
-      throw new RillError('STORAGE_ERROR', `topics.json could not be written: ${(error as Error).message}`, { cause: error });
-    }
+    if (!this.topics.has(definition.name)) throw new RillError('UNKNOWN_TOPIC_OR_PARTITION', `topic "${definition.name}" does not exist`);
+    this.persistWith((next) => next.set(definition.name, definition));
   }
 
   remove(name: string): void {
-    this.topics.delete(name);
-    this.persist();
+    this.persistWith((next) => next.delete(name));
   }
 
-  private persist(): void {
-    const body = JSON.stringify({ version: 1, topics: this.list() }, null, 2);
-    replaceFile(nodeFileOps, this.file, Buffer.from(body), { durable: true });
+  /** Writes the registry as `change` makes it, then applies the change in memory. */
+  private persistWith(change: (next: Map<string, TopicDefinition>) => void): void {
+    const next = new Map(this.topics);
+    change(next);
+    try {
+      this.write(next);
+    } catch (error) {
+      throw writeError(error, 'topics.json could not be written');
+    }
+    change(this.topics);
+  }
+
+  private write(topics: ReadonlyMap<string, TopicDefinition>): void {
+    const list = [...topics.values()].sort((a, b) => a.name.localeCompare(b.name));
+    const body = JSON.stringify({ version: 1, topics: list }, null, 2);
+    replaceFile(this.fileOps, this.file, Buffer.from(body), { durable: true });
   }
 
   private readFile(): TopicDefinition[] {
     let text: string;
     try {
-      const stat = fs.statSync(this.file);
-      if (stat.size > registryFileBytesMax) throw new Error(`${stat.size} bytes exceed ${registryFileBytesMax}`);
-      text = fs.readFileSync(this.file, 'utf8');
+      const bytes = readFileBounded(this.fileOps, this.file, registryFileBytesMax);
+      if (bytes === null) return [];
+      text = bytes.toString('utf8');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.warn(`topics.json unreadable (${(error as Error).message}); rebuilding topics from directories`);
+      this.warn(`topics.json unreadable (${(error as Error).message}); rebuilding topics from directories`);
       return [];
     }
     try {
@@ -133,7 +141,8 @@ export class TopicRegistry {
       this.topics.set(entry.name, { name: entry.name, partitions: count, config: known?.config ?? { ...defaultTopicConfig }, createdAtMs: known?.createdAtMs ?? Date.now() });
       changed = true;
     }
-    if (changed) this.persist();
+    // At start, before anything is served: a failure here stops the start.
+    if (changed) this.write(this.topics);
   }
 }
 
@@ -151,13 +160,4 @@ function parseRegistry(value: unknown): TopicDefinition[] {
     }
     return { name: topic.name, partitions: topic.partitions, config, createdAtMs: typeof topic.createdAtMs === 'number' ? topic.createdAtMs : 0 };
   });
-}
-
-export function fsyncDirectory(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }

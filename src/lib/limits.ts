@@ -122,3 +122,10 @@ export const producerStateScanBytesMax = 256 * 1024 * 1024;
 export const producerSnapshotBytesMax = 64 * 1024 * 1024;
 /** Producer ids are reserved durably in blocks of this many (one fsync per block). */
 export const producerIdBlockSize = 1000;
+
+// ---------------------------------------------------------------------------------------------
+// Leader epochs (src/storage/leader-epoch-file.ts)
+// ---------------------------------------------------------------------------------------------
+
+/** Leader epochs one partition remembers (one per leadership that wrote records); past it the oldest is dropped. */
+export const leaderEpochEntriesMax = 65_536;

@@ -19,6 +19,7 @@ import {
   readBatchSize,
   readLastOffsetDelta,
   readMaxTimestamp,
+  readPartitionLeaderEpoch,
 } from '../wire/record-batch.js';
 import { type FileOps, readAtSync } from './file-ops.js';
 
@@ -29,6 +30,8 @@ export interface BatchHeader {
   baseOffset: number;
   lastOffset: number;
   maxTimestampMs: number;
+  /** The partitionLeaderEpoch stamped on the batch (-1: none). */
+  leaderEpoch: number;
 }
 
 export interface WalkResult {
@@ -90,11 +93,12 @@ export function checkHeader(buf: Buffer, at: number, positionBytes: number, endP
   header.baseOffset = baseOffset;
   header.lastOffset = baseOffset + lastOffsetDelta;
   header.maxTimestampMs = readMaxTimestamp(buf, at);
+  header.leaderEpoch = readPartitionLeaderEpoch(buf, at);
   return null;
 }
 
 export function newBatchHeader(): BatchHeader {
-  return { positionBytes: 0, sizeBytes: 0, baseOffset: 0, lastOffset: 0, maxTimestampMs: 0 };
+  return { positionBytes: 0, sizeBytes: 0, baseOffset: 0, lastOffset: 0, maxTimestampMs: 0, leaderEpoch: -1 };
 }
 
 function walk(

@@ -1,9 +1,9 @@
 /**
  * The recovery-point checkpoint: the offset below which the partition's data is known to be
  * fsynced, so recovery scans only from the segment holding it. Written after a flush (at most
- * about once a second) and on close, by write-to-temp then rename. It is not fsynced itself: a
- * stale checkpoint only makes recovery scan more; a torn or garbled one fails its CRC and is
- * read as 0 (scan everything).
+ * about once a second) and on close, by write-to-temp then rename (durable-file.ts). It is not
+ * fsynced itself: a stale checkpoint only makes recovery scan more; a torn or garbled one fails
+ * its CRC and is read as 0 (scan everything).
  *
  * Format, 20 bytes, big-endian:
  *   0  u32 magic 0x52494c52 ("RILR")
@@ -14,8 +14,9 @@
  */
 import path from 'node:path';
 import { crc32c } from '../wire/crc32c.js';
+import { replaceFile } from './durable-file.js';
 import type { FileOps } from './file-ops.js';
-import { checkpointFileName, tempSuffix } from './segment-files.js';
+import { checkpointFileName } from './segment-files.js';
 
 const checkpointMagic = 0x52494c52;
 const offsetFileVersion = 1;
@@ -55,10 +56,7 @@ export function decodeCheckpoint(bytes: Buffer): number | string {
 }
 
 export function writeCheckpoint(fileOps: FileOps, dir: string, recoveryPointOffset: number): void {
-  const finalPath = path.join(dir, checkpointFileName);
-  const tempPath = finalPath + tempSuffix;
-  fileOps.writeFile(tempPath, encodeCheckpoint(recoveryPointOffset));
-  fileOps.rename(tempPath, finalPath);
+  replaceFile(fileOps, path.join(dir, checkpointFileName), encodeCheckpoint(recoveryPointOffset), { durable: false });
 }
 
 /** Reads the checkpoint; a missing file gives 0, a bad one gives 0 and a reason. */

@@ -6,7 +6,7 @@
  */
 import { type FileOps, type OpenFlags, nodeFileOps } from './file-ops.js';
 
-export type FaultOp = 'writev' | 'fdatasync' | 'fsyncDir' | 'read' | 'open' | 'ftruncate' | 'writeFile';
+export type FaultOp = 'writev' | 'fdatasync' | 'fsyncDir' | 'read' | 'open' | 'ftruncate' | 'writeFile' | 'rename';
 
 interface FaultRule {
   op: FaultOp;
@@ -149,6 +149,7 @@ export class FaultInjectingFileOps implements FileOps {
   }
 
   rename(fromPath: string, toPath: string): void {
+    this.throwIfFault('rename');
     this.inner.rename(fromPath, toPath);
   }
 

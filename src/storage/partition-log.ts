@@ -20,6 +20,7 @@ import { readBatchSize, readLastOffsetDelta, stampBaseOffset } from '../wire/rec
 import { type FileOps, nodeFileOps } from './file-ops.js';
 import { writeCheckpoint } from './checkpoint.js';
 import { readLogStart, writeLogStart } from './log-start.js';
+import { LeaderEpochFile, rebuildLeaderEpochs } from './leader-epoch-file.js';
 import { GroupCommit, type FlushRound, type FlushRoundObserver } from './group-commit.js';
 import { type RecoveryReport, loadLog } from './recovery.js';
 import { Segment } from './segment.js';
@@ -87,6 +88,11 @@ export class PartitionLog {
     readonly recovery: RecoveryReport,
     logStartOffset: number,
     observeFlushRound: FlushRoundObserver | undefined,
+    /**
+     * Which leader epoch wrote which offsets (leader-epoch-file.ts), kept trimmed to the log start
+     * here; replication assigns epochs and truncates from the end.
+     */
+    readonly leaderEpochs: LeaderEpochFile,
   ) {
     this.segments = segments;
     this.logStartValue = logStartOffset;
@@ -108,7 +114,8 @@ export class PartitionLog {
     if (logStart.problem !== null) log(`${dir}: ${logStart.problem}; the log starts at its first segment`);
     const loaded = loadLog(fileOps, dir, options.recover, clock.nowMs(), log, logStart.logStartOffset);
     settleLogStart(fileOps, dir, loaded.segments, logStart.logStartOffset, clock.nowMs(), log);
-    const partitionLog = new PartitionLog(dir, config, fileOps, clock, log, loaded.segments, loaded.report, logStart.logStartOffset, options.observeFlushRound);
+    const leaderEpochs = openLeaderEpochs(fileOps, dir, loaded.segments, logStart.logStartOffset, log);
+    const partitionLog = new PartitionLog(dir, config, fileOps, clock, log, loaded.segments, loaded.report, logStart.logStartOffset, options.observeFlushRound, leaderEpochs);
     if (loaded.createdFresh) {
       partitionLog.directoryDirty = true;
       partitionLog.parentDirectoryDirty = true;
@@ -421,7 +428,17 @@ export class PartitionLog {
         this.deleteOldestSegment(result);
       }
     }
+    if (result.deletedSegments > 0) this.trimLeaderEpochs();
     return result;
+  }
+
+  /** Records below the log start are gone, and so are their epochs. A failure only leaves entries the next open trims. */
+  private trimLeaderEpochs(): void {
+    try {
+      this.leaderEpochs.truncateFromStart(this.logStartOffset);
+    } catch (err) {
+      this.log(`${this.dir}: could not trim the leader epochs to the log start ${this.logStartOffset}: ${(err as Error).message}`);
+    }
   }
 
   /**
@@ -448,6 +465,7 @@ export class PartitionLog {
     }
     this.logStartValue = offset;
     this.deleteSegmentsBelowStart();
+    this.trimLeaderEpochs();
     return this.logStartOffset;
   }
 
@@ -537,6 +555,26 @@ export class PartitionLog {
 function checkBatchArgument(batch: Buffer, recordsCount: number): void {
   assert(batch.length <= batchBytesMax && readBatchSize(batch, 0) === batch.length, 'append: batch length does not match its header');
   assert(recordsCount >= 1 && readLastOffsetDelta(batch, 0) === recordsCount - 1, 'append: recordsCount does not match the batch');
+}
+
+/** At open: the leader epochs, rebuilt from the batch headers if the file is damaged or missing. */
+function openLeaderEpochs(fileOps: FileOps, dir: string, segments: Segment[], persistedLogStart: number, log: (message: string) => void): LeaderEpochFile {
+  try {
+    return LeaderEpochFile.open(dir, {
+      fileOps,
+      logStartOffset: Math.max(persistedLogStart, segments[0]!.baseOffset),
+      logEndOffset: segments[segments.length - 1]!.nextOffset,
+      rebuild: () => {
+        const rebuilt = rebuildLeaderEpochs(fileOps, segments);
+        if (rebuilt.problem !== null) log(`${dir}: rebuilding the leader epochs: ${rebuilt.problem}`);
+        return rebuilt.entries;
+      },
+      log,
+    });
+  } catch (err) {
+    for (const segment of segments) segment.closeFd();
+    throw storageError(err, `opening the leader epochs of ${dir}`);
+  }
 }
 
 /**

@@ -5,6 +5,7 @@
  *   00000000000000001234.index   its sparse offset index (a cache, rebuildable)
  *   recovery-point               checkpoint of the flushed offset (checkpoint.ts)
  *   log-start-offset             the log start offset moved by DeleteRecords (log-start.ts)
+ *   leader-epoch-checkpoint      which leader epoch wrote which offsets (leader-epoch-file.ts)
  *   *.tmp                        a write-then-rename in progress; leftovers are deleted on open
  *
  * Anything else is ignored and reported, never deleted: it is not ours.
@@ -17,6 +18,7 @@ export const indexSuffix = '.index';
 export const tempSuffix = '.tmp';
 export const checkpointFileName = 'recovery-point';
 export const logStartFileName = 'log-start-offset';
+export const leaderEpochFileName = 'leader-epoch-checkpoint';
 
 const logNamePattern = /^(\d{20})\.log$/;
 const indexNamePattern = /^(\d{20})\.index$/;
@@ -57,7 +59,7 @@ export function classifyDirectory(names: readonly string[]): DirectoryListing {
     if (logMatch && baseOffset !== undefined) listing.segmentBaseOffsets.push(baseOffset);
     else if (indexMatch && baseOffset !== undefined) listing.indexBaseOffsets.add(baseOffset);
     else if (name.endsWith(tempSuffix)) listing.tempFiles.push(name);
-    else if (name !== checkpointFileName && name !== logStartFileName) listing.ignoredFiles.push(name);
+    else if (name !== checkpointFileName && name !== logStartFileName && name !== leaderEpochFileName) listing.ignoredFiles.push(name);
   }
   listing.segmentBaseOffsets.sort((a, b) => a - b);
   return listing;

@@ -17,7 +17,8 @@ import { indexIntervalBytes } from '../lib/limits.js';
 import { batchHeaderBytes } from '../wire/record-batch.js';
 import { type FileOps, readAtSync, writeAllSync } from './file-ops.js';
 import { OffsetIndex, parseIndexFile } from './offset-index.js';
-import { indexPath, logPath, tempSuffix } from './segment-files.js';
+import { indexPath, logPath } from './segment-files.js';
+import { removeFileIfPresent, replaceFile } from './durable-file.js';
 import { storageError, writeError } from './storage-errors.js';
 import { type WalkResult, walkHeaders } from './batch-walk.js';
 
@@ -286,10 +287,9 @@ export class Segment {
   /** Writes the index file (write-then-rename) if it changed. */
   writeIndexFile(): void {
     if (!this.indexDirty) return;
-    const tempPath = this.indexPath + tempSuffix;
     try {
-      this.fileOps.writeFile(tempPath, this.index.toFileBytes());
-      this.fileOps.rename(tempPath, this.indexPath);
+      // A cache: not fsynced (a stale or missing index is rebuilt from the .log).
+      replaceFile(this.fileOps, this.indexPath, this.index.toFileBytes(), { durable: false });
     } catch (err) {
       throw writeError(err, `writing ${this.indexPath}`);
     }
@@ -324,13 +324,8 @@ export class Segment {
   }
 }
 
-export function unlinkIfPresent(fileOps: FileOps, path: string): void {
-  try {
-    fileOps.unlink(path);
-  } catch (err) {
-    if ((err as { code?: string }).code !== 'ENOENT') throw err;
-  }
-}
+/** Unlinks `path`; no error if it does not exist. */
+export const unlinkIfPresent: (fileOps: FileOps, path: string) => void = removeFileIfPresent;
 
 /** CORRUPT_LOG for data on disk that failed validation when read. */
 export function corruptLog(segment: Segment, detail: string): RillError {

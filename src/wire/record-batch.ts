@@ -120,6 +120,16 @@ export function readMaxTimestamp(buf: Uint8Array, pos: number): number {
   return readInt64AsNumber(buf, pos + BatchField.maxTimestamp);
 }
 
+/** The leader epoch the broker stamped on the batch (-1: none); outside the CRC. */
+export function readPartitionLeaderEpoch(buf: Uint8Array, pos: number): number {
+  return int32At(buf, pos + BatchField.partitionLeaderEpoch);
+}
+
+/** The leader stamps its epoch on every batch it appends; like the base offset it lies outside the CRC. */
+export function stampPartitionLeaderEpoch(buf: Uint8Array, pos: number, leaderEpoch: number): void {
+  dataView(buf).setInt32(pos + BatchField.partitionLeaderEpoch, leaderEpoch);
+}
+
 /** The broker assigns offsets by writing the base offset; it lies outside the CRC. */
 export function stampBaseOffset(buf: Uint8Array, pos: number, baseOffset: number): void {
   writeInt64FromNumber(buf, pos + BatchField.baseOffset, baseOffset);
