@@ -57,6 +57,7 @@ export async function brokerCommand(flags: BrokerFlags): Promise<number> {
     housekeepingIntervalMs: settings.housekeepingIntervalMs,
     auth: { required: settings.authRequired, superUsers: settings.superUsers },
     allowAnonymous: settings.allowAnonymous,
+    cluster: settings.cluster,
     effectiveConfig: effective,
     configFile: resolved.file,
     log,

@@ -27,6 +27,9 @@ export function registerBroker(program: Command, run: Run): void {
     .option('--auth <mode>', 'off|required: require SASL authentication on every listener (default off; users: rill users add)')
     .option('--super-users <names>', 'comma-separated users the ACLs do not bind (the first admin: rill users add admin --data-dir DIR)')
     .option('--allow-anonymous', 'let a listener off loopback run without authentication (protected mode off; warned at every start)')
+    .option('--etcd <urls>', 'join a cluster: etcd client URLs, comma-separated (http://HOST:PORT); none: a single broker (env RILL_ETCD)')
+    .option('--cluster <name>', 'the cluster to join in etcd (default rill)')
+    .option('--rack <rack>', 'rack or zone of this broker, shown in Metadata and rill cluster describe')
     .option('--log-format <format>', 'json|pretty|auto (default auto: pretty on a terminal, JSON otherwise)')
     .addHelpText('after', `
 Once listening it prints "rill broker ready on HOST:PORT" on stdout (and "rill http ready on
@@ -39,12 +42,13 @@ Examples:
   rill broker --data-dir ./b2 --port 9093 --http 127.0.0.1:9645     # a second broker on this machine
   rill broker --config rill.yaml --log-level debug
   rill broker --tls-cert server.pem --tls-key server-key.pem --tls-ca ca.pem --tls-client-auth required
-  rill broker --listen 0.0.0.0:9092 --auth required --super-users admin   # see the README, Securing Rill`)
+  rill broker --listen 0.0.0.0:9092 --auth required --super-users admin   # see the README, Securing Rill
+  rill broker --node-id 1 --etcd http://127.0.0.1:2379 --data-dir ./b1 --port 9092 --http 127.0.0.1:9644   # see the README, Cluster`)
     .action((flags: BrokerFlags) => run(() => brokerCommand(pickBrokerFlags(flags))));
 }
 
 /** Exactly the declared flags, as strings. */
 function pickBrokerFlags(flags: BrokerFlags): BrokerFlags {
-  const { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, superUsers, allowAnonymous, tlsCert, tlsKey, tlsCa, tlsClientAuth } = flags;
-  return { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, superUsers, allowAnonymous, tlsCert, tlsKey, tlsCa, tlsClientAuth };
+  const { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, superUsers, allowAnonymous, tlsCert, tlsKey, tlsCa, tlsClientAuth, etcd, cluster, rack } = flags;
+  return { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, superUsers, allowAnonymous, tlsCert, tlsKey, tlsCa, tlsClientAuth, etcd, cluster, rack };
 }

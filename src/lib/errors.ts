@@ -56,6 +56,8 @@ export const errorTable = {
   GROUP_AUTHORIZATION_FAILED: { code: 71, retriable: false, message: 'not authorized to access this group' },
   CLUSTER_AUTHORIZATION_FAILED: { code: 72, retriable: false, message: 'not authorized to perform this cluster operation' },
   SECURITY_DISABLED: { code: 73, retriable: false, message: 'ACLs are enforced only when the broker requires authentication (--auth required)' },
+  // Cluster: 80..89
+  INVALID_CLUSTER_STATE: { code: 80, retriable: false, message: 'a record read from etcd is not what Rill writes there; it is ignored' },
 } as const;
 
 export type ErrorName = keyof typeof errorTable;

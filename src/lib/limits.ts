@@ -118,3 +118,16 @@ export const producerStateScanBytesMax = 256 * 1024 * 1024;
 export const producerSnapshotBytesMax = 64 * 1024 * 1024;
 /** Producer ids are reserved durably in blocks of this many (one fsync per block). */
 export const producerIdBlockSize = 1000;
+
+// ---------------------------------------------------------------------------------------------
+// Cluster (src/cluster/: what brokers keep in etcd, and what Metadata says of them)
+// ---------------------------------------------------------------------------------------------
+
+/** Longest cluster name (`--cluster`): it is part of every etcd key. */
+export const clusterNameBytesMax = 64;
+/** Longest rack (`--rack`), in etcd and in Metadata. */
+export const rackBytesMax = 64;
+/** Largest broker registration or controller record read back from etcd. */
+export const clusterRecordBytesMax = 8 * 1024;
+/** Most listeners one broker registration may name. */
+export const brokerListenersMax = 16;
