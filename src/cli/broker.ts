@@ -34,7 +34,8 @@ export function registerBroker(program: Command, run: Run): void {
     .addHelpText('after', `
 Once listening it prints "rill broker ready on HOST:PORT" on stdout (and "rill http ready on
 HOST:PORT" when the HTTP listener is on). A configuration mistake (bad file, unknown key, port in
-use, data directory locked by another broker or not writable) is one line on stderr, exit 2.
+use, data directory locked by another broker or not writable, with --etcd: node id held by another
+live broker, etcd not reachable) is one line on stderr, exit 2.
 
 Examples:
   rill broker
