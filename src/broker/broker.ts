@@ -561,7 +561,9 @@ export class Broker {
     const live = membership.brokers();
     if (live.length === 0) return { brokers: [{ ...self, rack, alive: false }], controllerId: -1, controllerEpoch: -1, cluster };
     const listenerName = context.connection.listenerName;
-    const brokers = live.map((broker) => (broker.nodeId === self.nodeId ? { ...self, rack, alive: true } : { ...addressOn(broker, listenerName), rack: broker.rack, alive: true }));
+    // This broker as self() gives it (the address this client reached), the others as registered.
+    const others = live.filter((broker) => broker.nodeId !== self.nodeId).map((broker) => ({ ...addressOn(broker, listenerName), rack: broker.rack, alive: true }));
+    const brokers = [{ ...self, rack, alive: true }, ...others].sort((a, b) => a.nodeId - b.nodeId);
     const controller = membership.controller();
     return { brokers, controllerId: controller?.nodeId ?? -1, controllerEpoch: controller?.epoch ?? -1, cluster };
   }

@@ -24,6 +24,12 @@ function prefixEnd(prefix: Buffer): Buffer {
   return Buffer.from([0]);
 }
 
+/** gRPC's messages end in an empty "Resolution note: "; the rest is what a person needs. */
+function tidy(error: unknown): never {
+  if (error instanceof Error) error.message = error.message.replace(/\.?\s*Resolution note:\s*$/, '');
+  throw error;
+}
+
 function revision(value: string, what: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 0) throw new Error(`etcd answered a ${what} that is not a safe integer: ${value}`);
@@ -61,13 +67,13 @@ export function openEtcd(endpoints: readonly string[], options: EtcdClientOption
 
   return {
     async grantLease(ttlSeconds) {
-      const response = await client.leaseClient.leaseGrant({ TTL: ttlSeconds });
+      const response = await client.leaseClient.leaseGrant({ TTL: ttlSeconds }).catch(tidy);
       if (response.error) throw new Error(`etcd refused a lease: ${response.error}`);
       return { leaseId: String(response.ID), ttlSeconds: Number(response.TTL) };
     },
 
     async keepAlive(leaseId) {
-      const stream = await client.leaseClient.leaseKeepAlive();
+      const stream = await client.leaseClient.leaseKeepAlive().catch(tidy);
       return new Promise<number>((resolve, reject) => {
         const finish = (action: () => void): void => {
           clearTimeout(timer);
@@ -80,14 +86,20 @@ export function openEtcd(endpoints: readonly string[], options: EtcdClientOption
         };
         const timer = setTimeout(() => finish(() => reject(new Error(`etcd did not answer a lease keepalive within ${timeoutMs} ms`))), timeoutMs);
         stream.on('data', (response) => finish(() => resolve(Number(response.TTL))));
-        stream.on('error', (error) => finish(() => reject(error)));
+        stream.on('error', (error) => finish(() => {
+          try {
+            tidy(error);
+          } catch (tidied) {
+            reject(tidied);
+          }
+        }));
         stream.write({ ID: leaseId });
       });
     },
 
     async revokeLease(leaseId) {
       try {
-        await client.leaseClient.leaseRevoke({ ID: leaseId });
+        await client.leaseClient.leaseRevoke({ ID: leaseId }).catch(tidy);
       } catch (error) {
         // Gone already (expired, or revoked by someone else): what we wanted.
         if ((error as Error).name !== 'EtcdLeaseInvalidError' && !/requested lease not found/.test((error as Error).message)) throw error;
@@ -100,7 +112,7 @@ export function openEtcd(endpoints: readonly string[], options: EtcdClientOption
         compare: [{ key: keyBytes, target: 'Create', result: 'Equal', create_revision: 0 }],
         success: [{ request_put: { key: keyBytes, value, lease: leaseId } }],
         failure: [{ request_range: { key: keyBytes } }],
-      });
+      }).catch(tidy);
       if (response.succeeded) return { created: true, revision: revision(response.header.revision, 'revision') };
       const current = response.responses[0]?.response_range?.kvs[0];
       // Deleted between the compare and the read cannot happen (one transaction); be safe anyway.
@@ -114,7 +126,7 @@ export function openEtcd(endpoints: readonly string[], options: EtcdClientOption
         compare: [],
         success: [{ request_range: { key: prefixBytes, range_end: prefixEnd(prefixBytes) } }, { request_range: { key: Buffer.from(single) } }],
         failure: [],
-      });
+      }).catch(tidy);
       const [many, one] = response.responses;
       return {
         revision: revision(response.header.revision, 'revision'),

@@ -187,8 +187,8 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
       this.start = { resolve, reject };
     });
     const timer = setTimeout(() => {
-      const cause = this.failure === null ? 'no answer' : this.failure.message;
-      this.start?.reject(new ClusterStartError(`etcd at ${(this.options.endpoints ?? []).join(',')} did not let this broker register within ${timeoutMs} ms (${cause}); is etcd running and reachable (--etcd)?`));
+      const cause = this.failure === null ? `${this.etcdName} did not answer` : this.failure.message;
+      this.start?.reject(new ClusterStartError(`could not register in cluster ${this.options.cluster} within ${timeoutMs} ms (${cause}); is etcd running and reachable at the --etcd URLs?`));
     }, timeoutMs);
     this.loop = this.run();
     try {
@@ -221,7 +221,8 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
         await this.port.revokeLease(leaseId);
         if (this.started) this.log('info', `left cluster ${this.options.cluster}: lease revoked, broker ${this.nodeId} is gone from it at once`, { nodeId: this.nodeId });
       } catch (error) {
-        this.log('warn', `could not revoke the etcd lease on leaving (${(error as Error).message}); the other brokers see this one gone when it expires (${this.ttlSeconds} s)`, { nodeId: this.nodeId });
+        // A start that failed registered nothing others could see: its lease just expires.
+        if (this.started) this.log('warn', `could not revoke the etcd lease on leaving (${(error as Error).message}); the other brokers see this one gone when it expires (${this.ttlSeconds} s)`, { nodeId: this.nodeId });
       }
     }
     await this.port.close().catch(() => undefined);
@@ -406,8 +407,12 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
     this.dirty = true;
   }
 
+  private get etcdName(): string {
+    return `etcd at ${(this.options.endpoints ?? ['?']).join(',')}`;
+  }
+
   private onFailure(error: Error): void {
-    const message = error.message;
+    const message = error instanceof ClusterStartError ? error.message : `${this.etcdName}: ${error.message}`;
     if (this.failure === null) {
       this.failure = { message, sinceMs: this.clock.nowMs() };
       const level = error instanceof NodeIdTakenError ? 'error' : 'warn';

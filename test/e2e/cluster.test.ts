@@ -12,6 +12,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Admin, PartitionReader, Producer, type ClusterDescription } from '../../src/client/index.js';
 import { runCli, startBroker, tempDir, type BrokerProcess } from '../helpers/broker-process.js';
+import { closedPort } from '../helpers/cli-process.js';
 import { startEtcd, type EtcdProcess } from '../helpers/etcd-process.js';
 
 const leaseTtlMs = 4000;
@@ -71,7 +72,9 @@ async function until(bootstrap: string, condition: (d: ClusterDescription) => bo
 const ids = (d: ClusterDescription): number[] => d.brokers.filter((b) => b.alive).map((b) => b.nodeId);
 
 describe('a cluster on etcd (real processes)', () => {
-  it('registers three brokers: describe --json lists them alive with one controller; a fourth with a taken node id exits 2 and leaves its data directory alone', async () => {
+  it('registers three brokers: describe --json lists them alive with one controller; a fourth with a taken node id exits 2 and leaves its data directory alone; so does one whose etcd does not answer', async () => {
+    // Meanwhile (it takes clusterJoinTimeoutMs): a broker whose etcd does not answer gives up with one line.
+    const noEtcd = runCli(['broker', '--node-id', '9', '--etcd', `http://127.0.0.1:${await closedPort()}`, '--data-dir', tempDir('no-etcd'), '--port', '0', '--log-level', 'error'], undefined, 60_000, env);
     const brokers = await startCluster('c-register');
     const bootstrap = brokers.map((b) => b.bootstrap).join(',');
     // Registration happens before "ready": every broker already sees itself; the others, at once.
@@ -100,6 +103,10 @@ describe('a cluster on etcd (real processes)', () => {
     expect(fs.readFileSync(path.join(dataDir, 'sentinel'), 'utf8')).toBe('untouched');
     // The refused broker took no seat: the cluster is as it was.
     expect((await describeVia(brokers[0]!.bootstrap)).brokers.map((b) => b.port)).toEqual(brokers.map((b) => b.port));
+
+    const unreachable = await noEtcd;
+    expect(unreachable.code).toBe(2);
+    expect(unreachable.stderr.trim()).toMatch(/^rill broker: could not register in cluster rill within 15000 ms \(etcd at http:\/\/127\.0\.0\.1:\d+: .*\); is etcd running and reachable at the --etcd URLs\?$/);
   });
 
   it('SIGKILL of the controller: another broker takes over within the lease TTL and the dead one is gone; SIGTERM removes a broker at once', async () => {
@@ -148,6 +155,27 @@ describe('a cluster on etcd (real processes)', () => {
     expect(rejoined.description.controller!.epoch).toBeGreaterThan(oldController.epoch);
     expect(paused.output()).toMatch(/is fenced: its etcd lease was not renewed in time/);
     expect(paused.output()).toMatch(/registered again as broker/);
+  });
+
+  it('Metadata gives each broker\'s address on the listener the client came in on (its rill listener if it has none of that name), advertised addresses included', async () => {
+    const config = (advertise: string | null): string => {
+      const file = path.join(tempDir('cluster-config'), 'rill.yaml');
+      const rill = advertise === null ? '    listen: 127.0.0.1:0\n' : `    listen: 127.0.0.1:0\n    advertise: ${advertise}\n`;
+      fs.writeFileSync(file, `listeners:\n  rill:\n${rill}  internal:\n    listen: 127.0.0.1:0\n`);
+      return file;
+    };
+    const startWith = async (nodeId: number, file: string | null): Promise<BrokerProcess> => {
+      const args = ['--node-id', String(nodeId), '--etcd', etcd.url, '--cluster', 'c-listeners', ...(file === null ? ['--port', '0'] : ['--config', file])];
+      const broker = await startBroker({ port: null, args, env, timeoutMs: 30_000 });
+      running.push(broker);
+      return broker;
+    };
+    const internalPort = (b: BrokerProcess): number => Number(/listening on 127\.0\.0\.1:(\d+) \(listener internal\)/.exec(b.output())![1]);
+    const [one, two, three] = await Promise.all([startWith(1, config('rill-1.example.internal:19092')), startWith(2, config(null)), startWith(3, null)]);
+    const viaRill = await until(two!.bootstrap, (d) => d.brokers.length === 3, 10_000, 'three brokers');
+    expect(viaRill.description.brokers.map((b) => `${b.nodeId}=${b.host}:${b.port}`)).toEqual(['1=rill-1.example.internal:19092', `2=127.0.0.1:${two!.port}`, `3=127.0.0.1:${three!.port}`]);
+    const viaInternal = await until(`127.0.0.1:${internalPort(two!)}`, (d) => d.brokers.length === 3, 10_000, 'three brokers');
+    expect(viaInternal.description.brokers.map((b) => `${b.nodeId}=${b.host}:${b.port}`)).toEqual([`1=127.0.0.1:${internalPort(one!)}`, `2=127.0.0.1:${internalPort(two!)}`, `3=127.0.0.1:${three!.port}`]);
   });
 
   it('etcd SIGKILLed: brokers keep serving produce and consume as single brokers, say they are not registered, and register again once etcd is back', async () => {
