@@ -5,10 +5,11 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import type tls from 'node:tls';
 import { RillError, type DecodeError } from '../lib/errors.js';
-import { systemClock } from '../lib/clock.js';
+import { monotonicClock, systemClock } from '../lib/clock.js';
 import type { BrokerAuth } from './auth.js';
 import { openAccess, type Access } from './access.js';
 import type { BrokerAuthorization } from './authorization.js';
@@ -33,7 +34,9 @@ import { GroupHost } from './group-host.js';
 import { handleInitProducerId, handleProduce } from './handlers/produce.js';
 import { ProducerStates } from './producer-state.js';
 import { handleFetch } from './handlers/fetch.js';
-import { handleApiVersions, handleCreateTopics, handleDeleteTopics, handleListOffsets, handleMetadata } from './handlers/admin.js';
+import { handleApiVersions, handleCreateTopics, handleDeleteTopics, handleListOffsets, handleMetadata, type MetadataBrokers } from './handlers/admin.js';
+import type { ClusterMembership, LiveBroker } from '../cluster/membership.js';
+import type { BrokerRegistration } from '../cluster/records.js';
 import { handleAlterConfigs, handleCreatePartitions, handleDeleteRecords, handleDescribeConfigs, type BrokerConfigEntry } from './handlers/admin-ops.js';
 
 /**
@@ -42,8 +45,17 @@ import { handleAlterConfigs, handleCreatePartitions, handleDeleteRecords, handle
  */
 export const groupHeartbeatIntervalMs = 500;
 
+/** How long a start waits for etcd to let the broker register before it gives up (exit 2). */
+export const clusterJoinTimeoutMs = 15_000;
+
 function isWildcard(host: string): boolean {
   return host === '0.0.0.0' || host === '::' || host === '';
+}
+
+/** A broker's address for clients of the listener `name` (else its `rill` listener, else its first). */
+function addressOn(broker: LiveBroker, name: string): { nodeId: number; host: string; port: number } {
+  const listener = broker.listeners.find((l) => l.name === name) ?? broker.listeners.find((l) => l.name === 'rill') ?? broker.listeners[0]!;
+  return { nodeId: broker.nodeId, host: listener.host, port: listener.port };
 }
 
 /** A TLS 1.2 record: fatal (2) alert unexpected_message (10). */
@@ -88,6 +100,8 @@ export class Broker {
   private tlsModule: typeof import('./tls.js') | null = null;
   /** Connection and byte-rate quotas (quotas.ts), loaded only when one is configured. */
   private quotas: BrokerQuotas | null = null;
+  /** Membership and the controller election, with --etcd; null: a single broker. */
+  private membership: ClusterMembership | null = null;
 
   constructor(config: Partial<BrokerConfig> = {}) {
     this.config = brokerConfig(config);
@@ -178,6 +192,7 @@ export class Broker {
       for (const listener of this.config.listeners!) this.listeners.push(await this.bind(listener, tlsByListener.get(listener.name) ?? null));
       await this.startHttp();
       this.logEffectiveConfig();
+      await this.joinCluster();
       await this.open();
     } catch (error) {
       await this.abandonStart();
@@ -276,8 +291,53 @@ export class Broker {
     this.early.clear();
   }
 
+  /**
+   * With --etcd: registers this broker and takes part in the controller election, after the
+   * listeners are bound (their advertised ports are what it registers) and before the data
+   * directory is opened. Its node id held by another live broker, or etcd not answering, fails
+   * the start with one line (SettingsError): nothing in the data directory was read or written
+   * but the lock. etcd3 and gRPC are loaded here, and only here.
+   */
+  private async joinCluster(): Promise<void> {
+    const cluster = this.config.cluster;
+    if (cluster === null || cluster === undefined) return;
+    const [{ ClusterMembership: Membership, ClusterStartError, etcdRequestTimeoutMs }, { openEtcd }] = await Promise.all([
+      import('../cluster/membership.js'), import('../cluster/etcd-client.js'),
+    ]);
+    const port = openEtcd(cluster.etcdEndpoints, { requestTimeoutMs: etcdRequestTimeoutMs(cluster.leaseTtlMs) });
+    this.membership = new Membership({
+      port, cluster: cluster.name, leaseTtlMs: cluster.leaseTtlMs, self: this.registration(cluster.rack), log: this.config.log, clock: monotonicClock, endpoints: cluster.etcdEndpoints,
+    });
+    try {
+      await this.membership.join(clusterJoinTimeoutMs);
+    } catch (error) {
+      if (error instanceof ClusterStartError) throw new SettingsError(error.message);
+      throw error;
+    }
+  }
+
+  /** What this broker tells the cluster about itself: each listener's advertised address. */
+  private registration(rack: string | null): BrokerRegistration {
+    const listeners = this.listeners.map(({ config, port }) => ({
+      name: config.name,
+      // On every interface and told nothing: the host name is the best guess for other machines.
+      host: config.advertisedHost ?? (isWildcard(config.host) ? os.hostname() : config.host),
+      port: config.advertisedPort ?? port,
+    }));
+    return {
+      nodeId: this.config.nodeId, listeners, rack, version: brokerVersion(), startedAtMs: this.startedAtMs,
+      host: os.hostname(), pid: process.pid, dataDir: path.resolve(this.config.dataDir),
+    };
+  }
+
+  /** The membership, when this broker is in a cluster (tests and the HTTP overview read it). */
+  get cluster(): ClusterMembership | null {
+    return this.membership;
+  }
+
   /** Undoes a start that failed after binding: no listener, no lock, no timer left behind. */
   private async abandonStart(): Promise<void> {
+    await this.membership?.close();
     if (this.housekeeping !== null) clearInterval(this.housekeeping);
     await this.http?.close();
     this.http = null;
@@ -453,7 +513,7 @@ export class Broker {
       case ApiKey.InitProducerId: return handleInitProducerId(context, this.producers, access);
       case ApiKey.Fetch: return handleFetch(context, this.partitions, this.metrics, access);
       case ApiKey.ApiVersions: return handleApiVersions();
-      case ApiKey.Metadata: return handleMetadata(context, this.partitions, this.self(context), access);
+      case ApiKey.Metadata: return handleMetadata(context, this.partitions, this.metadataBrokers(context), this.config.nodeId, access);
       case ApiKey.CreateTopics: return handleCreateTopics(context, this.partitions, () => this.onTopicsChanged(), access);
       case ApiKey.DeleteTopics: return handleDeleteTopics(context, this.partitions, () => this.onTopicsChanged(), access);
       case ApiKey.ListOffsets: return handleListOffsets(context, this.partitions, access);
@@ -496,6 +556,28 @@ export class Broker {
     // one it can reach again (advertising 0.0.0.0 would send it nowhere).
     const host = config.advertisedHost ?? (isWildcard(config.host) ? context.connection.socket.localAddress ?? config.host : config.host);
     return { nodeId: this.config.nodeId, host, port: config.advertisedPort ?? port };
+  }
+
+  /**
+   * The brokers Metadata names, each with its address on the listener the request came in on.
+   * A single broker: itself, as controller. In a cluster: the live brokers and the controller,
+   * from etcd; while this broker is not registered (lease lapsed, etcd unreachable) it vouches
+   * for nothing but itself (alive: false, no controller), and keeps serving.
+   */
+  private metadataBrokers(context: RequestContext): MetadataBrokers {
+    const self = this.self(context);
+    const membership = this.membership;
+    const rack = this.config.cluster?.rack ?? null;
+    if (membership === null) return { brokers: [{ ...self, rack, alive: true }], controllerId: self.nodeId, controllerEpoch: 0, cluster: null };
+    const cluster = this.config.cluster!.name;
+    const live = membership.brokers();
+    if (live.length === 0) return { brokers: [{ ...self, rack, alive: false }], controllerId: -1, controllerEpoch: -1, cluster };
+    const listenerName = context.connection.listenerName;
+    // This broker as self() gives it (the address this client reached), the others as registered.
+    const others = live.filter((broker) => broker.nodeId !== self.nodeId).map((broker) => ({ ...addressOn(broker, listenerName), rack: broker.rack, alive: true }));
+    const brokers = [{ ...self, rack, alive: true }, ...others].sort((a, b) => a.nodeId - b.nodeId);
+    const controller = membership.controller();
+    return { brokers, controllerId: controller?.nodeId ?? -1, controllerEpoch: controller?.epoch ?? -1, cluster };
   }
 
   /** For DescribeConfigs: the resolved configuration when the CLI passed one, else the main fields as defaults. */
@@ -551,6 +633,8 @@ export class Broker {
   private async doStop(): Promise<void> {
     const log = this.config.log;
     this.isReady = false;
+    // Leave the cluster first (revoke the lease): the others see this broker go at once.
+    const leaving = this.membership?.close() ?? Promise.resolve();
     if (this.housekeeping !== null) clearInterval(this.housekeeping);
     const closed = Promise.all(this.listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve()))));
     for (const socket of this.early.keys()) socket.destroy();
@@ -567,6 +651,7 @@ export class Broker {
     } finally {
       // Even when the data could not be closed cleanly (the next start recovers it), nothing may
       // keep the process alive or the directory locked.
+      await leaving;
       await this.http?.close();
       this.prometheus.close();
       this.lock?.release();

@@ -7,6 +7,7 @@ import type { FileOps } from '../storage/file-ops.js';
 import type { EffectiveSetting } from './settings.js';
 import type { ListenerTlsConfig } from './tls.js';
 import type { QuotaConfig } from './quotas.js';
+import type { ClusterConfig } from '../cluster/membership.js';
 
 export interface BrokerConfig {
   /** Where topics, segments and group state live. */
@@ -56,6 +57,11 @@ export interface BrokerConfig {
   auth?: { required: boolean; superUsers?: readonly string[] | undefined; failureDelayMs?: number | undefined; timeoutMs?: number | undefined } | undefined;
   /** Protected mode was turned off (settings checked it): warned about at every start. */
   allowAnonymous?: boolean | undefined;
+  /**
+   * Join a cluster through etcd (membership and controller election, src/cluster/membership.ts);
+   * absent or null: a single broker, which loads neither etcd3 nor gRPC.
+   */
+  cluster?: ClusterConfig | null | undefined;
   /** Connection and byte-rate quotas per principal (broker/quotas.ts); absent or all 0: none. */
   quotas?: QuotaConfig | undefined;
 }

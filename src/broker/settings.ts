@@ -23,6 +23,8 @@ import { didYouMean } from '../lib/closest.js';
 import { logLevels, type LogLevel } from '../lib/log.js';
 import { connectionsMax } from '../lib/limits.js';
 import type { QuotaConfig, QuotaOverride } from './quotas.js';
+import { clusterNameProblem, rackProblem } from '../cluster/records.js';
+import type { ClusterConfig } from '../cluster/membership.js';
 
 /** Where a setting's value came from. */
 export type SettingSource = 'default' | 'file' | 'env' | 'flag';
@@ -77,6 +79,8 @@ export interface BrokerSettings {
   allowAnonymous: boolean;
   /** Per-principal connection and byte-rate quotas (0: unlimited). */
   quotas: QuotaConfig;
+  /** null: a single broker (no cluster.etcd). */
+  cluster: ClusterConfig | null;
 }
 
 /** One resolved setting, as the broker logs it and DescribeConfigs returns it. */
@@ -87,7 +91,7 @@ export interface EffectiveSetting {
   secret: boolean;
 }
 
-type Kind = 'path' | 'address' | 'address-or-off' | 'int' | 'level' | 'format' | 'auth-mode' | 'client-auth' | 'names' | 'bool';
+type Kind = 'path' | 'address' | 'address-or-off' | 'int' | 'level' | 'format' | 'auth-mode' | 'client-auth' | 'names' | 'bool' | 'urls' | 'name';
 
 interface SettingSpec {
   /** Dotted key in the config file; `listeners.rill.*` stands for every named listener. */
@@ -134,6 +138,10 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'quotas.users.NAME.connections', kind: 'int', default: '', min: 0, max: connectionsMax, env: null, flag: null, description: 'Config file only: the user `NAME` (principal `User:NAME`, a SASL user or a certificate subject) gets this connection limit instead of `quotas.connectionsPerPrincipal`; 0: unlimited.' },
   { key: 'quotas.users.NAME.produceBytesPerSecond', kind: 'int', default: '', min: 0, max: quotaBytesPerSecondMax, env: null, flag: null, description: 'Config file only: this user\'s produce rate instead of `quotas.produceBytesPerSecond`; 0: unlimited.' },
   { key: 'quotas.users.NAME.fetchBytesPerSecond', kind: 'int', default: '', min: 0, max: quotaBytesPerSecondMax, env: null, flag: null, description: 'Config file only: this user\'s fetch rate instead of `quotas.fetchBytesPerSecond`; 0: unlimited.' },
+  { key: 'cluster.etcd', kind: 'urls', default: '', env: 'RILL_ETCD', flag: '--etcd', description: 'etcd client URLs (`http://HOST:PORT`, comma-separated). Set: the broker joins the cluster `cluster.name`, registering itself under an etcd lease it keeps alive, and takes part in the controller election; a second live broker with the same `nodeId` refuses to start. Empty: a single broker, no etcd. Partition replication is not built yet.' },
+  { key: 'cluster.name', kind: 'name', default: 'rill', env: 'RILL_CLUSTER', flag: '--cluster', description: 'Brokers with the same etcd and cluster name form one cluster (its keys live under `/rill/<name>/` in etcd). Letters, digits, `.`, `_`, `-`.' },
+  { key: 'cluster.rack', kind: 'name', default: '', env: 'RILL_RACK', flag: '--rack', description: 'The rack (or zone) of this broker, shown in Metadata and `rill cluster describe`.' },
+  { key: 'cluster.leaseTtlMs', kind: 'int', default: 6000, min: 2000, max: 300_000, env: 'RILL_LEASE_TTL_MS', flag: null, description: 'TTL of the etcd lease that is the broker\'s heartbeat (whole seconds in etcd: rounded up). A broker whose lease was not renewed for this long is dead to the cluster, and a dead controller is replaced after about this long.' },
   { key: 'shutdownGraceMs', kind: 'int', default: 5000, min: 0, max: 600_000, env: 'RILL_SHUTDOWN_GRACE_MS', flag: null, description: 'Longest a graceful stop waits for in-flight requests.' },
   { key: 'housekeepingIntervalMs', kind: 'int', default: 1000, min: 10, max: 3_600_000, env: 'RILL_HOUSEKEEPING_INTERVAL_MS', flag: null, description: 'How often retention and time-based flushes run.' },
 ];
@@ -179,6 +187,9 @@ export interface SettingFlags {
   tlsKey?: string | undefined;
   tlsCa?: string | undefined;
   tlsClientAuth?: string | undefined;
+  etcd?: string | undefined;
+  cluster?: string | undefined;
+  rack?: string | undefined;
 }
 
 const flagFieldBySpec: Record<string, keyof SettingFlags> = {
@@ -199,6 +210,9 @@ const flagFieldBySpec: Record<string, keyof SettingFlags> = {
   '--tls-key': 'tlsKey',
   '--tls-ca': 'tlsCa',
   '--tls-client-auth': 'tlsClientAuth',
+  '--etcd': 'etcd',
+  '--cluster': 'cluster',
+  '--rack': 'rack',
 };
 
 export interface ResolvedSettings {
@@ -331,6 +345,7 @@ export function resolveSettings(flags: SettingFlags, env: NodeJS.ProcessEnv = pr
         + 'or accept anyone who can reach it with --allow-anonymous (protected mode; see the README, Securing Rill)');
     }
   }
+  const cluster = resolveCluster(parse, (key, source, shown) => record(key, source, shown, specByKey.get(key)!), warnings);
   const grace = parse('shutdownGraceMs', asInt);
   record('shutdownGraceMs', grace.source, grace.parsed, specByKey.get('shutdownGraceMs')!);
   const housekeeping = parse('housekeepingIntervalMs', asInt);
@@ -352,6 +367,7 @@ export function resolveSettings(flags: SettingFlags, env: NodeJS.ProcessEnv = pr
       superUsers: superUsers.parsed,
       allowAnonymous: allowAnonymous.parsed,
       quotas,
+      cluster,
     },
     effective,
     file: filePath === undefined ? null : path.resolve(cwd, filePath),
@@ -381,6 +397,52 @@ function resolveQuotas(fileValues: Map<string, unknown>, parse: Parse, record: (
     fetchBytesPerSecond: int('quotas.fetchBytesPerSecond', specByKey.get('quotas.fetchBytesPerSecond')!),
     users,
   };
+}
+
+/** `cluster.*`: null without etcd endpoints (the other keys then only earn a warning). */
+function resolveCluster(parse: Parse, record: (key: string, source: SettingSource, shown: string | number | null) => void, warnings: string[]): ClusterConfig | null {
+  const etcd = parse('cluster.etcd', asEtcdUrls);
+  record('cluster.etcd', etcd.source, etcd.parsed.join(',') || null);
+  const name = parse('cluster.name', (v) => asChecked(v, clusterNameProblem));
+  record('cluster.name', name.source, name.parsed);
+  const rack = parse('cluster.rack', (v) => (v === '' || v === null ? null : asChecked(v, rackProblem)));
+  record('cluster.rack', rack.source, rack.parsed);
+  const ttl = parse('cluster.leaseTtlMs', asInt);
+  record('cluster.leaseTtlMs', ttl.source, ttl.parsed);
+  if (etcd.parsed.length === 0) {
+    const stray = [name, rack, ttl].some((s) => s.source !== 'default');
+    if (stray) warnings.push('cluster.name, cluster.rack and cluster.leaseTtlMs do nothing without cluster.etcd (--etcd URL): this broker runs alone');
+    return null;
+  }
+  return { etcdEndpoints: etcd.parsed, name: name.parsed, rack: rack.parsed, leaseTtlMs: ttl.parsed };
+}
+
+const etcdEndpointsMax = 16;
+
+/** `http://HOST:PORT[,...]` (or HOST:PORT, taken as http). */
+function asEtcdUrls(value: unknown): string[] {
+  if (value === '' || value === null) return [];
+  if (typeof value !== 'string') throw new Error(`expected etcd URLs (http://HOST:PORT, comma-separated), got ${JSON.stringify(value)}`);
+  const urls = value.split(',').map((url) => url.trim()).filter((url) => url !== '');
+  if (urls.length > etcdEndpointsMax) throw new Error(`at most ${etcdEndpointsMax} etcd URLs, got ${urls.length}`);
+  return urls.map((url) => {
+    if (/^https:\/\//i.test(url)) throw new Error(`${url}: TLS to etcd is not supported yet; use an http:// URL`);
+    const address = url.replace(/^http:\/\//i, '').replace(/\/$/, '');
+    try {
+      parseAddress(address);
+    } catch {
+      throw new Error(`expected etcd URLs like http://127.0.0.1:2379, got ${JSON.stringify(url)}`);
+    }
+    return `http://${address}`;
+  });
+}
+
+function asChecked(value: unknown, problem: (text: string) => string | null): string {
+  const text = typeof value === 'number' ? String(value) : value;
+  if (typeof text !== 'string') throw new Error(`expected a name, got ${JSON.stringify(value)}`);
+  const reason = problem(text);
+  if (reason !== null) throw new Error(`${JSON.stringify(text)} ${reason}`);
+  return text;
 }
 
 /** The spec of `listeners.<any name>.<key>`. */

@@ -58,6 +58,7 @@ export async function brokerCommand(flags: BrokerFlags): Promise<number> {
     auth: { required: settings.authRequired, superUsers: settings.superUsers },
     allowAnonymous: settings.allowAnonymous,
     quotas: settings.quotas,
+    cluster: settings.cluster,
     effectiveConfig: effective,
     configFile: resolved.file,
     log,

@@ -30,11 +30,15 @@ export function registerBroker(program: Command, run: Run): void {
     .option('--quota-connections-per-principal <n>', 'connections one principal (or anonymous client address) may have open (default 0: unlimited)')
     .option('--quota-produce-bytes-per-second <n>', 'produce bytes per second per principal; replies over it are held back (default 0: unlimited)')
     .option('--quota-fetch-bytes-per-second <n>', 'fetch reply bytes per second per principal (default 0: unlimited)')
+    .option('--etcd <urls>', 'join a cluster: etcd client URLs, comma-separated (http://HOST:PORT); none: a single broker (env RILL_ETCD)')
+    .option('--cluster <name>', 'the cluster to join in etcd (default rill)')
+    .option('--rack <rack>', 'rack or zone of this broker, shown in Metadata and rill cluster describe')
     .option('--log-format <format>', 'json|pretty|auto (default auto: pretty on a terminal, JSON otherwise)')
     .addHelpText('after', `
 Once listening it prints "rill broker ready on HOST:PORT" on stdout (and "rill http ready on
 HOST:PORT" when the HTTP listener is on). A configuration mistake (bad file, unknown key, port in
-use, data directory locked by another broker or not writable) is one line on stderr, exit 2.
+use, data directory locked by another broker or not writable, with --etcd: node id held by another
+live broker, etcd not reachable) is one line on stderr, exit 2.
 
 Examples:
   rill broker
@@ -42,16 +46,17 @@ Examples:
   rill broker --data-dir ./b2 --port 9093 --http 127.0.0.1:9645     # a second broker on this machine
   rill broker --config rill.yaml --log-level debug
   rill broker --tls-cert server.pem --tls-key server-key.pem --tls-ca ca.pem --tls-client-auth required
-  rill broker --listen 0.0.0.0:9092 --auth required --super-users admin   # see the README, Securing Rill`)
+  rill broker --listen 0.0.0.0:9092 --auth required --super-users admin   # see the README, Securing Rill
+  rill broker --node-id 1 --etcd http://127.0.0.1:2379 --data-dir ./b1 --port 9092 --http 127.0.0.1:9644   # see the README, Cluster`)
     .action((flags: BrokerFlags) => run(() => brokerCommand(pickBrokerFlags(flags))));
 }
 
 /** Exactly the declared flags, as strings. */
 function pickBrokerFlags(flags: BrokerFlags): BrokerFlags {
-  const { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, superUsers, allowAnonymous, tlsCert, tlsKey, tlsCa, tlsClientAuth } = flags;
+  const { config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, superUsers, allowAnonymous, tlsCert, tlsKey, tlsCa, tlsClientAuth, etcd, cluster, rack } = flags;
   const { quotaConnectionsPerPrincipal, quotaProduceBytesPerSecond, quotaFetchBytesPerSecond } = flags;
   return {
-    config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, superUsers, allowAnonymous, tlsCert, tlsKey, tlsCa, tlsClientAuth,
+    config, dataDir, port, host, listen, advertise, http, nodeId, logLevel, logFormat, auth, superUsers, allowAnonymous, tlsCert, tlsKey, tlsCa, tlsClientAuth, etcd, cluster, rack,
     quotaConnectionsPerPrincipal, quotaProduceBytesPerSecond, quotaFetchBytesPerSecond,
   };
 }

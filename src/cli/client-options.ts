@@ -44,7 +44,7 @@ function mechanismValue(value: string): Mechanism {
 
 export function addClientOptions(command: Command): Command {
   return command
-    .option('-b, --bootstrap <host:port>', 'broker to connect to', defaultBootstrap)
+    .option('-b, --bootstrap <host:port>', 'broker to connect to; several, comma-separated, are tried in turn', defaultBootstrap)
     .option('--timeout <ms>', 'fail when no broker answers within this many ms at start', integerIn('--timeout', 1, 3_600_000), defaultTimeoutMs)
     // ---- authentication ----
     .option('--user <name>', 'authenticate as this user (password from RILL_PASSWORD or --password-file)')

@@ -14,6 +14,7 @@ import { registerGroups } from './groups.js';
 import { registerProduce } from './produce.js';
 import { registerRecords } from './records.js';
 import { registerBrokers } from './brokers.js';
+import { registerCluster } from './cluster.js';
 import { registerTopics } from './topics.js';
 import { registerUsers } from './users.js';
 import { registerAcls } from './acls.js';
@@ -45,7 +46,8 @@ export function createProgram(context: ErrorContext): Command {
     .exitOverride()
     .showSuggestionAfterError(true)
     .addHelpText('after', `
-Every client command takes -b, --bootstrap HOST:PORT (default 127.0.0.1:9092) and --timeout MS
+Every client command takes -b, --bootstrap HOST:PORT[,HOST:PORT...] (default 127.0.0.1:9092; several
+are tried in turn) and --timeout MS
 (default 5000: how long to wait for a broker to answer before failing), and, for a broker that
 requires authentication, --user NAME with the password in RILL_PASSWORD (or --password-file FILE)
 and --mechanism scram-sha-512|scram-sha-256|plain (default scram-sha-512; plain on TLS only).
@@ -67,6 +69,7 @@ Run "rill COMMAND --help" for a command's options and examples.`);
   registerGroups(program, run);
   registerRecords(program, run);
   registerBrokers(program, run);
+  registerCluster(program, run);
   registerUsers(program, run);
   registerAcls(program, run);
   configureErrors(program, context);

@@ -59,6 +59,18 @@ const scramMechanismOf: Record<string, ScramMechanism> = { 'scram-sha-256': 'SCR
 
 export type OffsetQuery = 'earliest' | 'latest' | { timestampMs: number };
 
+/** The brokers as the answering broker knows them (from Metadata). */
+export interface ClusterDescription {
+  /** The cluster's name; null: a single broker, in no cluster. */
+  cluster: string | null;
+  /** Who answered (the first bootstrap broker that did). */
+  answeredBy: string;
+  /** null: none right now (an election is under way, or the answering broker is not registered). */
+  controller: { nodeId: number; epoch: number } | null;
+  /** Live brokers by node id; alive is false only for the answering broker while it is not registered. */
+  brokers: { nodeId: number; host: string; port: number; rack: string | null; alive: boolean }[];
+}
+
 export class Admin {
   private readonly cluster: Cluster;
   private readonly ownsCluster: boolean;
@@ -227,6 +239,17 @@ export class Admin {
     const [result] = await this.cluster.anyConnection().call(ApiKey.AlterUserScramCredentials, request, decodeAlterUsersResponse);
     if (result === undefined) throw new RillError('MALFORMED_RESPONSE', 'AlterUserScramCredentials answered no user');
     if (result.errorCode !== 0) throw RillError.fromCode(result.errorCode, stripCode(result.errorMessage) || `user "${name}"`);
+  }
+
+  /** The brokers of the cluster and its controller, as a broker of the bootstrap list sees them. */
+  async describeCluster(): Promise<ClusterDescription> {
+    const response = await this.cluster.metadata([]);
+    return {
+      cluster: response.cluster,
+      answeredBy: this.cluster.currentBootstrap,
+      controller: response.controllerId < 0 ? null : { nodeId: response.controllerId, epoch: response.controllerEpoch },
+      brokers: response.brokers.map(({ nodeId, host, port, rack, alive }) => ({ nodeId, host, port, rack, alive })).sort((a, b) => a.nodeId - b.nodeId),
+    };
   }
 
   /** The broker's effective configuration, with where each value came from; secret values are null. */

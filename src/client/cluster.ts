@@ -13,7 +13,10 @@ import { Instrumentation, type ClientKind, type ClientLogger } from './instrumen
 import { validateSaslOptions, type SaslOptions } from './sasl.js';
 
 export interface ClientOptions {
-  /** HOST:PORT of a broker (or several); default 127.0.0.1:9092. */
+  /**
+   * HOST:PORT of a broker, or several (an array, or comma-separated): control requests (metadata,
+   * admin) go to the first that accepts a connection. Default 127.0.0.1:9092.
+   */
   bootstrap?: string | string[];
   clientId?: string;
   /**
@@ -49,8 +52,47 @@ export const metadataMaxAgeMsDefault = 30_000;
 /** After a failed background refresh, the next one waits this long (or metadataMaxAgeMs if shorter). */
 const metadataRetryBackoffMs = 1000;
 
+/**
+ * The bootstrap brokers as one connection for control requests: a request goes to the broker
+ * that answered last, or, when that one refuses the connection, to the next in the list that
+ * accepts one. Only a failed connect moves on: a request that was sent is never sent again to
+ * another broker here (retrying is the caller's decision).
+ */
+export class BootstrapConnection {
+  private index = 0;
+
+  constructor(private readonly addresses: readonly BrokerAddress[], private readonly open: (address: BrokerAddress) => BrokerConnection) {}
+
+  /** The broker requests go to now. */
+  get address(): BrokerAddress {
+    return this.addresses[this.index]!;
+  }
+
+  async call<T>(apiKey: number, request: unknown, decode: (value: unknown) => T, options: { timeoutMs?: number } = {}): Promise<T> {
+    const failures: string[] = [];
+    let last: RillError | null = null;
+    for (let tried = 0; tried < this.addresses.length; tried++) {
+      const at = (this.index + tried) % this.addresses.length;
+      const connection = this.open(this.addresses[at]!);
+      try {
+        await connection.connected();
+      } catch (error) {
+        if (!(error instanceof RillError) || error.code !== 'CONNECTION_ERROR') throw error;
+        last = error;
+        failures.push(`${connection.name}: ${error.message}`);
+        continue;
+      }
+      this.index = at;
+      return connection.call(apiKey, request, decode, options);
+    }
+    if (this.addresses.length === 1) throw last!;
+    throw new RillError('CONNECTION_ERROR', `no bootstrap broker accepted a connection (${failures.join('; ')})`, { cause: last?.cause ?? last });
+  }
+}
+
 export class Cluster {
   private readonly bootstrap: BrokerAddress[];
+  private readonly bootstrapConnection: BootstrapConnection;
   private readonly connections = new Map<string, BrokerConnection>();
   private brokers = new Map<number, BrokerInfo>();
   private readonly topics = new Map<string, TopicMetadata>();
@@ -64,9 +106,11 @@ export class Cluster {
 
   /** `kind` names the client in instrumentation events. */
   constructor(readonly options: ClientOptions = {}, kind: ClientKind = 'admin') {
-    const list = options.bootstrap === undefined ? ['127.0.0.1:9092'] : Array.isArray(options.bootstrap) ? options.bootstrap : options.bootstrap.split(',');
+    const given = options.bootstrap === undefined ? ['127.0.0.1:9092'] : Array.isArray(options.bootstrap) ? options.bootstrap : options.bootstrap.split(',');
+    const list = given.map((address) => address.trim()).filter((address) => address !== '');
     if (list.length === 0) throw new RillError('INVALID_ARGUMENT', 'bootstrap needs at least one HOST:PORT');
     this.bootstrap = list.map(parseAddress);
+    this.bootstrapConnection = new BootstrapConnection(this.bootstrap, (address) => this.connectionTo(address));
     this.clientId = options.clientId ?? 'rill-client';
     this.metadataMaxAgeMs = options.metadataMaxAgeMs ?? metadataMaxAgeMsDefault;
     if (!Number.isSafeInteger(this.metadataMaxAgeMs) || this.metadataMaxAgeMs < 0) {
@@ -95,14 +139,20 @@ export class Cluster {
     return connection;
   }
 
-  /** Any broker: for control requests that every broker can answer. */
-  anyConnection(): BrokerConnection {
-    return this.connectionTo(this.bootstrap[0]!);
+  /** HOST:PORT of the bootstrap broker control requests go to now. */
+  get currentBootstrap(): string {
+    const { host, port } = this.bootstrapConnection.address;
+    return `${host}:${port}`;
+  }
+
+  /** Any broker: for control requests that every broker can answer; tries each bootstrap broker in turn. */
+  anyConnection(): BootstrapConnection {
+    return this.bootstrapConnection;
   }
 
   connectionForNode(nodeId: number, purpose = 'default'): BrokerConnection {
     const broker = this.brokers.get(nodeId);
-    return broker === undefined ? this.connectionTo(this.bootstrap[0]!, purpose) : this.connectionTo({ host: broker.host, port: broker.port }, purpose);
+    return broker === undefined ? this.connectionTo(this.bootstrapConnection.address, purpose) : this.connectionTo({ host: broker.host, port: broker.port }, purpose);
   }
 
   async metadata(topics: string[] | null): Promise<MetadataResponse> {

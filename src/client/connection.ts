@@ -294,6 +294,12 @@ export class BrokerConnection {
     });
   }
 
+  /** Resolves once a socket is connected (and authenticated): nothing is sent. */
+  async connected(): Promise<void> {
+    if (this.closed) throw new RillError('CONNECTION_ERROR', 'connection is closed');
+    await this.connect();
+  }
+
   /** A control API call: MessagePack body in, validated MessagePack body out. */
   async call<T>(apiKey: number, request: unknown, decode: (value: unknown) => T, options: { timeoutMs?: number } = {}): Promise<T> {
     const frame = (await this.send(apiKey, 0, [encodeMsgpack(request)], options))!;

@@ -18,3 +18,6 @@ export class ManualClock implements Clock {
     this.currentMs = ms;
   }
 }
+
+/** Time that never jumps (NTP, an operator setting the date): for deadlines such as an etcd lease. */
+export const monotonicClock: Clock = { nowMs: () => performance.now() };

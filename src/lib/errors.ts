@@ -58,6 +58,8 @@ export const errorTable = {
   SECURITY_DISABLED: { code: 73, retriable: false, message: 'ACLs are enforced only when the broker requires authentication (--auth required)' },
   // Quotas: 80..89
   TOO_MANY_CONNECTIONS: { code: 80, retriable: true, message: 'the principal (or, unauthenticated, the client address) has as many connections open as its quota allows' },
+  // Cluster: 90..99
+  INVALID_CLUSTER_STATE: { code: 90, retriable: false, message: 'a record read from etcd is not what Rill writes there; it is ignored' },
 } as const;
 
 export type ErrorName = keyof typeof errorTable;

@@ -129,3 +129,16 @@ export const producerIdBlockSize = 1000;
 
 /** Leader epochs one partition remembers (one per leadership that wrote records); past it the oldest is dropped. */
 export const leaderEpochEntriesMax = 65_536;
+
+// ---------------------------------------------------------------------------------------------
+// Cluster (src/cluster/: what brokers keep in etcd, and what Metadata says of them)
+// ---------------------------------------------------------------------------------------------
+
+/** Longest cluster name (`--cluster`): it is part of every etcd key. */
+export const clusterNameBytesMax = 64;
+/** Longest rack (`--rack`), in etcd and in Metadata. */
+export const rackBytesMax = 64;
+/** Largest broker registration or controller record read back from etcd. */
+export const clusterRecordBytesMax = 8 * 1024;
+/** Most listeners one broker registration may name. */
+export const brokerListenersMax = 16;

@@ -3,7 +3,7 @@
  * ListOffsets. Field-by-field descriptions live in protocol/apis/. Decoders validate every field.
  */
 import { requestSchema as rq, responseSchema as rs, type Obj } from './schema.js';
-import { requestTopicsMax, requestPartitionsMax, topicNameBytesMax, topicPartitionsMax, offsetMax } from '../lib/limits.js';
+import { clusterNameBytesMax, rackBytesMax, requestTopicsMax, requestPartitionsMax, topicNameBytesMax, topicPartitionsMax, offsetMax } from '../lib/limits.js';
 import { decodeConfigEntries, defaultTopicConfig, normalizeTopicConfig, topicConfigBounds, topicConfigKeys, type ConfigEntries, type TopicConfig } from './topic-config.js';
 
 // ---- Topic configuration ---------------------------------------------------------------------
@@ -60,6 +60,13 @@ export interface BrokerInfo {
   nodeId: number;
   host: string;
   port: number;
+  /** null: none given (and what a broker without the field means). */
+  rack: string | null;
+  /**
+   * False only for the answering broker when it is not registered in its cluster (its etcd lease
+   * lapsed, or etcd is unreachable): it still serves what it holds. Absent: true.
+   */
+  alive: boolean;
 }
 
 export interface PartitionMetadata {
@@ -78,6 +85,10 @@ export interface TopicMetadata {
 export interface MetadataResponse {
   brokers: BrokerInfo[];
   controllerId: number;
+  /** The controller's epoch (larger at every election); 0: a single broker; -1: no controller. */
+  controllerEpoch: number;
+  /** The cluster's name; null: a single broker, in no cluster. */
+  cluster: string | null;
   topics: TopicMetadata[];
 }
 
@@ -86,9 +97,17 @@ export function decodeMetadataResponse(value: unknown): MetadataResponse {
   return {
     brokers: rs.array(obj.brokers, 'brokers').map((b, i) => {
       const e = rs.object(b, `brokers[${i}]`);
-      return { nodeId: rs.int(e.nodeId, 'nodeId', -1, 0x7fffffff), host: rs.string(e.host, 'host'), port: rs.int(e.port, 'port', 0, 65535) };
+      return {
+        nodeId: rs.int(e.nodeId, 'nodeId', -1, 0x7fffffff),
+        host: rs.string(e.host, 'host'),
+        port: rs.int(e.port, 'port', 0, 65535),
+        rack: rs.optionalString(e.rack, `brokers[${i}].rack`, rackBytesMax) ?? null,
+        alive: rs.optionalBoolean(e.alive, `brokers[${i}].alive`) ?? true,
+      };
     }),
     controllerId: rs.int(obj.controllerId, 'controllerId', -1, 0x7fffffff),
+    controllerEpoch: rs.optionalInt(obj.controllerEpoch, 'controllerEpoch', -1, Number.MAX_SAFE_INTEGER) ?? (rs.int(obj.controllerId, 'controllerId', -1, 0x7fffffff) === -1 ? -1 : 0),
+    cluster: rs.optionalString(obj.cluster, 'cluster', clusterNameBytesMax) ?? null,
     topics: rs.array(obj.topics, 'topics').map((t, i) => {
       const e = rs.object(t, `topics[${i}]`);
       return {

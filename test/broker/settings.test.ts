@@ -129,6 +129,27 @@ describe('broker settings', () => {
     expect(errorOf(() => resolveSettings({ config: configFile('quotas:\n  users:\n    alice: 5\n') }, {})).message).toMatch(/unknown key "quotas\.users\.alice"/);
   });
 
+  it('joins a cluster only with etcd URLs: --etcd, RILL_ETCD or cluster.etcd, with name, rack and lease TTL', () => {
+    expect(resolveSettings({}, {}).settings.cluster).toBeNull();
+    const { settings, effective } = resolveSettings({ etcd: 'http://10.0.0.1:2379, 10.0.0.2:2379', cluster: 'prod', rack: 'eu-west-1a' }, { RILL_LEASE_TTL_MS: '4500' });
+    expect(settings.cluster).toEqual({ etcdEndpoints: ['http://10.0.0.1:2379', 'http://10.0.0.2:2379'], name: 'prod', rack: 'eu-west-1a', leaseTtlMs: 4500 });
+    expect(Object.fromEntries(effective.filter((e) => e.name.startsWith('cluster.')).map((e) => [e.name, [e.value, e.source]]))).toEqual({
+      'cluster.etcd': ['http://10.0.0.1:2379,http://10.0.0.2:2379', 'flag'], 'cluster.name': ['prod', 'flag'], 'cluster.rack': ['eu-west-1a', 'flag'], 'cluster.leaseTtlMs': [4500, 'env'],
+    });
+    expect(resolveSettings({}, { RILL_ETCD: 'http://127.0.0.1:2379' }).settings.cluster).toEqual({ etcdEndpoints: ['http://127.0.0.1:2379'], name: 'rill', rack: null, leaseTtlMs: 6000 });
+    const file = configFile('cluster:\n  etcd: http://etcd-1:2379,http://etcd-2:2379\n  name: staging\n  leaseTtlMs: 10000\n');
+    expect(resolveSettings({ config: file }, {}).settings.cluster).toMatchObject({ etcdEndpoints: ['http://etcd-1:2379', 'http://etcd-2:2379'], name: 'staging', leaseTtlMs: 10000 });
+    expect(resolveSettings({ cluster: 'prod' }, {}).warnings).toEqual([expect.stringMatching(/do nothing without cluster\.etcd/)]);
+  });
+
+  it('rejects bad cluster settings naming the flag, variable or key', () => {
+    expect(errorOf(() => resolveSettings({ etcd: 'https://etcd:2379' }, {})).message).toMatch(/flag --etcd: https:\/\/etcd:2379: TLS to etcd is not supported yet/);
+    expect(errorOf(() => resolveSettings({ etcd: 'etcd' }, {})).message).toMatch(/flag --etcd: expected etcd URLs like http:\/\/127\.0\.0\.1:2379, got "etcd"/);
+    expect(errorOf(() => resolveSettings({ etcd: 'http://e:1', cluster: 'a/b' }, {})).message).toMatch(/flag --cluster: "a\/b" may hold only letters, digits/);
+    expect(errorOf(() => resolveSettings({ etcd: 'http://e:1', rack: 'x'.repeat(65) }, {})).message).toMatch(/flag --rack: .* must be 1\.\.64 bytes/);
+    expect(errorOf(() => resolveSettings({ etcd: 'http://e:1' }, { RILL_LEASE_TTL_MS: '1000' })).message).toMatch(/RILL_LEASE_TTL_MS: expected an integer in 2000\.\.300000/);
+  });
+
   it('reads the config file named by RILL_CONFIG when no --config is given', () => {
     const file = configFile('nodeId: 7\n');
     expect(resolveSettings({}, { RILL_CONFIG: file }).settings.nodeId).toBe(7);

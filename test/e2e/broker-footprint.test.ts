@@ -3,8 +3,8 @@
  * sooner under produce load (docs/metrics.md, Measured cost: loading a few unused packages cost
  * +50% broker CPU on produce). So a broker that nobody asks for HTTP, started without a config
  * file and logging JSON, must not load node:http, node:tls, the YAML parser, pino-pretty, the client
- * library, the authentication code (no users, auth not required) or the quota code (no quota set);
- * the first HTTP request loads node:http.
+ * library, the authentication code (no users, auth not required), the quota code (no quota set)
+ * or, without --etcd, the etcd client and gRPC; the first HTTP request loads node:http.
  */
 import fs from 'node:fs';
 import http from 'node:http';
@@ -25,7 +25,7 @@ function loaded(logFile: string): string[] {
 }
 
 describe('broker process footprint', () => {
-  it('serves produce without loading node:http, node:tls, yaml, pino-pretty, the client library, the auth or the quota code, until HTTP is asked for', async () => {
+  it('serves produce without loading node:http, node:tls, yaml, pino-pretty, the client library, the auth or quota code, or etcd3/gRPC, until HTTP is asked for', async () => {
     const logFile = path.join(tempDir('modules'), 'modules.log');
     broker = await startBroker({
       http: '127.0.0.1:0',
@@ -42,7 +42,8 @@ describe('broker process footprint', () => {
     expect(before.some((m) => m.includes('/dist/src/broker/broker.js')), 'the log records the broker itself').toBe(true);
     const unwanted = before.filter((m) => m === 'node:http' || m === 'cjs:node:http' || m === 'cjs:http' || /node_modules\/(yaml|pino-pretty)\//.test(m) || m === 'cjs:yaml' || m === 'cjs:pino-pretty' || m.includes('/dist/src/client/')
       || m === 'node:tls' || m.includes('/dist/src/security/') || m.endsWith('/dist/src/broker/auth.js') || m.endsWith('/dist/src/broker/tls.js')
-      || m.endsWith('/dist/src/broker/quotas.js') || m.endsWith('/dist/src/lib/quota.js'));
+      || m.endsWith('/dist/src/broker/quotas.js') || m.endsWith('/dist/src/lib/quota.js')
+      || /node_modules\/(etcd3|@grpc|cockatiel)\//.test(m) || /^cjs:(etcd3|@grpc|cockatiel)/.test(m) || m.endsWith('/dist/src/cluster/etcd-client.js') || m.endsWith('/dist/src/cluster/membership.js'));
     expect(unwanted).toEqual([]);
 
     // The first request loads node:http, and is served.

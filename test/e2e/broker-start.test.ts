@@ -89,7 +89,7 @@ describe('listeners', () => {
     const cluster = new Cluster({ bootstrap: broker.bootstrap });
     try {
       const metadata = await cluster.metadata(null);
-      expect(metadata.brokers).toEqual([{ nodeId: 0, host: 'rill-1.example.internal', port: 19092 }]);
+      expect(metadata.brokers).toEqual([{ nodeId: 0, host: 'rill-1.example.internal', port: 19092, rack: null, alive: true }]);
     } finally {
       cluster.close();
     }
@@ -100,7 +100,7 @@ describe('listeners', () => {
     const cluster = new Cluster({ bootstrap: broker.bootstrap });
     try {
       const metadata = await cluster.metadata(null);
-      expect(metadata.brokers).toEqual([{ nodeId: 0, host: '127.0.0.1', port: broker.port }]);
+      expect(metadata.brokers).toEqual([{ nodeId: 0, host: '127.0.0.1', port: broker.port, rack: null, alive: true }]);
     } finally {
       cluster.close();
     }
@@ -116,7 +116,7 @@ describe('listeners', () => {
     const cluster = new Cluster({ bootstrap: broker.bootstrap });
     try {
       const metadata = await cluster.metadata(null);
-      expect(metadata.brokers).toEqual([{ nodeId: 6, host: 'from-file', port: 1234 }]);
+      expect(metadata.brokers).toEqual([{ nodeId: 6, host: 'from-file', port: 1234, rack: null, alive: true }]);
     } finally {
       cluster.close();
     }

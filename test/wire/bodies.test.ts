@@ -214,11 +214,25 @@ describe('control bodies', () => {
       partitions: fc.array(fc.record({ partition: fc.integer({ min: 0, max: 4095 }), leader: fc.integer({ min: -1, max: 100 }), errorCode: i16Arb }), { maxLength: 5 }),
       config: fc.option(partialConfigArb, { nil: null }),
     });
-    const brokerArb = fc.record({ nodeId: fc.integer({ min: 0, max: 100 }), host: fc.string({ maxLength: 30 }), port: fc.integer({ min: 0, max: 65535 }) });
-    fc.assert(fc.property(fc.array(brokerArb, { maxLength: 3 }), fc.integer({ min: -1, max: 100 }), fc.array(topicArb, { maxLength: 4 }), (brokers, controllerId, topics) => {
-      const decoded = decodeMetadataResponse(roundTrip({ brokers, controllerId, topics }, 'MALFORMED_RESPONSE'));
-      expect(decoded).toEqual({ brokers, controllerId, topics: topics.map((t) => ({ ...t, config: t.config === null ? null : { ...defaultTopicConfig, ...t.config } })) });
+    const brokerArb = fc.record({
+      nodeId: fc.integer({ min: 0, max: 100 }), host: fc.string({ maxLength: 30 }), port: fc.integer({ min: 0, max: 65535 }),
+      rack: fc.option(fc.string({ maxLength: 64 }), { nil: null }), alive: fc.boolean(),
+    });
+    const clusterArb = fc.record({ controllerEpoch: fc.oneof(fc.constantFrom(-1, 0), fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER })), cluster: fc.option(fc.stringMatching(/^[a-z0-9._-]{1,64}$/), { nil: null }) });
+    fc.assert(fc.property(fc.array(brokerArb, { maxLength: 3 }), fc.integer({ min: -1, max: 100 }), clusterArb, fc.array(topicArb, { maxLength: 4 }), (brokers, controllerId, cluster, topics) => {
+      const decoded = decodeMetadataResponse(roundTrip({ brokers, controllerId, ...cluster, topics }, 'MALFORMED_RESPONSE'));
+      expect(decoded).toEqual({ brokers, controllerId, ...cluster, topics: topics.map((t) => ({ ...t, config: t.config === null ? null : { ...defaultTopicConfig, ...t.config } })) });
     }), { numRuns: 200 });
+  });
+
+  it('Metadata response from a broker without the cluster fields: no rack, alive, a controller at epoch 0 (or none at -1), no cluster', () => {
+    const old = { brokers: [{ nodeId: 0, host: 'localhost', port: 9092 }], controllerId: 0, topics: [] };
+    expect(decodeMetadataResponse(roundTrip(old, 'MALFORMED_RESPONSE'))).toEqual({ brokers: [{ nodeId: 0, host: 'localhost', port: 9092, rack: null, alive: true }], controllerId: 0, controllerEpoch: 0, cluster: null, topics: [] });
+    expect(decodeMetadataResponse(roundTrip({ ...old, controllerId: -1 }, 'MALFORMED_RESPONSE')).controllerEpoch).toBe(-1);
+    expectDecodeError(() => decodeMetadataResponse(roundTrip({ ...old, brokers: [{ ...old.brokers[0], rack: 'r'.repeat(65) }] }, 'MALFORMED_RESPONSE')), 'MALFORMED_RESPONSE');
+    expectDecodeError(() => decodeMetadataResponse(roundTrip({ ...old, brokers: [{ ...old.brokers[0], alive: 1 }] }, 'MALFORMED_RESPONSE')), 'MALFORMED_RESPONSE');
+    expectDecodeError(() => decodeMetadataResponse(roundTrip({ ...old, controllerEpoch: -2 }, 'MALFORMED_RESPONSE')), 'MALFORMED_RESPONSE');
+    expectDecodeError(() => decodeMetadataResponse(roundTrip({ ...old, cluster: 'c'.repeat(65) }, 'MALFORMED_RESPONSE')), 'MALFORMED_RESPONSE');
   });
 
   it('CreateTopics / DeleteTopics response; errorMessage may be absent', () => {
@@ -302,6 +316,7 @@ describe('body mutations', () => {
     [{ topics: [{ name: 'orders', partitions: [{ partition: 0, timestamp: -1 }, { partition: 1, timestamp: 1_700_000_000_000n }] }] }, decodeListOffsetsRequest, 'MALFORMED_REQUEST'],
     [{ apiVersions: [{ apiKey: 0, minVersion: 0, maxVersion: 0 }], brokerVersion: '0.1.0' }, decodeApiVersionsResponse, 'MALFORMED_RESPONSE'],
     [{ brokers: [{ nodeId: 0, host: 'localhost', port: 9092 }], controllerId: 0, topics: [{ name: 'orders', errorCode: 0, partitions: [{ partition: 0, leader: 0, errorCode: 0 }], config: { ...defaultTopicConfig } }] }, decodeMetadataResponse, 'MALFORMED_RESPONSE'],
+    [{ brokers: [{ nodeId: 1, host: 'rill-1', port: 9092, rack: 'a', alive: true }, { nodeId: 2, host: 'rill-2', port: 9092, rack: null, alive: true }], controllerId: 2, controllerEpoch: 17, cluster: 'prod', topics: [] }, decodeMetadataResponse, 'MALFORMED_RESPONSE'],
     [{ topics: [{ name: 'orders', errorCode: 8, errorMessage: 'exists' }] }, decodeTopicResults, 'MALFORMED_RESPONSE'],
     [{ topics: [{ name: 'orders', partitions: [{ partition: 0, errorCode: 0, offset: 42n, timestamp: -1 }] }] }, decodeListOffsetsResponse, 'MALFORMED_RESPONSE'],
   ];

@@ -9,6 +9,15 @@ import type { PartitionManager } from '../partition-manager.js';
 import { topicNameProblem } from '../topic-registry.js';
 import { clusterResource, type Access, type Operation } from '../access.js';
 import type { Connection } from '../connection.js';
+import type { BrokerInfo } from '../../wire/control.js';
+
+/** What Metadata says about the brokers: this one alone, or the live brokers of its cluster. */
+export interface MetadataBrokers {
+  brokers: BrokerInfo[];
+  controllerId: number;
+  controllerEpoch: number;
+  cluster: string | null;
+}
 
 export const brokerVersion = '0.1.0';
 
@@ -40,7 +49,7 @@ export function requireCluster(access: Access, connection: Connection, operation
  * the named ones, where a topic it may not describe answers TOPIC_AUTHORIZATION_FAILED whether it
  * exists or not.
  */
-export function handleMetadata(context: RequestContext, partitions: PartitionManager, self: { nodeId: number; host: string; port: number }, access: Access): Reply {
+export function handleMetadata(context: RequestContext, partitions: PartitionManager, cluster: MetadataBrokers, selfId: number, access: Access): Reply {
   const request = decodeMetadataRequest(body(context));
   const { connection } = context;
   const names = request.topics ?? partitions.registry.list().map((t) => t.name).filter((name) => !access.enforced || access.allows(connection, 'topic', name, 'describe'));
@@ -53,10 +62,12 @@ export function handleMetadata(context: RequestContext, partitions: PartitionMan
       const code = topicNameProblem(name) === null ? 'UNKNOWN_TOPIC_OR_PARTITION' : 'INVALID_TOPIC_NAME';
       return { name, errorCode: errorCodeOf(code), partitions: [], config: null };
     }
-    const list = Array.from({ length: definition.partitions }, (_, partition) => ({ partition, leader: self.nodeId, errorCode: 0 }));
+    // Every partition is this broker's own until replication places partitions across the
+    // cluster: in a cluster too, each broker leads the partitions it holds.
+    const list = Array.from({ length: definition.partitions }, (_, partition) => ({ partition, leader: selfId, errorCode: 0 }));
     return { name, errorCode: 0, partitions: list, config: definition.config };
   });
-  return msgpackReply({ brokers: [self], controllerId: self.nodeId, topics });
+  return msgpackReply({ brokers: cluster.brokers, controllerId: cluster.controllerId, controllerEpoch: cluster.controllerEpoch, cluster: cluster.cluster, topics });
 }
 
 export function topicResult(name: string, action: () => void): { name: string; errorCode: number; errorMessage: string } {

@@ -1,0 +1,170 @@
+/**
+ * What Rill keeps in etcd for membership and the controller election, and how it is read back.
+ * Everything read from etcd is untrusted input (another version of Rill, an operator with
+ * etcdctl, a bug): each value is bounded and typed here, and a bad one is a
+ * ClusterStateError (code INVALID_CLUSTER_STATE) that the caller logs and skips, never a crash.
+ *
+ *   key                                value (JSON)                                  lease
+ *   /rill/<cluster>/brokers/<nodeId>   BrokerRegistration                            the broker's
+ *   /rill/<cluster>/controller         ControllerRecord                              the controller's
+ *
+ * The controller epoch is the create revision of the controller key: etcd's revision grows with
+ * every write to the store, so each election gets a larger epoch than every one before it, and
+ * nothing has to be stored to remember the last one.
+ */
+import { RillError } from '../lib/errors.js';
+import { brokerListenersMax, clusterNameBytesMax, clusterRecordBytesMax, rackBytesMax } from '../lib/limits.js';
+
+const hostBytesMax = 255;
+const listenerNameBytesMax = 32;
+const versionBytesMax = 64;
+const dataDirBytesMax = 4096;
+const nodeIdMax = 0x7fffffff;
+
+const clusterNamePattern = /^[A-Za-z0-9._-]+$/;
+
+/** A value read from etcd that is not what Rill writes there. */
+export class ClusterStateError extends RillError {
+  override name = 'ClusterStateError';
+  constructor(readonly key: string, reason: string) {
+    super('INVALID_CLUSTER_STATE', `${key}: ${reason}`);
+  }
+}
+
+/** Null when the name is fine, else why not (used by the settings). */
+export function clusterNameProblem(name: string): string | null {
+  if (name.length === 0 || Buffer.byteLength(name) > clusterNameBytesMax) return `must be 1..${clusterNameBytesMax} bytes`;
+  if (!clusterNamePattern.test(name)) return 'may hold only letters, digits, ".", "_" and "-"';
+  return null;
+}
+
+/** Null when the rack is fine, else why not. */
+export function rackProblem(rack: string): string | null {
+  if (rack.length === 0 || Buffer.byteLength(rack) > rackBytesMax) return `must be 1..${rackBytesMax} bytes`;
+  if (/[\u0000-\u001f\u007f]/.test(rack)) return 'must not hold control characters';
+  return null;
+}
+
+export interface ClusterKeys {
+  /** Prefix of every broker registration. */
+  brokersPrefix: string;
+  controller: string;
+  broker(nodeId: number): string;
+}
+
+export function clusterKeys(cluster: string): ClusterKeys {
+  const root = `/rill/${cluster}/`;
+  return {
+    brokersPrefix: `${root}brokers/`,
+    controller: `${root}controller`,
+    broker: (nodeId) => `${root}brokers/${nodeId}`,
+  };
+}
+
+export interface BrokerListener {
+  name: string;
+  /** The advertised host: what a client of this listener connects to. */
+  host: string;
+  port: number;
+}
+
+/** A live broker as it registered itself. */
+export interface BrokerRegistration {
+  nodeId: number;
+  listeners: BrokerListener[];
+  rack: string | null;
+  /** Rill's version on that broker. */
+  version: string;
+  startedAtMs: number;
+  /**
+   * Where the broker runs (os.hostname(), pid, absolute data directory). A registration with this
+   * broker's host and data directory was written by an earlier run of it: the data directory's
+   * lock proves that run is gone, so its registration may be taken over.
+   */
+  host: string;
+  pid: number;
+  dataDir: string;
+}
+
+export interface ControllerRecord {
+  nodeId: number;
+  electedAtMs: number;
+}
+
+export function encodeRecord(record: BrokerRegistration | ControllerRecord): Buffer {
+  const bytes = Buffer.from(JSON.stringify(record));
+  if (bytes.length > clusterRecordBytesMax) throw new RillError('INVALID_CONFIG', `a cluster record of ${bytes.length} bytes exceeds ${clusterRecordBytesMax}`);
+  return bytes;
+}
+
+/** Reads the fields of one untrusted JSON object, typed and bounded. */
+class Fields {
+  constructor(private readonly key: string, private readonly value: Record<string, unknown>, private readonly path = '') {}
+
+  fail(reason: string): never {
+    throw new ClusterStateError(this.key, reason);
+  }
+
+  has(name: string): boolean {
+    return this.value[name] !== undefined && this.value[name] !== null;
+  }
+
+  int(name: string, min: number, max: number): number {
+    const v = this.value[name];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) this.fail(`${this.path}${name} must be an integer in ${min}..${max}`);
+    return v;
+  }
+
+  string(name: string, bytesMax: number): string {
+    const v = this.value[name];
+    if (typeof v !== 'string' || v.length === 0 || Buffer.byteLength(v) > bytesMax) this.fail(`${this.path}${name} must be a string of 1..${bytesMax} bytes`);
+    return v;
+  }
+
+  /** The objects of an array field, each as Fields. */
+  objects(name: string, lengthMax: number): Fields[] {
+    const v = this.value[name];
+    if (!Array.isArray(v) || v.length === 0 || v.length > lengthMax) this.fail(`${this.path}${name} must be an array of 1..${lengthMax} entries`);
+    return v.map((entry: unknown, i: number) => {
+      if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) this.fail(`${this.path}${name}[${i}] must be an object`);
+      return new Fields(this.key, entry as Record<string, unknown>, `${this.path}${name}[${i}].`);
+    });
+  }
+}
+
+function parseJsonObject(key: string, bytes: Buffer): Fields {
+  if (bytes.length > clusterRecordBytesMax) throw new ClusterStateError(key, `value of ${bytes.length} bytes exceeds ${clusterRecordBytesMax}`);
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw new ClusterStateError(key, 'value is not JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ClusterStateError(key, 'value is not a JSON object');
+  return new Fields(key, value as Record<string, unknown>);
+}
+
+/** A broker registration read from `key`; the node id in the key and in the value must agree. */
+export function decodeRegistration(key: string, bytes: Buffer, keys: ClusterKeys): BrokerRegistration {
+  const fields = parseJsonObject(key, bytes);
+  const nodeId = fields.int('nodeId', 0, nodeIdMax);
+  if (keys.broker(nodeId) !== key) fields.fail(`holds node id ${nodeId}, which is not the one its key names`);
+  const listeners = fields.objects('listeners', brokerListenersMax).map((listener) => ({
+    name: listener.string('name', listenerNameBytesMax), host: listener.string('host', hostBytesMax), port: listener.int('port', 1, 65535),
+  }));
+  return {
+    nodeId,
+    listeners,
+    rack: fields.has('rack') ? fields.string('rack', rackBytesMax) : null,
+    version: fields.string('version', versionBytesMax),
+    startedAtMs: fields.int('startedAtMs', 0, Number.MAX_SAFE_INTEGER),
+    host: fields.string('host', hostBytesMax),
+    pid: fields.int('pid', 1, 0x7fffffff),
+    dataDir: fields.string('dataDir', dataDirBytesMax),
+  };
+}
+
+export function decodeControllerRecord(key: string, bytes: Buffer): ControllerRecord {
+  const fields = parseJsonObject(key, bytes);
+  return { nodeId: fields.int('nodeId', 0, nodeIdMax), electedAtMs: fields.int('electedAtMs', 0, Number.MAX_SAFE_INTEGER) };
+}
