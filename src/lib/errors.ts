@@ -56,6 +56,14 @@ export const errorTable = {
   GROUP_AUTHORIZATION_FAILED: { code: 71, retriable: false, message: 'not authorized to access this group' },
   CLUSTER_AUTHORIZATION_FAILED: { code: 72, retriable: false, message: 'not authorized to perform this cluster operation' },
   SECURITY_DISABLED: { code: 73, retriable: false, message: 'ACLs are enforced only when the broker requires authentication (--auth required)' },
+  // Cluster and replication: 80..89
+  INVALID_REPLICATION_FACTOR: { code: 80, retriable: false, message: 'replication factor must be at least 1 and at most the number of live brokers' },
+  NOT_LEADER: { code: 81, retriable: true, message: 'this broker is not the leader of the partition (leadership moved); refresh metadata and send to the new leader' },
+  LEADER_NOT_AVAILABLE: { code: 82, retriable: true, message: 'the partition has no leader now (an election is under way, or no in-sync replica is alive)' },
+  NOT_ENOUGH_REPLICAS: { code: 83, retriable: true, message: 'fewer in-sync replicas than the topic\'s minInSyncReplicas: the batch was not written' },
+  NOT_ENOUGH_REPLICAS_AFTER_APPEND: { code: 84, retriable: true, message: 'the batch was written by the leader, but the in-sync replicas fell below minInSyncReplicas before it was replicated; a retry may write it twice unless the producer is idempotent' },
+  FENCED_LEADER_EPOCH: { code: 85, retriable: true, message: 'the request carries a leader epoch older than the partition\'s; refresh metadata' },
+  UNKNOWN_LEADER_EPOCH: { code: 86, retriable: true, message: 'the request carries a leader epoch newer than this broker knows; retry once it has caught up' },
 } as const;
 
 export type ErrorName = keyof typeof errorTable;
