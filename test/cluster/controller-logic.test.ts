@@ -23,7 +23,8 @@ function cluster(live: number[], state: Partial<PartitionState>): ClusterState {
 describe('controller decisions', () => {
   it('creates a topic led by each first replica, every replica in sync', () => {
     const states = createPartitionStates('orders', [[2, 1], [1, 3]]);
-    expect(states.get(partitionKey('orders', 1))).toEqual({ replicas: [1, 3], leader: 1, leaderEpoch: 0, partitionEpoch: 0, isr: [1, 3], version: 0 });
+    const expected = { replicas: [1, 3], leader: 1, leaderEpoch: 0, partitionEpoch: 0, isr: [1, 3], version: 0 };
+    expect(states.get(partitionKey('orders', 1))).toEqual(expected);
   });
 
   it('elects the first live ISR member in replica order when the leader dies; the epoch goes up', () => {

@@ -81,7 +81,8 @@ class World {
     readonly minInSyncReplicas: number,
     readonly policy: ElectionPolicy,
   ) {
-    const placement = placeReplicas({ brokers: brokerIds.map((nodeId) => ({ nodeId })), topic: 'orders', partitions: partitionCount, replicationFactor: 3 });
+    const brokers = brokerIds.map((nodeId) => ({ nodeId }));
+    const placement = placeReplicas({ brokers, topic: 'orders', partitions: partitionCount, replicationFactor: 3 });
     for (const [key, state] of createPartitionStates('orders', placement)) this.etcd.create(key, state);
     this.keys = [...this.etcd.states.keys()];
     for (const broker of brokerIds) {
@@ -291,7 +292,12 @@ function run(world: World, given: Command): PartitionChange[] {
   }
 }
 
-function expectInvariants(world: World, previous: ReadonlyMap<PartitionKey, PartitionState>, written: readonly PartitionChange[], controllerRan: boolean): void {
+function expectInvariants(
+  world: World,
+  previous: ReadonlyMap<PartitionKey, PartitionState>,
+  written: readonly PartitionChange[],
+  controllerRan: boolean,
+): void {
   for (const key of world.keys) {
     const state = world.etcd.states.get(key)!;
     const before = previous.get(key)!;
