@@ -25,9 +25,9 @@
  *
  * High watermark (HW): the offset below which every batch is fsynced on every replica of the
  * maximal ISR (Kafka's KIP-497 term: the committed ISR plus the members a pending change would
- * add; removals count only once committed), and on every follower outside it that is caught up
- * by time (it is about to join: Kafka waits for it too, so a follower under steady load can
- * reach the HW and join). Rill differs from Kafka here: Kafka uses log end offsets (replicated
+ * add; removals count only once committed), and on every eligible follower outside it that is
+ * caught up by time (it is about to join: Kafka waits for it too, so a follower under steady load
+ * can reach the HW and join). Rill differs from Kafka here: Kafka uses log end offsets (replicated
  * to memory); Rill uses fsynced offsets, so acks 'all' keeps its single-broker meaning (on disk,
  * on every in-sync replica). Like Kafka since KIP-966, the HW does not move while the committed
  * ISR is smaller than minInSyncReplicas. It never moves back: a new minimum below it (a
@@ -57,7 +57,7 @@
 import { assert } from '../lib/assert.js';
 import type { Clock } from '../lib/clock.js';
 import { RillError } from '../lib/errors.js';
-import type { PartitionState } from './controller-logic.js';
+import { partitionStateProblem, type PartitionState } from './controller-logic.js';
 
 /** Fetches remembered per follower for lastDurableTimeMs (lastCaughtUpTimeMs uses 2, as Kafka). */
 export const fetchHistoryDepth = 4;
@@ -74,6 +74,11 @@ export interface ReplicaTrackerOptions {
   highWatermark: bigint;
   minInSyncReplicas: number;
   replicaLagMaxMs: number;
+  /**
+   * Whether the cluster considers a broker alive (its lease holds): only such a follower joins
+   * the ISR or holds the HW back while about to join. Default: every broker.
+   */
+  eligible?: (brokerId: number) => boolean;
 }
 
 export interface FollowerReport {
@@ -121,6 +126,12 @@ interface Follower {
 
 const unknownOffset = -1n;
 
+/** States reach the tracker decoded and checked by the adapter; a bad one here is a bug. */
+function assertValid(state: PartitionState): void {
+  const problem = partitionStateProblem(state);
+  assert(problem === undefined, `tracker: invalid partition state: ${problem}`);
+}
+
 function newFollower(brokerId: number, caughtUpTimeMs: number): Follower {
   return {
     brokerId,
@@ -140,6 +151,7 @@ export class ReplicaTracker {
   readonly minInSyncReplicas: number;
   readonly replicaLagMaxMs: number;
   private readonly clock: Clock;
+  private readonly eligible: (brokerId: number) => boolean;
   private replicas: readonly number[];
   private committedIsr: readonly number[];
   private version: number;
@@ -152,11 +164,13 @@ export class ReplicaTracker {
 
   constructor(options: ReplicaTrackerOptions) {
     const { state, leaderId } = options;
+    assertValid(state);
     assert(state.leader === leaderId && state.isr.includes(leaderId), 'tracker: the state does not name this broker leader');
     assert(options.minInSyncReplicas >= 1 && options.replicaLagMaxMs > 0, 'tracker: bad options');
     const { logEndOffset, fsyncedOffset, highWatermark } = options;
     assert(highWatermark >= 0n && highWatermark <= fsyncedOffset && fsyncedOffset <= logEndOffset, 'tracker: bad offsets');
     this.clock = options.clock;
+    this.eligible = options.eligible ?? (() => true);
     this.leaderId = leaderId;
     this.leaderEpoch = state.leaderEpoch;
     this.epochStartOffset = options.logEndOffset;
@@ -266,7 +280,7 @@ export class ReplicaTracker {
     const maximal = this.maximalIsr;
     let candidate = this.leaderFsyncedOffset;
     for (const follower of this.followers.values()) {
-      const aboutToJoin = follower.fsyncedOffset !== undefined && this.isCaughtUpByTime(follower, nowMs);
+      const aboutToJoin = follower.fsyncedOffset !== undefined && this.eligible(follower.brokerId) && this.isCaughtUpByTime(follower, nowMs);
       const waitFor = maximal.includes(follower.brokerId) || aboutToJoin;
       if (!waitFor) continue;
       const fsynced = follower.fsyncedOffset ?? unknownOffset;
@@ -301,9 +315,9 @@ export class ReplicaTracker {
 
   /**
    * The ISR change to write now, or undefined (nothing to change, one already in flight, or
-   * fenced). `eligible` says which brokers may join (the cluster considers them alive).
+   * fenced). `eligible` says which brokers may join (default: the tracker's `eligible` option).
    */
-  proposeIsrChange(eligible: (brokerId: number) => boolean = () => true): IsrProposal | undefined {
+  proposeIsrChange(eligible: (brokerId: number) => boolean = this.eligible): IsrProposal | undefined {
     if (this.pending !== undefined || this.fencedBy !== undefined) return undefined;
     const nowMs = this.clock.nowMs();
     const removed = this.committedIsr.filter((id) => {
@@ -333,6 +347,7 @@ export class ReplicaTracker {
    * etcd now says what counts). Older versions than the last applied are ignored.
    */
   applyState(state: PartitionState): void {
+    assertValid(state);
     if (state.version < this.version || this.fencedBy !== undefined) return;
     if (state.leaderEpoch < this.leaderEpoch) return;
     if (state.leaderEpoch > this.leaderEpoch || state.leader !== this.leaderId) {

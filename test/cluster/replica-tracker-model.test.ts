@@ -77,6 +77,7 @@ class Model {
       highWatermark: 90n,
       minInSyncReplicas,
       replicaLagMaxMs: lagMs,
+      eligible: (id) => this.follower(id).alive,
     });
     this.lastHighWatermark = this.tracker.highWatermark;
     for (const id of initialIsr) this.followers.get(id)!.lastWholeReportMs = this.clock.nowMs();
@@ -137,13 +138,12 @@ class Model {
   propose(): void {
     const hwBefore = this.tracker.highWatermark;
     const nowMs = this.clock.nowMs();
-    const eligible = (id: number) => this.follower(id).alive;
     const silent = this.tracker.isr.filter((id) => {
       const follower = this.followers.get(id);
       return follower !== undefined && nowMs - follower.lastReportMs > lagMs && follower.logEnd < this.leaderLogEnd;
     });
     const hadPending = this.tracker.pendingChange !== undefined;
-    const proposal = this.tracker.proposeIsrChange(eligible);
+    const proposal = this.tracker.proposeIsrChange();
     if (!hadPending && silent.length > 0) {
       expect(proposal?.removed, `silent followers ${silent} kept in the ISR`).toEqual(expect.arrayContaining(silent));
     }
