@@ -37,8 +37,8 @@
  * Cost: O(P log P + N*V log(N*V)) plus ring walks; a walk is short unless almost every member is
  * full, bounded by the ring size N*V.
  */
-import murmurhash from 'murmurhash';
 import { assert } from '../lib/assert.js';
+import { murmur3 } from '../wire/hash.js';
 import {
   compareStrings,
   compareTopicPartitions,
@@ -69,11 +69,7 @@ const partitionHashSeed = 0x5f3759df;
 /** Slack for floating-point shares (shares are sums of fractions). */
 const shareEpsilon = 1e-7;
 
-const utf8 = new TextEncoder();
-
-function hashString(value: string, seed: number): number {
-  return murmurhash.v3(utf8.encode(value), seed);
-}
+const hashString = murmur3;
 
 interface MemberLoad {
   memberId: string;

@@ -58,8 +58,15 @@ export const errorTable = {
   SECURITY_DISABLED: { code: 73, retriable: false, message: 'ACLs are enforced only when the broker requires authentication (--auth required)' },
   // Quotas: 80..89
   TOO_MANY_CONNECTIONS: { code: 80, retriable: true, message: 'the principal (or, unauthenticated, the client address) has as many connections open as its quota allows' },
-  // Cluster: 90..99
+  // Cluster and replication: 90..99
   INVALID_CLUSTER_STATE: { code: 90, retriable: false, message: 'a record read from etcd is not what Rill writes there; it is ignored' },
+  INVALID_REPLICATION_FACTOR: { code: 91, retriable: false, message: 'replication factor must be at least 1 and at most the number of live brokers' },
+  NOT_LEADER: { code: 92, retriable: true, message: 'this broker is not the leader of the partition (leadership moved); refresh metadata and send to the new leader' },
+  LEADER_NOT_AVAILABLE: { code: 93, retriable: true, message: 'the partition has no leader now (an election is under way, or no in-sync replica is alive)' },
+  NOT_ENOUGH_REPLICAS: { code: 94, retriable: true, message: 'fewer in-sync replicas than the topic\'s minInSyncReplicas: the batch was not written' },
+  NOT_ENOUGH_REPLICAS_AFTER_APPEND: { code: 95, retriable: true, message: 'the batch was written by the leader, but the in-sync replicas fell below minInSyncReplicas before it was replicated; a retry may write it twice unless the producer is idempotent' },
+  FENCED_LEADER_EPOCH: { code: 96, retriable: true, message: 'the request carries a leader epoch older than the partition\'s; refresh metadata' },
+  UNKNOWN_LEADER_EPOCH: { code: 97, retriable: true, message: 'the request carries a leader epoch newer than this broker knows; retry once it has caught up' },
 } as const;
 
 export type ErrorName = keyof typeof errorTable;

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { assign, type Assignment, type AssignorMember } from '../../src/coordinator/assignor.js';
 import type { TopicPartition } from '../../src/coordinator/types.js';
+import { shuffled } from '../helpers/shuffled.js';
 
 const key = (tp: TopicPartition) => `${tp.topic}/${tp.partition}`;
 
@@ -30,17 +31,6 @@ function expectExactCover(members: readonly AssignorMember[], partitionCounts: R
 
 function keysOf(result: Assignment, memberId: string): Set<string> {
   return new Set((result.get(memberId) ?? []).map(key));
-}
-
-function shuffled<T>(values: readonly T[], seed: number): T[] {
-  const copy = [...values];
-  let state = seed >>> 0 || 1;
-  for (let index = copy.length - 1; index > 0; index -= 1) {
-    state = (state * 1103515245 + 12345) >>> 0;
-    const other = state % (index + 1);
-    [copy[index], copy[other]] = [copy[other]!, copy[index]!];
-  }
-  return copy;
 }
 
 const topicsArbitrary = fc
