@@ -190,7 +190,8 @@ export class GroupHost {
     const request = decodeOffsetFetchRequest(body(context));
     requireGroup(access, context.connection, request.groupId, 'describe');
     let offsets = this.coordinator.fetchOffsets(request.groupId, request.topics === null ? undefined : flatten(request.topics));
-    if (access.enforced) offsets = offsets.filter((o) => access.allows(context.connection, 'topic', o.topic, 'describe'));
+    // Listing the group's offsets leaves out hidden topics quietly; naming a topic is asking for it.
+    if (access.enforced) offsets = offsets.filter((o) => (request.topics === null ? access.allowsQuietly : access.allows).call(access, context.connection, 'topic', o.topic, 'describe'));
     return msgpackReply({ offsets });
   }
 

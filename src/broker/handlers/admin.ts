@@ -52,7 +52,8 @@ export function requireCluster(access: Access, connection: Connection, operation
 export function handleMetadata(context: RequestContext, partitions: PartitionManager, cluster: MetadataBrokers, selfId: number, access: Access): Reply {
   const request = decodeMetadataRequest(body(context));
   const { connection } = context;
-  const names = request.topics ?? partitions.registry.list().map((t) => t.name).filter((name) => !access.enforced || access.allows(connection, 'topic', name, 'describe'));
+  // Listing every topic leaves out the hidden ones quietly (not a denial); naming one is asking for it.
+  const names = request.topics ?? partitions.registry.list().map((t) => t.name).filter((name) => !access.enforced || access.allowsQuietly(connection, 'topic', name, 'describe'));
   const topics = names.map((name) => {
     if (request.topics !== null && access.enforced && !access.allows(connection, 'topic', name, 'describe')) {
       return { name, errorCode: errorCodeOf('TOPIC_AUTHORIZATION_FAILED'), partitions: [], config: null };
@@ -108,22 +109,25 @@ export function handleDeleteTopics(context: RequestContext, partitions: Partitio
 
 export function handleListOffsets(context: RequestContext, partitions: PartitionManager, access: Access): Reply {
   const request = decodeListOffsetsRequest(body(context));
-  const topics = request.topics.map((topic) => ({
-    name: topic.name,
-    partitions: topic.partitions.map(({ partition: index, timestamp }) => {
-      if (access.enforced && !access.allows(context.connection, 'topic', topic.name, 'describe')) return { partition: index, errorCode: errorCodeOf('TOPIC_AUTHORIZATION_FAILED'), offset: -1n, timestamp: -1 };
-      const partition = partitions.get(topic.name, index);
-      if (partition === undefined) return { partition: index, errorCode: errorCodeOf('UNKNOWN_TOPIC_OR_PARTITION'), offset: -1n, timestamp: -1 };
-      const end = partition.highWatermark;
-      let offset: number;
-      if (timestamp === OffsetSpec.latest) offset = end;
-      else if (timestamp === OffsetSpec.earliest) offset = partition.log.logStartOffset;
-      else {
-        const found = partition.log.offsetForTimestamp(timestamp);
-        offset = found < end ? found : -1;
-      }
-      return { partition: index, errorCode: 0, offset: BigInt(offset), timestamp: -1 };
-    }),
-  }));
+  const topics = request.topics.map((topic) => {
+    const allowed = !access.enforced || access.allows(context.connection, 'topic', topic.name, 'describe');
+    return {
+      name: topic.name,
+      partitions: topic.partitions.map(({ partition: index, timestamp }) => {
+        if (!allowed) return { partition: index, errorCode: errorCodeOf('TOPIC_AUTHORIZATION_FAILED'), offset: -1n, timestamp: -1 };
+        const partition = partitions.get(topic.name, index);
+        if (partition === undefined) return { partition: index, errorCode: errorCodeOf('UNKNOWN_TOPIC_OR_PARTITION'), offset: -1n, timestamp: -1 };
+        const end = partition.highWatermark;
+        let offset: number;
+        if (timestamp === OffsetSpec.latest) offset = end;
+        else if (timestamp === OffsetSpec.earliest) offset = partition.log.logStartOffset;
+        else {
+          const found = partition.log.offsetForTimestamp(timestamp);
+          offset = found < end ? found : -1;
+        }
+        return { partition: index, errorCode: 0, offset: BigInt(offset), timestamp: -1 };
+      }),
+    };
+  });
   return msgpackReply({ topics });
 }
