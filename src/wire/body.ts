@@ -49,6 +49,13 @@ export class BodyReader {
     return value;
   }
 
+  i32(what: string): number {
+    this.need(4, what);
+    const value = this.buf.readInt32BE(this.pos);
+    this.pos += 4;
+    return value;
+  }
+
   /** An int64 that must be a safe integer (offsets, timestamps). */
   i64(what: string): number {
     this.need(8, what);
@@ -216,6 +223,10 @@ export class BodyWriter {
   }
   u32(value: number): this {
     this.pos = this.buf.writeUInt32BE(value >>> 0, this.pos);
+    return this;
+  }
+  i32(value: number): this {
+    this.pos = this.buf.writeInt32BE(value, this.pos);
     return this;
   }
   i64(value: number): this {
