@@ -18,6 +18,7 @@ export const ApiKey = {
   DeleteTopics: 20,
   DeleteRecords: 21,
   InitProducerId: 22,
+  OffsetForLeaderEpoch: 23,
   DescribeAcls: 29,
   CreateAcls: 30,
   DeleteAcls: 31,
@@ -30,6 +31,7 @@ export const ApiKey = {
   AlterUserScramCredentials: 51,
   ConsumerGroupHeartbeat: 68,
   ResetGroupOffsets: 1000,
+  ReplicaFetch: 1001,
 } as const;
 
 export type ApiKeyName = keyof typeof ApiKey;
@@ -38,7 +40,11 @@ export const apiNameByKey = new Map<number, ApiKeyName>(
   (Object.keys(ApiKey) as ApiKeyName[]).map((name) => [ApiKey[name], name]),
 );
 
-/** Versions each API is spoken at: [min, max]. */
+/**
+ * Versions each API is spoken at: [min, max]. A key without a range is reserved: its codec
+ * exists (the protocol is defined) but no handler serves it yet, so the broker answers
+ * UNSUPPORTED_VERSION and ApiVersions does not list it (OffsetForLeaderEpoch, ReplicaFetch).
+ */
 export const apiVersionRanges: ReadonlyMap<number, readonly [number, number]> = new Map([
   [ApiKey.Produce, [0, 0]],
   [ApiKey.Fetch, [0, 0]],

@@ -2,7 +2,7 @@
  * MessagePack bodies of the control APIs: ApiVersions, Metadata, CreateTopics, DeleteTopics,
  * ListOffsets. Field-by-field descriptions live in protocol/apis/. Decoders validate every field.
  */
-import { requestSchema as rq, responseSchema as rs, type Obj } from './schema.js';
+import { requestSchema as rq, responseSchema as rs, type Obj, type Schema } from './schema.js';
 import { clusterNameBytesMax, rackBytesMax, requestTopicsMax, requestPartitionsMax, topicNameBytesMax, topicPartitionsMax, offsetMax } from '../lib/limits.js';
 import { decodeConfigEntries, defaultTopicConfig, normalizeTopicConfig, topicConfigBounds, topicConfigKeys, type ConfigEntries, type TopicConfig } from './topic-config.js';
 
@@ -188,20 +188,21 @@ export interface ListOffsetsRequest {
 }
 
 /**
- * A request's `topics: [{ name, partitions: [...] }]`, bounded: at most requestTopicsMax topics
- * and requestPartitionsMax partitions in all; `partition` decodes one partition entry.
+ * A body's `topics: [{ name, partitions: [...] }]`, bounded: at most requestTopicsMax topics
+ * and requestPartitionsMax partitions in all; `partition` decodes one partition entry. `s` is the
+ * request schema unless given (pass the response schema for a response body).
  */
-export function decodeTopicPartitions<P>(value: unknown, partition: (entry: Obj, path: string) => P): { name: string; partitions: P[] }[] {
-  const obj = rq.object(value, 'body');
+export function decodeTopicPartitions<P>(value: unknown, partition: (entry: Obj, path: string) => P, s: Schema = rq): { name: string; partitions: P[] }[] {
+  const obj = s.object(value, 'body');
   let total = 0;
-  return rq.array(obj.topics, 'topics', requestTopicsMax).map((t, i) => {
-    const e = rq.object(t, `topics[${i}]`);
-    const partitions = rq.array(e.partitions, `topics[${i}].partitions`, requestPartitionsMax);
+  return s.array(obj.topics, 'topics', requestTopicsMax).map((t, i) => {
+    const e = s.object(t, `topics[${i}]`);
+    const partitions = s.array(e.partitions, `topics[${i}].partitions`, requestPartitionsMax);
     total += partitions.length;
-    if (total > requestPartitionsMax) rq.fail('topics', `at most ${requestPartitionsMax} partitions in all`, total);
+    if (total > requestPartitionsMax) s.fail('topics', `at most ${requestPartitionsMax} partitions in all`, total);
     return {
-      name: rq.string(e.name, `topics[${i}].name`, topicNameBytesMax),
-      partitions: partitions.map((p, j) => partition(rq.object(p, `topics[${i}].partitions[${j}]`), `topics[${i}].partitions[${j}]`)),
+      name: s.string(e.name, `topics[${i}].name`, topicNameBytesMax),
+      partitions: partitions.map((p, j) => partition(s.object(p, `topics[${i}].partitions[${j}]`), `topics[${i}].partitions[${j}]`)),
     };
   });
 }

@@ -9,9 +9,8 @@
  *           per partition: partition u32, errorCode i16, highWatermark i64, logStartOffset i64,
  *           records (u32 length + whole batches; the first batch may start before fetchOffset)
  */
-import { requestPartitionsMax, requestTopicsMax, topicNameBytesMax } from '../lib/limits.js';
 import { DecodeError } from '../lib/errors.js';
-import { BodyReader, BodyWriter, readTopicList, stringBytes } from './body.js';
+import { BodyReader, BodyWriter, encodeRecordsBody, readRequestTopicList, readTopicList, topicListBytes, writeTopicList } from './body.js';
 
 export interface FetchPartitionRequest {
   partition: number;
@@ -31,15 +30,12 @@ export interface FetchRequest {
   topics: FetchTopic<FetchPartitionRequest>[];
 }
 
+const fetchPartitionRequestBytes = 4 + 8 + 4;
+
 export function encodeFetchRequest(request: FetchRequest): Buffer {
-  let size = 4 + 4 + 4 + 2;
-  for (const topic of request.topics) size += stringBytes(topic.name) + 2 + topic.partitions.length * 16;
-  const writer = new BodyWriter(Buffer.allocUnsafe(size));
-  writer.u32(request.maxWaitMs).u32(request.minBytes).u32(request.maxBytes).u16(request.topics.length);
-  for (const topic of request.topics) {
-    writer.string(topic.name, Buffer.byteLength(topic.name)).u16(topic.partitions.length);
-    for (const p of topic.partitions) writer.u32(p.partition).i64(p.fetchOffset).u32(p.partitionMaxBytes);
-  }
+  const writer = new BodyWriter(Buffer.allocUnsafe(4 + 4 + 4 + topicListBytes(request.topics, fetchPartitionRequestBytes)));
+  writer.u32(request.maxWaitMs).u32(request.minBytes).u32(request.maxBytes);
+  writeTopicList(writer, request.topics, (w, p) => w.u32(p.partition).i64(p.fetchOffset).u32(p.partitionMaxBytes));
   return writer.buf;
 }
 
@@ -48,24 +44,12 @@ export function decodeFetchRequest(body: Buffer, start: number): FetchRequest {
   const maxWaitMs = reader.u32('maxWaitMs');
   const minBytes = reader.u32('minBytes');
   const maxBytes = reader.u32('maxBytes');
-  const topicCount = reader.u16('topic count');
-  if (topicCount > requestTopicsMax) throw new DecodeError('MALFORMED_REQUEST', `${topicCount} topics exceed ${requestTopicsMax}`);
-  const topics: FetchTopic<FetchPartitionRequest>[] = [];
-  let partitionsTotal = 0;
-  for (let t = 0; t < topicCount; t++) {
-    const name = reader.string('topic name', topicNameBytesMax);
-    const partitionCount = reader.u16('partition count');
-    partitionsTotal += partitionCount;
-    if (partitionsTotal > requestPartitionsMax) throw new DecodeError('MALFORMED_REQUEST', `more than ${requestPartitionsMax} partitions in one request`);
-    const partitions: FetchPartitionRequest[] = [];
-    for (let p = 0; p < partitionCount; p++) {
-      const partition = reader.u32('partition');
-      const fetchOffset = reader.i64('fetchOffset');
-      if (fetchOffset < 0) throw new DecodeError('MALFORMED_REQUEST', `fetchOffset ${fetchOffset} is negative`);
-      partitions.push({ partition, fetchOffset, partitionMaxBytes: reader.u32('partitionMaxBytes') });
-    }
-    topics.push({ name, partitions });
-  }
+  const topics = readRequestTopicList(reader, (r): FetchPartitionRequest => {
+    const partition = r.u32('partition');
+    const fetchOffset = r.i64('fetchOffset');
+    if (fetchOffset < 0) throw new DecodeError('MALFORMED_REQUEST', `fetchOffset ${fetchOffset} is negative`);
+    return { partition, fetchOffset, partitionMaxBytes: r.u32('partitionMaxBytes') };
+  });
   reader.expectEnd('fetch request');
   return { maxWaitMs, minBytes, maxBytes, topics };
 }
@@ -84,26 +68,13 @@ export interface FetchPartitionResponse {
  * are never copied here.
  */
 export function encodeFetchResponse(topics: FetchTopic<FetchPartitionResponse>[], throttleTimeMs = 0): { chunks: Buffer[]; bytes: number } {
-  let headBytes = 4 + 2;
-  for (const topic of topics) headBytes += stringBytes(topic.name) + 2 + topic.partitions.length * 26;
-  let writer = new BodyWriter(Buffer.allocUnsafe(headBytes));
-  const chunks: Buffer[] = [];
-  let bytes = headBytes;
-  writer.u32(throttleTimeMs).u16(topics.length);
-  for (const topic of topics) {
-    writer.string(topic.name, Buffer.byteLength(topic.name)).u16(topic.partitions.length);
-    for (const p of topic.partitions) {
-      let recordsBytes = 0;
-      for (const chunk of p.records) recordsBytes += chunk.length;
-      writer.u32(p.partition).i16(p.errorCode).i64(p.highWatermark).i64(p.logStartOffset).u32(recordsBytes);
-      chunks.push(writer.buf.subarray(0, writer.pos));
-      for (const chunk of p.records) chunks.push(chunk);
-      bytes += recordsBytes;
-      writer = new BodyWriter(writer.buf.subarray(writer.pos));
-    }
-  }
-  if (writer.pos > 0) chunks.push(writer.buf.subarray(0, writer.pos));
-  return { chunks, bytes };
+  return encodeRecordsBody(topics, {
+    prefixBytes: 4,
+    writePrefix: (w) => w.u32(throttleTimeMs),
+    partitionHeadBytes: 4 + 2 + 8 + 8,
+    writePartitionHead: (w, p) => w.u32(p.partition).i16(p.errorCode).i64(p.highWatermark).i64(p.logStartOffset),
+    records: (p) => p.records,
+  });
 }
 
 export interface FetchedPartition {

@@ -12,8 +12,8 @@
  *           errorMessage (u16 length + UTF-8, empty when none)
  */
 import { DecodeError } from '../lib/errors.js';
-import { requestFrameBytesMax, requestPartitionsMax, requestTopicsMax, topicNameBytesMax, bodyStringBytesMax } from '../lib/limits.js';
-import { BodyReader, BodyWriter, readTopicList, stringBytes } from './body.js';
+import { requestFrameBytesMax, bodyStringBytesMax } from '../lib/limits.js';
+import { BodyReader, BodyWriter, encodeRecordsBody, readRequestTopicList, readTopicList, stringBytes } from './body.js';
 
 export interface ProducePartitionRequest {
   partition: number;
@@ -36,23 +36,7 @@ export function decodeProduceRequest(body: Buffer, start: number): ProduceReques
   const acks = reader.i8('acks');
   if (acks !== 0 && acks !== 1 && acks !== -1) throw new DecodeError('INVALID_REQUIRED_ACKS', `acks ${acks} is not 0, 1 or -1`);
   const timeoutMs = reader.u32('timeoutMs');
-  const topicCount = reader.u16('topic count');
-  if (topicCount > requestTopicsMax) throw new DecodeError('MALFORMED_REQUEST', `${topicCount} topics exceed ${requestTopicsMax}`);
-  const topics: ProduceTopicRequest[] = [];
-  let partitionsTotal = 0;
-  for (let t = 0; t < topicCount; t++) {
-    const name = reader.string('topic name', topicNameBytesMax);
-    const partitionCount = reader.u16('partition count');
-    partitionsTotal += partitionCount;
-    if (partitionsTotal > requestPartitionsMax) throw new DecodeError('MALFORMED_REQUEST', `more than ${requestPartitionsMax} partitions in one request`);
-    const partitions: ProducePartitionRequest[] = [];
-    for (let p = 0; p < partitionCount; p++) {
-      const partition = reader.u32('partition');
-      const records = reader.bytes('records', requestFrameBytesMax);
-      partitions.push({ partition, records });
-    }
-    topics.push({ name, partitions });
-  }
+  const topics = readRequestTopicList(reader, (r): ProducePartitionRequest => ({ partition: r.u32('partition'), records: r.bytes('records', requestFrameBytesMax) }));
   reader.expectEnd('produce request');
   return { acks, timeoutMs, topics };
 }
@@ -62,24 +46,13 @@ export function decodeProduceRequest(body: Buffer, start: number): ProduceReques
  * batches themselves, so batch bytes are never copied (the connection writes them with writev).
  */
 export function encodeProduceRequest(acks: number, timeoutMs: number, topics: ProduceTopicRequest<{ partition: number; batches: Buffer[] }>[]): Buffer[] {
-  const chunks: Buffer[] = [];
-  let headBytes = 1 + 4 + 2;
-  for (const topic of topics) headBytes += stringBytes(topic.name) + 2 + 8 * topic.partitions.length;
-  let writer = new BodyWriter(Buffer.allocUnsafe(headBytes));
-  writer.i8(acks).u32(timeoutMs).u16(topics.length);
-  for (const topic of topics) {
-    writer.string(topic.name, Buffer.byteLength(topic.name)).u16(topic.partitions.length);
-    for (const entry of topic.partitions) {
-      let recordsBytes = 0;
-      for (const batch of entry.batches) recordsBytes += batch.length;
-      writer.u32(entry.partition).u32(recordsBytes);
-      chunks.push(writer.buf.subarray(0, writer.pos));
-      chunks.push(...entry.batches);
-      writer = new BodyWriter(writer.buf.subarray(writer.pos));
-    }
-  }
-  if (writer.pos > 0) chunks.push(writer.buf.subarray(0, writer.pos));
-  return chunks;
+  return encodeRecordsBody(topics, {
+    prefixBytes: 1 + 4,
+    writePrefix: (w) => w.i8(acks).u32(timeoutMs),
+    partitionHeadBytes: 4,
+    writePartitionHead: (w, p) => w.u32(p.partition),
+    records: (p) => p.batches,
+  }).chunks;
 }
 
 export interface ProducePartitionResponse {

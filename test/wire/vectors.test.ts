@@ -23,6 +23,10 @@ import {
   decodeListOffsetsResponse, decodeMetadataRequest, decodeMetadataResponse, decodeTopicResults,
 } from '../../src/wire/control.js';
 import { ApiKey, apiNameByKey } from '../../src/wire/apis.js';
+import {
+  decodeReplicaFetchRequest, decodeReplicaFetchResponse, encodeReplicaFetchRequest, encodeReplicaFetchResponse, type ReplicaFetchRequest,
+} from '../../src/wire/replica-fetch.js';
+import { decodeOffsetForLeaderEpochRequest, decodeOffsetForLeaderEpochResponse } from '../../src/wire/offset-for-leader-epoch.js';
 import { decodeSaslAuthenticateRequest, decodeSaslAuthenticateResponse, decodeSaslHandshakeRequest, decodeSaslHandshakeResponse } from '../../src/wire/sasl.js';
 import { readVarint, readVarlong, writeVarint, writeVarlong, sizeOfVarint, sizeOfVarlong } from '../../src/wire/varint.js';
 import { decodeErrorOf, fromWireValue, hex, readProtocolJson, toWireValue, vectorBytes, type VectorBytes } from './helpers.js';
@@ -160,6 +164,7 @@ function framesOf(stream: Buffer, frameBytesMax: number, frameBytesMin: number):
 
 type ProduceRequestJson = { acks: number; timeoutMs: number; topics: { name: string; partitions: { partition: number; records: string }[] }[] };
 type ProduceResponseJson = { throttleTimeMs: number; topics: { name: string; partitions: ProducePartitionResponse[] }[] };
+type ReplicaFetchResponseJson = { topics: { name: string; partitions: { partition: number; errorCode: number; leaderEpoch: number; highWatermark: number; logStartOffset: number; divergingEpoch: { epoch: number; endOffset: number } | null; records: string }[] }[] };
 type FetchResponseJson = { throttleTimeMs: number; topics: { name: string; partitions: { partition: number; errorCode: number; highWatermark: number; logStartOffset: number; records: string }[] }[] };
 
 const requestDecoders: Record<string, (value: unknown) => unknown> = {
@@ -175,6 +180,7 @@ const requestDecoders: Record<string, (value: unknown) => unknown> = {
   DeleteRecords: decodeDeleteRecordsRequest,
   SaslHandshake: decodeSaslHandshakeRequest,
   SaslAuthenticate: decodeSaslAuthenticateRequest,
+  OffsetForLeaderEpoch: decodeOffsetForLeaderEpochRequest,
 };
 
 describe('request frame vectors', () => {
@@ -200,6 +206,10 @@ describe('request frame vectors', () => {
         for (const topic of decoded.topics) for (const p of topic.partitions) validateEveryBatch(p.records);
         const reencoded = Buffer.concat(encodeProduceRequest(json.acks, json.timeoutMs, json.topics.map((t) => ({ name: t.name, partitions: t.partitions.map((p) => ({ partition: p.partition, batches: [hex(p.records)] })) }))));
         expect(encodeRequestFrame(vector.apiKey, 0, vector.correlationId, reencoded).toString('hex')).toBe(vector.hex);
+      } else if (vector.apiKey === ApiKey.ReplicaFetch) {
+        const json = vector.body.binary as ReplicaFetchRequest;
+        expect(decodeReplicaFetchRequest(frame!, limits.requestHeaderBytes)).toEqual(json);
+        expect(encodeRequestFrame(vector.apiKey, 0, vector.correlationId, encodeReplicaFetchRequest(json)).toString('hex')).toBe(vector.hex);
       } else {
         expect(vector.apiKey).toBe(ApiKey.Fetch);
         const json = vector.body.binary as FetchRequest;
@@ -236,6 +246,7 @@ const responseDecoders: Record<string, (value: unknown) => unknown> = {
   DeleteRecords: decodeDeleteRecordsResponse,
   SaslHandshake: decodeSaslHandshakeResponse,
   SaslAuthenticate: decodeSaslAuthenticateResponse,
+  OffsetForLeaderEpoch: decodeOffsetForLeaderEpochResponse,
 };
 
 describe('response frame vectors', () => {
@@ -260,6 +271,13 @@ describe('response frame vectors', () => {
         const json = vector.body.binary as ProduceResponseJson;
         expect(decodeProduceResponse(frame!, limits.responseHeaderBytes)).toEqual(json);
         expect(encodeProduceResponse(json.topics, json.throttleTimeMs).toString('hex')).toBe(body.toString('hex'));
+      } else if (vector.api === 'ReplicaFetch') {
+        const json = vector.body.binary as ReplicaFetchResponseJson;
+        const decoded = decodeReplicaFetchResponse(frame!, limits.responseHeaderBytes, limits.fetchResponseBytesMax);
+        expect(decoded.topics.map((t) => ({ name: t.name, partitions: t.partitions.map((p) => ({ ...p, records: p.records.toString('hex') })) }))).toEqual(json.topics);
+        const reencoded = encodeReplicaFetchResponse(json.topics.map((t) => ({ name: t.name, partitions: t.partitions.map((p) => ({ ...p, records: p.records === '' ? [] : [hex(p.records)] })) })));
+        expect(Buffer.concat(reencoded.chunks).toString('hex')).toBe(body.toString('hex'));
+        for (const topic of decoded.topics) for (const p of topic.partitions) validateEveryBatch(p.records);
       } else {
         expect(vector.api).toBe('Fetch');
         const json = vector.body.binary as FetchResponseJson;
