@@ -24,6 +24,8 @@
  * retry goes to the new leader, in order. NOT_ENOUGH_REPLICAS_AFTER_APPEND means the leader wrote
  * the batch but could not replicate it: an idempotent producer retries (the broker recognises the
  * batch), any other producer fails the records with that error, as they may be stored.
+ * UNKNOWN_TOPIC_OR_PARTITION from a broker is retried only if fresh metadata names another leader
+ * for the partition (settleUnknown); otherwise the records fail with it.
  *
  * Idempotence (on by default, as in Kafka): the producer asks the broker for a producer id
  * (InitProducerId) before its first batch, and numbers the records of each partition: a batch
@@ -121,6 +123,11 @@ interface PendingBatch {
   createdMs: number;
   attempts: number;
   notBeforeMs: number;
+  /**
+   * The broker that answered UNKNOWN_TOPIC_OR_PARTITION for this batch, and that error, while the
+   * topic's metadata is refreshed: the batch is retried only if fresh metadata names another leader.
+   */
+  unknownAt: { leader: number; error: RillError } | null;
 }
 
 interface PartitionQueue {
@@ -312,6 +319,7 @@ export class Producer {
     const batch: PendingBatch = {
       topic: queue.topic, partition: queue.partition, queue, ordinal: queue.nextOrdinal++, sequence: -1, recordsCount: 0, mayBeStored: false,
       builder: new BatchBuilder(this.batchBytes), bytes: null, resolves: [], rejects: [], createdMs: nowMs, attempts: 0, notBeforeMs: 0,
+      unknownAt: null,
     };
     queue.open = batch;
     return batch;
@@ -424,12 +432,12 @@ export class Producer {
     const body = encodeProduceRequest(this.acks, 30_000, topics);
     const connection = this.cluster.connectionForNode(leader);
     connection.send(ApiKey.Produce, 0, body, { expectReply: this.acks !== 0 }).then(
-      (frame) => this.onReply(batches, frame, connection.name),
+      (frame) => this.onReply(batches, frame, connection.name, leader),
       (error: unknown) => this.onRequestFailed(batches, error instanceof RillError ? error : new RillError('CONNECTION_ERROR', String(error))),
     );
   }
 
-  private onReply(batches: PendingBatch[], frame: Buffer | null, broker: string): void {
+  private onReply(batches: PendingBatch[], frame: Buffer | null, broker: string, leader: number): void {
     this.requestsInFlight--;
     for (const batch of batches) settleInFlight(batch);
     if (frame === null) {
@@ -449,7 +457,7 @@ export class Producer {
       const result = topics.find((t) => t.name === batch.topic)?.partitions.find((p) => p.partition === batch.partition);
       if (result === undefined) this.failOrRetry(batch, new RillError('MALFORMED_RESPONSE', `no result for ${batch.topic}/${batch.partition}`));
       else if (result.errorCode === 0) this.complete(batch, result.baseOffset);
-      else this.onPartitionError(batch, RillError.fromCode(result.errorCode, result.errorMessage.replace(/^[A-Z_]+: /, '') || undefined));
+      else this.onPartitionError(batch, RillError.fromCode(result.errorCode, result.errorMessage.replace(/^[A-Z_]+: /, '') || undefined), leader);
     }
     this.afterRequest();
   }
@@ -464,7 +472,15 @@ export class Producer {
   }
 
   /** The broker answered for this partition with an error: the batch was not stored, unless its fsync failed or timed out. */
-  private onPartitionError(batch: PendingBatch, error: RillError): void {
+  private onPartitionError(batch: PendingBatch, error: RillError, leader: number): void {
+    if (error.code === 'UNKNOWN_TOPIC_OR_PARTITION' && !this.closed && Date.now() - batch.createdMs < this.deliveryTimeoutMs) {
+      // Not stored. Perhaps the broker no longer holds the partition because leadership moved:
+      // ask for fresh metadata, and retry only if it names another leader (see refreshLeaders).
+      batch.mayBeStored = false;
+      batch.unknownAt = { leader, error };
+      this.failOrRetry(batch, error, true);
+      return this.refreshLeaders(batch.topic);
+    }
     const mayBeStored = error.code === 'STORAGE_ERROR' || error.code === 'REQUEST_TIMED_OUT' || error.code === 'NOT_ENOUGH_REPLICAS_AFTER_APPEND';
     if (!mayBeStored) batch.mayBeStored = false;
     // The leader wrote it: only the broker's deduplication makes sending it again safe.
@@ -625,10 +641,29 @@ export class Producer {
     if (this.awaitingMetadata.has(topic) || this.closed) return;
     this.awaitingMetadata.add(topic);
     this.cluster.markStale(topic);
-    this.cluster.topic(topic).then(ignore, ignore).finally(() => {
+    this.cluster.topic(topic).then((metadata) => metadata, () => undefined).then((metadata) => {
       this.awaitingMetadata.delete(topic);
-      this.drain(false);
+      this.settleUnknown(topic, metadata);
+      this.afterRequest();
     });
+  }
+
+  /**
+   * After a refresh: batches a broker answered UNKNOWN_TOPIC_OR_PARTITION for are retried if the
+   * fresh metadata names another leader for their partition, and fail otherwise (the topic or
+   * partition is gone, or the metadata still names that broker).
+   */
+  private settleUnknown(topic: string, metadata: TopicMetadata | undefined): void {
+    for (const queue of this.queues.get(topic) ?? []) {
+      const leader = metadata?.partitions[queue.partition]?.leader;
+      for (const batch of queue.ready.filter((b) => b.unknownAt !== null)) {
+        const unknownAt = batch.unknownAt!;
+        batch.unknownAt = null;
+        if (leader !== undefined && leader !== unknownAt.leader) continue;
+        queue.ready.splice(queue.ready.indexOf(batch), 1);
+        this.failOrRetry(batch, unknownAt.error, false);
+      }
+    }
   }
 
   private reject(batch: PendingBatch, error: Error): void {

@@ -103,6 +103,30 @@ describe('producer routing', () => {
     expect(fake.partitions.get('t')![1]!.values).toEqual(all.filter((_, i) => i % 2 === 1));
   });
 
+  it('UNKNOWN_TOPIC_OR_PARTITION: retried when fresh metadata names another leader, failed when it names the same', async () => {
+    fake = await FakeCluster.start([1, 2], { t: [1] });
+    fake.notLeaderErrorCode = errorCodeOf('UNKNOWN_TOPIC_OR_PARTITION'); // the old leader dropped the replica
+    const producer = new Producer({ bootstrap: fake.bootstrap, retryBackoffMs: 10, metadataMaxAgeMs: 600_000, deliveryTimeoutMs: 15_000 });
+    const values = range(200);
+    const sends: Promise<unknown>[] = [];
+    for (let i = 0; i < values.length; i++) {
+      sends.push(producer.send({ topic: 't', partition: 0, value: values[i]! }));
+      if (i % 10 === 9) await new Promise((resolve) => setImmediate(resolve));
+      if (i === 80) fake.leaders.set('t', [2]);
+    }
+    await Promise.all(sends);
+    expect(fake.partitions.get('t')![0]!.values).toEqual(values);
+    expect(fake.requestsOf(ApiKey.Produce, 1).some((r) => r.notLeader.length > 0)).toBe(true);
+
+    // Metadata still names broker 2, which now says it does not have the partition: the send fails.
+    fake.produceHook = () => ({ errorCode: errorCodeOf('UNKNOWN_TOPIC_OR_PARTITION'), store: false });
+    const error = await producer.send({ topic: 't', partition: 0, value: 'lost' }).then(() => null, (e: unknown) => e);
+    expect((error as RillError).code).toBe('UNKNOWN_TOPIC_OR_PARTITION');
+    fake.produceHook = undefined;
+    expect((await producer.send({ topic: 't', partition: 0, value: 'after' })).offset).toBe(200n);
+    await producer.close();
+  });
+
   it('NOT_ENOUGH_REPLICAS_AFTER_APPEND: an idempotent producer retries (stored once); any other fails the record', async () => {
     fake = await FakeCluster.start([1], { t: [1] });
     const log = fake.partitions.get('t')![0]!;

@@ -28,6 +28,7 @@ export interface FakePartition {
   batches: { baseOffset: number; bytes: Buffer }[];
   values: string[];
   /** Idempotence: the next expected sequence and the base offset of each stored sequence. */
+  producerEpoch: number;
   nextSequence: number;
   offsetOfSequence: Map<number, number>;
 }
@@ -50,12 +51,14 @@ export class FakeCluster {
   readonly partitions = new Map<string, FakePartition[]>();
   readonly requests: LoggedRequest[] = [];
   produceHook: ProduceHook | undefined;
+  /** What a broker answers for a partition it does not lead (a broker that dropped the replica: UNKNOWN_TOPIC_OR_PARTITION). */
+  notLeaderErrorCode = ErrorCodes.NOT_LEADER;
 
   static async start(nodeIds: number[], topics: Record<string, number[]>): Promise<FakeCluster> {
     const cluster = new FakeCluster();
     for (const [name, leaders] of Object.entries(topics)) {
       cluster.leaders.set(name, [...leaders]);
-      cluster.partitions.set(name, leaders.map(() => ({ batches: [], values: [], nextSequence: 0, offsetOfSequence: new Map() })));
+      cluster.partitions.set(name, leaders.map(() => ({ batches: [], values: [], producerEpoch: -1, nextSequence: 0, offsetOfSequence: new Map() })));
     }
     for (const nodeId of nodeIds) {
       const broker = new FakeBroker(nodeId, cluster);
@@ -160,7 +163,7 @@ export class FakeBroker {
       name: topic.name,
       partitions: topic.partitions.map((p): ProducePartitionResponse => {
         const answer = (errorCode: number, baseOffset = -1): ProducePartitionResponse => ({ partition: p.partition, errorCode, baseOffset, logStartOffset: 0, durability: 0, errorMessage: '' });
-        if (!this.leads(topic.name, p.partition, log)) return answer(ErrorCodes.NOT_LEADER);
+        if (!this.leads(topic.name, p.partition, log)) return answer(this.cluster.notLeaderErrorCode);
         const state = this.cluster.partitions.get(topic.name)![p.partition]!;
         const hooked = this.cluster.produceHook?.(this.nodeId, topic.name, p.partition);
         if (hooked !== undefined && !hooked.store) return answer(hooked.errorCode);
@@ -214,6 +217,13 @@ function append(state: FakePartition, records: Buffer): number {
     const producerId = bytes.readBigInt64BE(BatchField.producerId);
     const sequence = bytes.readInt32BE(BatchField.baseSequence);
     if (producerId >= 0n) {
+      // A higher epoch starts the producer's sequences again from 0 (the producer reset the partition).
+      const epoch = bytes.readInt16BE(BatchField.producerEpoch);
+      if (epoch > state.producerEpoch) {
+        state.producerEpoch = epoch;
+        state.nextSequence = 0;
+        state.offsetOfSequence.clear();
+      }
       const stored = state.offsetOfSequence.get(sequence);
       if (stored !== undefined) {
         if (first < 0) first = stored;
