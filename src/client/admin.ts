@@ -112,11 +112,13 @@ export class Admin {
   async listOffsets(name: string, query: OffsetQuery): Promise<bigint[]> {
     const topic = await this.cluster.topic(name);
     const timestamp = query === 'earliest' ? OffsetSpec.earliest : query === 'latest' ? OffsetSpec.latest : query.timestampMs;
-    const request = { topics: [{ name, partitions: topic.partitions.map((p) => ({ partition: p.partition, timestamp })) }] };
-    const response = await this.cluster.anyConnection().call(ApiKey.ListOffsets, request, decodeListOffsetsResponse);
+    const responses = await this.cluster.perLeader(name, topic.partitions.map((p) => p.partition), (connection, led) => {
+      const request = { topics: [{ name, partitions: led.map((partition) => ({ partition, timestamp })) }] };
+      return connection.call(ApiKey.ListOffsets, request, decodeListOffsetsResponse);
+    });
     const offsets: bigint[] = [];
-    for (const p of response[0]?.partitions ?? []) {
-      if (p.errorCode !== 0) throw RillError.fromCode(p.errorCode, `${name}/${p.partition}`);
+    for (const p of responses.flatMap((response) => response[0]?.partitions ?? [])) {
+      if (p.errorCode !== 0) throw this.cluster.noteError(name, RillError.fromCode(p.errorCode, `${name}/${p.partition}`));
       offsets[p.partition] = p.offset;
     }
     return offsets;
@@ -188,10 +190,10 @@ export class Admin {
    */
   async deleteRecords(topic: string, partition: number, beforeOffset: bigint): Promise<{ lowWatermark: bigint }> {
     const request = { topics: [{ name: topic, partitions: [{ partition, beforeOffset }] }] };
-    const response = await this.cluster.anyConnection().call(ApiKey.DeleteRecords, request, decodeDeleteRecordsResponse);
-    const result = response[0]?.partitions[0];
+    const [response] = await this.cluster.perLeader(topic, [partition], (connection) => connection.call(ApiKey.DeleteRecords, request, decodeDeleteRecordsResponse));
+    const result = response?.[0]?.partitions[0];
     if (result === undefined) throw new RillError('MALFORMED_RESPONSE', 'DeleteRecords answered no partition');
-    if (result.errorCode !== 0) throw RillError.fromCode(result.errorCode, stripCode(result.errorMessage) || `${topic}/${partition}`);
+    if (result.errorCode !== 0) throw this.cluster.noteError(topic, RillError.fromCode(result.errorCode, stripCode(result.errorMessage) || `${topic}/${partition}`));
     return { lowWatermark: result.lowWatermark };
   }
 

@@ -49,6 +49,29 @@ export interface ClientOptions {
 }
 
 export const metadataMaxAgeMsDefault = 30_000;
+
+/**
+ * Errors that say the cached leader of a partition is wrong (leadership moved, an election is under
+ * way, the broker went away): the client marks the topic's metadata stale, so the retry goes to
+ * the leader the fresh metadata names.
+ */
+export const leaderErrorCodes: ReadonlySet<string> = new Set(['NOT_LEADER', 'LEADER_NOT_AVAILABLE', 'FENCED_LEADER_EPOCH', 'UNKNOWN_LEADER_EPOCH', 'CONNECTION_ERROR']);
+
+export function isLeaderError(error: unknown): boolean {
+  return error instanceof RillError && leaderErrorCodes.has(error.code);
+}
+
+/** Groups partitions by the broker that leads them (unknown leader: -1, the bootstrap broker), keeping their order. */
+export function byLeader<T extends { topic: string; partition: number }>(cluster: Cluster, items: readonly T[]): Map<number, T[]> {
+  const groups = new Map<number, T[]>();
+  for (const item of items) {
+    const leader = cluster.cachedTopic(item.topic)?.partitions[item.partition]?.leader ?? -1;
+    let list = groups.get(leader);
+    if (list === undefined) groups.set(leader, (list = []));
+    list.push(item);
+  }
+  return groups;
+}
 /** After a failed background refresh, the next one waits this long (or metadataMaxAgeMs if shorter). */
 const metadataRetryBackoffMs = 1000;
 
@@ -99,6 +122,8 @@ export class Cluster {
   private readonly refreshing = new Map<string, Promise<TopicMetadata>>();
   /** When each cached topic's metadata must be refreshed (Date.now() ms). */
   private readonly staleAtMs = new Map<string, number>();
+  /** Topics whose cached metadata an error proved wrong: the next topic() waits for fresh metadata. */
+  private readonly mustRefresh = new Set<string>();
   private readonly metadataMaxAgeMs: number;
   private closed = false;
   readonly clientId: string;
@@ -160,6 +185,7 @@ export class Cluster {
     this.brokers = new Map(response.brokers.map((b) => [b.nodeId, b]));
     const staleAtMs = Date.now() + this.metadataMaxAgeMs;
     for (const topic of response.topics) {
+      this.mustRefresh.delete(topic.name);
       if (topic.errorCode === 0) {
         this.topics.set(topic.name, topic);
         this.staleAtMs.set(topic.name, staleAtMs);
@@ -175,7 +201,7 @@ export class Cluster {
   /** Cached metadata of one topic; throws the broker's error (e.g. UNKNOWN_TOPIC_OR_PARTITION). */
   async topic(name: string, refresh = false): Promise<TopicMetadata> {
     const cached = this.topics.get(name);
-    if (cached !== undefined && !refresh) {
+    if (cached !== undefined && !refresh && !this.mustRefresh.has(name)) {
       if (this.isStale(name)) this.refreshInBackground(name);
       return cached;
     }
@@ -229,7 +255,42 @@ export class Cluster {
     });
   }
 
+  /**
+   * An error said the cached leaders of `name` are wrong: the next topic(name) waits for fresh
+   * metadata, and a refresh starts now in the background for cachedTopic's callers.
+   */
+  markStale(name: string): void {
+    if (!this.topics.has(name)) return;
+    this.mustRefresh.add(name);
+    this.staleAtMs.set(name, 0);
+    this.lastTopic = undefined;
+    this.refreshInBackground(name);
+  }
+
+  /** markStale for the topic when `error` is one of the leader errors; returns the error. */
+  noteError<E>(name: string, error: E): E {
+    if (isLeaderError(error)) this.markStale(name);
+    return error;
+  }
+
+  /**
+   * One request per leader for some partitions of one topic (Kafka's rule: a partition's
+   * ListOffsets, DeleteRecords, Fetch and Produce go to its leader). `call` gets the leader's
+   * connection and the partitions it leads, in the order given; a leader error marks the
+   * topic's metadata stale before it is rethrown.
+   */
+  async perLeader<T>(name: string, partitions: readonly number[], call: (connection: BrokerConnection, partitions: number[]) => Promise<T>): Promise<T[]> {
+    await this.topic(name);
+    const groups = byLeader(this, partitions.map((partition) => ({ topic: name, partition })));
+    try {
+      return await Promise.all([...groups].map(([leader, items]) => call(this.connectionForNode(leader), items.map((item) => item.partition))));
+    } catch (error) {
+      throw this.noteError(name, error);
+    }
+  }
+
   forget(name: string): void {
+    this.mustRefresh.delete(name);
     this.topics.delete(name);
     this.staleAtMs.delete(name);
     this.lastTopic = undefined;

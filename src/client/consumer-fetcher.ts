@@ -33,17 +33,7 @@ export interface FetchedData {
   nextFetchOffset: bigint;
 }
 
-/** Groups partitions by the broker that leads them (unknown leader: the bootstrap broker). */
-export function byLeader(cluster: Cluster, states: readonly PartitionState[]): Map<number, PartitionState[]> {
-  const groups = new Map<number, PartitionState[]>();
-  for (const state of states) {
-    const leader = cluster.cachedTopic(state.topic)?.partitions[state.partition]?.leader ?? -1;
-    let list = groups.get(leader);
-    if (list === undefined) groups.set(leader, (list = []));
-    list.push(state);
-  }
-  return groups;
-}
+export { byLeader } from './cluster.js';
 
 /** One Fetch to one leader. Throws RillError when the whole request fails. */
 export async function fetchFrom(cluster: Cluster, leader: number, states: readonly PartitionState[], limits: FetchLimits): Promise<FetchedData[]> {
@@ -99,14 +89,16 @@ export function decodeRecords(topic: string, partition: number, records: Buffer,
   return { messages, nextFetchOffset: BigInt(next) };
 }
 
-/** Earliest or latest offset of some partitions of one topic (the reset policy). */
+/** Earliest or latest offset of some partitions of one topic (the reset policy), asked of each partition's leader. */
 export async function listOffsets(cluster: Cluster, topic: string, partitions: readonly number[], which: 'earliest' | 'latest'): Promise<Map<number, bigint>> {
   const timestamp = which === 'earliest' ? OffsetSpec.earliest : OffsetSpec.latest;
-  const request = { topics: [{ name: topic, partitions: partitions.map((partition) => ({ partition, timestamp })) }] };
-  const response = await cluster.anyConnection().call(ApiKey.ListOffsets, request, decodeListOffsetsResponse);
+  const responses = await cluster.perLeader(topic, partitions, (connection, led) => {
+    const request = { topics: [{ name: topic, partitions: led.map((partition) => ({ partition, timestamp })) }] };
+    return connection.call(ApiKey.ListOffsets, request, decodeListOffsetsResponse);
+  });
   const offsets = new Map<number, bigint>();
-  for (const p of response.find((t) => t.name === topic)?.partitions ?? []) {
-    if (p.errorCode !== 0) throw RillError.fromCode(p.errorCode, `${topic}/${p.partition}: listing the ${which} offset`);
+  for (const p of responses.flatMap((response) => response.find((t) => t.name === topic)?.partitions ?? [])) {
+    if (p.errorCode !== 0) throw cluster.noteError(topic, RillError.fromCode(p.errorCode, `${topic}/${p.partition}: listing the ${which} offset`));
     offsets.set(p.partition, p.offset);
   }
   for (const partition of partitions) {

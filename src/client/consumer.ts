@@ -50,7 +50,7 @@ import { RillError } from '../lib/errors.js';
 import { fetchWaitMsMax, rebalanceTimeoutMsMax, rebalanceTimeoutMsMin, sessionTimeoutMsMax, sessionTimeoutMsMin } from '../lib/limits.js';
 import { ApiKey } from '../wire/apis.js';
 import { decodeOffsetCommitResponse, decodeOffsetFetchResponse, groupByTopic, type TopicPartition } from '../wire/groups.js';
-import { Cluster, type ClientOptions } from './cluster.js';
+import { Cluster, isLeaderError, type ClientOptions } from './cluster.js';
 import { byLeader, fetchFrom, listOffsets, type FetchedData } from './consumer-fetcher.js';
 import { Membership, newMemberId } from './consumer-membership.js';
 import { PartitionState, partitionKeyOf } from './consumer-partition.js';
@@ -573,12 +573,21 @@ export class Consumer implements AsyncIterable<Message> {
     if (error instanceof RillError && error.retriable) this.cluster.instrumentation.retry('fetch', brokerOf(error), this.fetchFailures, delayMs, error);
     const untilMs = Date.now() + delayMs;
     for (const state of states) state.fetchBackoffUntilMs = untilMs;
+    // A lost connection may mean a lost leader: the next fetch goes where fresh metadata says.
+    for (const topic of new Set(states.map((s) => s.topic))) this.cluster.noteError(topic, error);
   }
 
   private fetchError(state: PartitionState, error: RillError): void {
     if (error.code === 'OFFSET_OUT_OF_RANGE') {
       state.fetchBackoffUntilMs = Infinity; // until the reset below is done
       void this.resetOutOfRange(state, error);
+      return;
+    }
+    if (isLeaderError(error)) {
+      // Leadership moved (or is moving): not worth an error event; fetch from the new leader soon.
+      this.cluster.markStale(state.topic);
+      this.cluster.instrumentation.retry('fetch', brokerOf(error), 1, fetchRetryMsMin, error);
+      state.fetchBackoffUntilMs = Date.now() + fetchRetryMsMin;
       return;
     }
     this.report(error);

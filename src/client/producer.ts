@@ -16,6 +16,17 @@
  * deliveryTimeoutMs. Without idempotence a retried batch can be stored twice if only the reply
  * was lost.
  *
+ * Routing: a produce request goes to one broker and carries only batches of partitions the
+ * cached metadata names that broker as leader of; the drain loop sends one request per leader as
+ * request slots allow. A leader error (NOT_LEADER, LEADER_NOT_AVAILABLE, FENCED_LEADER_EPOCH,
+ * UNKNOWN_LEADER_EPOCH) or a lost connection puts the batch back in its place in the partition's
+ * queue, and the topic's batches wait until fresh metadata is in (or the refresh failed), so the
+ * retry goes to the new leader, in order. NOT_ENOUGH_REPLICAS_AFTER_APPEND means the leader wrote
+ * the batch but could not replicate it: an idempotent producer retries (the broker recognises the
+ * batch), any other producer fails the records with that error, as they may be stored.
+ * UNKNOWN_TOPIC_OR_PARTITION from a broker is retried only if fresh metadata names another leader
+ * for the partition (settleUnknown); otherwise the records fail with it.
+ *
  * Idempotence (on by default, as in Kafka): the producer asks the broker for a producer id
  * (InitProducerId) before its first batch, and numbers the records of each partition: a batch
  * gets its baseSequence when it is sealed and keeps it (and its bytes) across retries, so the
@@ -50,7 +61,7 @@ import { crc32c } from '../wire/crc32c.js';
 import { decodeInitProducerIdResponse, encodeInitProducerIdRequest, producerEpochMax, sequenceAfter } from '../wire/producer-id.js';
 import { checkReply } from './connection.js';
 import { brokerOf } from './instrumentation.js';
-import { Cluster, type ClientOptions } from './cluster.js';
+import { Cluster, isLeaderError, type ClientOptions } from './cluster.js';
 import type { TopicMetadata } from '../wire/control.js';
 import { partitionForKey } from './partitioner.js';
 import { BatchBuilder, BatchField, type RecordInput, type RecordValue } from '../wire/record-batch.js';
@@ -112,6 +123,11 @@ interface PendingBatch {
   createdMs: number;
   attempts: number;
   notBeforeMs: number;
+  /**
+   * The broker that answered UNKNOWN_TOPIC_OR_PARTITION for this batch, and that error, while the
+   * topic's metadata is refreshed: the batch is retried only if fresh metadata names another leader.
+   */
+  unknownAt: { leader: number; error: RillError } | null;
 }
 
 interface PartitionQueue {
@@ -167,6 +183,8 @@ export class Producer {
   private readonly resetQueues = new Set<PartitionQueue>();
   private readonly queues = new Map<string, PartitionQueue[]>();
   private readonly sticky = new Map<string, number>();
+  /** Topics whose batches wait for a metadata refresh after a leader error (see refreshLeaders). */
+  private readonly awaitingMetadata = new Set<string>();
   private requestsInFlight = 0;
   /** Sends waiting in sendSlow's queue, and the end of that queue. */
   private slowPending = 0;
@@ -301,6 +319,7 @@ export class Producer {
     const batch: PendingBatch = {
       topic: queue.topic, partition: queue.partition, queue, ordinal: queue.nextOrdinal++, sequence: -1, recordsCount: 0, mayBeStored: false,
       builder: new BatchBuilder(this.batchBytes), bytes: null, resolves: [], rejects: [], createdMs: nowMs, attempts: 0, notBeforeMs: 0,
+      unknownAt: null,
     };
     queue.open = batch;
     return batch;
@@ -344,18 +363,27 @@ export class Producer {
   /** Sends as many requests as slots allow; `sealOpen` also closes partially filled batches. */
   private drain(sealOpen: boolean): void {
     while (this.requestsInFlight < this.maxInFlight) {
-      const batches = this.takeSendable(sealOpen);
-      if (batches.length === 0) break;
-      this.sendRequest(batches);
+      const request = this.takeSendable(sealOpen);
+      if (request === null) break;
+      this.sendRequest(request.batches, request.leader);
     }
   }
 
-  private takeSendable(sealOpen: boolean): PendingBatch[] {
+  /**
+   * The batches of the next produce request: the first sendable batch of each partition led by
+   * one broker (the leader of the first sendable partition found), so a request carries only
+   * partitions its broker leads. Other leaders' batches wait for the next call.
+   */
+  private takeSendable(sealOpen: boolean): { leader: number; batches: PendingBatch[] } | null {
     const nowMs = Date.now();
     const batches: PendingBatch[] = [];
+    let requestLeader: number | null = null;
     let requestBytes = 0;
     let earliestRetryMs = Infinity;
-    for (const queues of this.queues.values()) {
+    for (const [topic, queues] of this.queues) {
+      // An error proved this topic's leaders wrong: nothing goes out until fresh metadata is in.
+      if (this.awaitingMetadata.has(topic)) continue;
+      const partitions = this.cluster.cachedTopic(topic)?.partitions;
       for (const queue of queues) {
         if (queue.ready.length === 0 && queue.open !== null && sealOpen) this.seal(queue);
         const next = queue.ready[0];
@@ -371,6 +399,9 @@ export class Producer {
           continue;
         }
         if (requestBytes + next.bytes!.length > 8 * 1024 * 1024 && batches.length > 0) continue;
+        const leader = partitions?.[queue.partition]?.leader ?? -1;
+        if (requestLeader !== null && leader !== requestLeader) continue;
+        requestLeader = leader;
         queue.ready.shift();
         batches.push(next);
         requestBytes += next.bytes!.length;
@@ -382,10 +413,11 @@ export class Producer {
         this.drain(false);
       }, earliestRetryMs - nowMs);
     }
-    return batches;
+    return requestLeader === null ? null : { leader: requestLeader, batches };
   }
 
-  private sendRequest(batches: PendingBatch[]): void {
+  /** One produce request to `leader` (-1: not known, the bootstrap broker) with these batches. */
+  private sendRequest(batches: PendingBatch[], leader: number): void {
     this.requestsInFlight++;
     const byTopic = new Map<string, { partition: number; batches: Buffer[] }[]>();
     for (const batch of batches) {
@@ -398,15 +430,14 @@ export class Producer {
     }
     const topics = [...byTopic].map(([name, partitions]) => ({ name, partitions }));
     const body = encodeProduceRequest(this.acks, 30_000, topics);
-    const leader = this.cluster.cachedTopic(batches[0]!.topic)?.partitions[batches[0]!.partition]?.leader ?? -1;
     const connection = this.cluster.connectionForNode(leader);
     connection.send(ApiKey.Produce, 0, body, { expectReply: this.acks !== 0 }).then(
-      (frame) => this.onReply(batches, frame, connection.name),
+      (frame) => this.onReply(batches, frame, connection.name, leader),
       (error: unknown) => this.onRequestFailed(batches, error instanceof RillError ? error : new RillError('CONNECTION_ERROR', String(error))),
     );
   }
 
-  private onReply(batches: PendingBatch[], frame: Buffer | null, broker: string): void {
+  private onReply(batches: PendingBatch[], frame: Buffer | null, broker: string, leader: number): void {
     this.requestsInFlight--;
     for (const batch of batches) settleInFlight(batch);
     if (frame === null) {
@@ -426,7 +457,7 @@ export class Producer {
       const result = topics.find((t) => t.name === batch.topic)?.partitions.find((p) => p.partition === batch.partition);
       if (result === undefined) this.failOrRetry(batch, new RillError('MALFORMED_RESPONSE', `no result for ${batch.topic}/${batch.partition}`));
       else if (result.errorCode === 0) this.complete(batch, result.baseOffset);
-      else this.onPartitionError(batch, RillError.fromCode(result.errorCode, result.errorMessage.replace(/^[A-Z_]+: /, '') || undefined));
+      else this.onPartitionError(batch, RillError.fromCode(result.errorCode, result.errorMessage.replace(/^[A-Z_]+: /, '') || undefined), leader);
     }
     this.afterRequest();
   }
@@ -441,8 +472,19 @@ export class Producer {
   }
 
   /** The broker answered for this partition with an error: the batch was not stored, unless its fsync failed or timed out. */
-  private onPartitionError(batch: PendingBatch, error: RillError): void {
-    if (error.code !== 'STORAGE_ERROR' && error.code !== 'REQUEST_TIMED_OUT') batch.mayBeStored = false;
+  private onPartitionError(batch: PendingBatch, error: RillError, leader: number): void {
+    if (error.code === 'UNKNOWN_TOPIC_OR_PARTITION' && !this.closed && Date.now() - batch.createdMs < this.deliveryTimeoutMs) {
+      // Not stored. Perhaps the broker no longer holds the partition because leadership moved:
+      // ask for fresh metadata, and retry only if it names another leader (see refreshLeaders).
+      batch.mayBeStored = false;
+      batch.unknownAt = { leader, error };
+      this.failOrRetry(batch, error, true);
+      return this.refreshLeaders(batch.topic);
+    }
+    const mayBeStored = error.code === 'STORAGE_ERROR' || error.code === 'REQUEST_TIMED_OUT' || error.code === 'NOT_ENOUGH_REPLICAS_AFTER_APPEND';
+    if (!mayBeStored) batch.mayBeStored = false;
+    // The leader wrote it: only the broker's deduplication makes sending it again safe.
+    if (error.code === 'NOT_ENOUGH_REPLICAS_AFTER_APPEND' && !this.idempotent) return this.failOrRetry(batch, error, false);
     if (!this.idempotent || (error.code !== 'OUT_OF_ORDER_SEQUENCE' && error.code !== 'UNKNOWN_PRODUCER_ID')) return this.failOrRetry(batch, error);
     const queue = batch.queue;
     if (queue.resetPending || hasEarlierUnsettled(queue, batch)) return this.failOrRetry(batch, error, true);
@@ -572,7 +614,7 @@ export class Producer {
     const elapsedMs = Date.now() - batch.createdMs;
     if (retriable && !this.closed && elapsedMs < this.deliveryTimeoutMs) {
       batch.notBeforeMs = Date.now() + this.backoffMs(batch.attempts);
-      if (error.code === 'UNKNOWN_TOPIC_OR_PARTITION') this.cluster.forget(batch.topic);
+      if (isLeaderError(error)) this.refreshLeaders(batch.topic);
       this.cluster.instrumentation.retry('produce', brokerOf(error), batch.attempts, batch.notBeforeMs - Date.now(), error);
       const queue = batch.queue;
       // Keep per-partition order: the retried batch goes back before any later one.
@@ -585,7 +627,43 @@ export class Producer {
       : error;
     // Given up: later sequences of the partition may no longer fit (see the top of this file).
     if (this.idempotent) this.requestReset(batch.queue);
+    // The topic may have been deleted or shrunk, or the broker was not its leader: later sends get fresh metadata.
+    if (error.code === 'UNKNOWN_TOPIC_OR_PARTITION') this.cluster.markStale(batch.topic);
     this.reject(batch, failure);
+  }
+
+  /**
+   * Holds back the topic's batches until fresh metadata names its leaders (or the refresh failed:
+   * then the old leaders are tried again, and a new failure asks again). Batches go back to their
+   * queues in order before this is called, so holding them changes no order.
+   */
+  private refreshLeaders(topic: string): void {
+    if (this.awaitingMetadata.has(topic) || this.closed) return;
+    this.awaitingMetadata.add(topic);
+    this.cluster.markStale(topic);
+    this.cluster.topic(topic).then((metadata) => metadata, () => undefined).then((metadata) => {
+      this.awaitingMetadata.delete(topic);
+      this.settleUnknown(topic, metadata);
+      this.afterRequest();
+    });
+  }
+
+  /**
+   * After a refresh: batches a broker answered UNKNOWN_TOPIC_OR_PARTITION for are retried if the
+   * fresh metadata names another leader for their partition, and fail otherwise (the topic or
+   * partition is gone, or the metadata still names that broker).
+   */
+  private settleUnknown(topic: string, metadata: TopicMetadata | undefined): void {
+    for (const queue of this.queues.get(topic) ?? []) {
+      const leader = metadata?.partitions[queue.partition]?.leader;
+      for (const batch of queue.ready.filter((b) => b.unknownAt !== null)) {
+        const unknownAt = batch.unknownAt!;
+        batch.unknownAt = null;
+        if (leader !== undefined && leader !== unknownAt.leader) continue;
+        queue.ready.splice(queue.ready.indexOf(batch), 1);
+        this.failOrRetry(batch, unknownAt.error, false);
+      }
+    }
   }
 
   private reject(batch: PendingBatch, error: Error): void {

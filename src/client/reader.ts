@@ -7,6 +7,11 @@
  * the iteration: the reader waits (retryBackoffMs doubling to retryBackoffMaxMs, with jitter),
  * reconnects and fetches again from where it was, for as long as it takes; each wait is published
  * on rill:client:retry. Non-retriable errors end it with a throw.
+ *
+ * Routing: each partition is fetched from the broker the metadata names as its leader, one Fetch
+ * per leader; a leader error (NOT_LEADER, LEADER_NOT_AVAILABLE, FENCED_LEADER_EPOCH,
+ * UNKNOWN_LEADER_EPOCH) or a lost connection marks the metadata stale, so the retry asks the new
+ * leader.
  */
 import { RillError } from '../lib/errors.js';
 import { responseHeaderBytes } from '../lib/limits.js';
@@ -14,7 +19,7 @@ import { ApiKey } from '../wire/apis.js';
 import { decodeFetchResponse, encodeFetchRequest, type FetchedPartition } from '../wire/fetch.js';
 import { forEachRecord, readBatchSize, type ConsumedRecord } from '../wire/record-batch.js';
 import { checkReply } from './connection.js';
-import { Cluster, type ClientOptions } from './cluster.js';
+import { byLeader, Cluster, type ClientOptions } from './cluster.js';
 import { Admin } from './admin.js';
 import { brokerOf } from './instrumentation.js';
 
@@ -186,14 +191,30 @@ export class PartitionReader implements AsyncIterable<Message> {
     }
   }
 
-  private fetch(positions: Position[]): Promise<FetchedPartition[]> {
+  /**
+   * One Fetch per leader of the positions (byLeader, as the consumer does), on the 'fetch'
+   * connections; the answers together. A failed request fails the whole fetch: nothing of it was
+   * decoded, so the same positions are fetched again after the backoff, from fresh leaders.
+   */
+  private async fetch(positions: Position[]): Promise<FetchedPartition[]> {
+    const topic = this.options.topic;
+    // Waits only when an error marked the metadata stale; a failed refresh keeps the old leaders.
+    await this.cluster.topic(topic).catch(() => undefined);
+    const groups = byLeader(this.cluster, positions.map((position) => ({ topic, partition: position.partition, position })));
+    const requests = [...groups].map(([leader, led]) => this.fetchFrom(leader, led.map((item) => item.position)));
+    return Promise.all(requests).then((answers) => answers.flat(), (error: unknown) => {
+      throw this.cluster.noteError(topic, error);
+    });
+  }
+
+  private fetchFrom(leader: number, positions: Position[]): Promise<FetchedPartition[]> {
     const request = encodeFetchRequest({
       maxWaitMs: this.options.maxWaitMs ?? 500,
       minBytes: 1,
       maxBytes: this.options.maxBytes ?? 16 * 1024 * 1024,
       topics: [{ name: this.options.topic, partitions: positions.map((p) => ({ partition: p.partition, fetchOffset: p.offset, partitionMaxBytes: this.options.partitionMaxBytes ?? 4 * 1024 * 1024 })) }],
     });
-    const connection = this.cluster.connectionForNode(this.cluster.cachedTopic(this.options.topic)?.partitions[0]?.leader ?? -1, 'fetch');
+    const connection = this.cluster.connectionForNode(leader, 'fetch');
     this.fetchBroker = connection.name;
     return connection.send(ApiKey.Fetch, 0, [request], { timeoutMs: (this.options.maxWaitMs ?? 500) + connection.requestTimeoutMs }).then((frame) => {
       checkReply(frame!);
@@ -216,6 +237,7 @@ export class PartitionReader implements AsyncIterable<Message> {
       if (fetched.errorCode !== 0) {
         const error = RillError.fromCode(fetched.errorCode, `${topic}/${fetched.partition} at offset ${position.offset}`);
         if (!error.retriable) throw error;
+        this.cluster.noteError(topic, error);
         retriable.push(error);
         continue;
       }

@@ -113,7 +113,9 @@ describe('client instrumentation', () => {
 
     b = await startBroker({ dataDir, port: b.port });
     cleanups.push(() => b.kill());
-    const reconnect = await reconnects.next((e) => e.clientId === 'restart-reader');
+    // The lost connection also makes the reader refresh metadata (on its default connection),
+    // which reconnects too: the fetch connection's event is the one this test is about.
+    const reconnect = await reconnects.next((e) => e.clientId === 'restart-reader' && e.purpose === 'fetch');
     expect(reconnect).toMatchObject({ client: 'reader', broker: b.bootstrap, purpose: 'fetch' });
     await send('after');
     await valueSeen('after');
