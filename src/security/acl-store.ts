@@ -8,7 +8,7 @@
  * broker must not enforce a partial set of ACLs), never a partial load.
  */
 import path from 'node:path';
-import { replaceFile } from '../storage/durable-file.js';
+import { readJsonFile, replaceFile } from '../storage/durable-file.js';
 import { type FileOps, nodeFileOps } from '../storage/file-ops.js';
 import { aclProblem, type Acl, type AclFilter } from '../wire/acls.js';
 
@@ -92,23 +92,17 @@ export class AclStore {
   }
 
   private load(): void {
-    let bytes: Buffer;
-    try {
-      bytes = this.fileOps.readFile(this.file);
-    } catch (error) {
-      if ((error as { code?: string }).code === 'ENOENT') return;
-      throw new AclStoreError(`cannot read ${this.file}: ${(error as Error).message}`);
-    }
     const fail = (reason: string): never => {
       throw new AclStoreError(`${this.file} is invalid (${reason}); restore it from a backup, or remove it and add the ACLs again`);
     };
-    if (bytes.length > aclsFileBytesMax) fail(`${bytes.length} bytes, at most ${aclsFileBytesMax}`);
-    let root: unknown;
-    try {
-      root = JSON.parse(bytes.toString('utf8'));
-    } catch {
-      return fail('not JSON');
-    }
+    const read = readJsonFile(this.fileOps, this.file, aclsFileBytesMax, {
+      unreadable: (message) => {
+        throw new AclStoreError(`cannot read ${this.file}: ${message}`);
+      },
+      invalid: fail,
+    });
+    if (read === null) return;
+    const root = read.value;
     const top = root as { version?: unknown; acls?: unknown };
     if (top === null || typeof top !== 'object' || top.version !== 1 || !Array.isArray(top.acls)) fail('expected {"version": 1, "acls": [...]}');
     const list = top.acls as unknown[];

@@ -12,7 +12,7 @@
  * store is the one changed, so a new password counts at the next login.
  */
 import path from 'node:path';
-import { replaceFile } from '../storage/durable-file.js';
+import { readJsonFile, replaceFile } from '../storage/durable-file.js';
 import { type FileOps, nodeFileOps } from '../storage/file-ops.js';
 import { scramCredential, scramIterationsMax, scramIterationsMin, scramMechanisms, type ScramCredential, type ScramMechanism } from '../wire/scram.js';
 
@@ -169,23 +169,17 @@ export class CredentialStore {
   }
 
   private load(): void {
-    let bytes: Buffer;
-    try {
-      bytes = this.fileOps.readFile(this.file);
-    } catch (error) {
-      if ((error as { code?: string }).code === 'ENOENT') return;
-      throw new CredentialStoreError(`cannot read ${this.file}: ${(error as Error).message}`);
-    }
     const fail = (reason: string): never => {
       throw new CredentialStoreError(`${this.file} is invalid (${reason}); restore it from a backup or remove it and add the users again`);
     };
-    if (bytes.length > usersFileBytesMax) fail(`${bytes.length} bytes, at most ${usersFileBytesMax}`);
-    let root: unknown;
-    try {
-      root = JSON.parse(bytes.toString('utf8'));
-    } catch {
-      return fail('not JSON');
-    }
+    const read = readJsonFile(this.fileOps, this.file, usersFileBytesMax, {
+      unreadable: (message) => {
+        throw new CredentialStoreError(`cannot read ${this.file}: ${message}`);
+      },
+      invalid: fail,
+    });
+    if (read === null) return;
+    const root = read.value;
     const top = root as { version?: unknown; users?: unknown };
     if (top === null || typeof top !== 'object' || top.version !== 1 || top.users === null || typeof top.users !== 'object' || Array.isArray(top.users)) fail('expected {"version": 1, "users": {...}}');
     const entries = Object.entries(top.users as Record<string, unknown>);

@@ -113,3 +113,25 @@ export function readFileBounded(fileOps: FileOps, filePath: string, bytesMax: nu
     fileOps.close(fd);
   }
 }
+
+/**
+ * A small JSON file (users, ACLs) read whole and parsed: `{ value }`, or null when the file does
+ * not exist (a file holding `null` is a value, not an absence). A file that cannot be read goes to
+ * `unreadable`; one larger than `bytesMax` or not JSON goes to `invalid`. The caller validates
+ * the shape.
+ */
+export function readJsonFile(fileOps: FileOps, filePath: string, bytesMax: number, fail: { unreadable(message: string): never; invalid(reason: string): never }): { value: unknown } | null {
+  let bytes: Buffer | null;
+  try {
+    bytes = readFileBounded(fileOps, filePath, bytesMax);
+  } catch (error) {
+    if (error instanceof FileTooLargeError) return fail.invalid(`${error.sizeBytes} bytes, at most ${bytesMax}`);
+    return fail.unreadable((error as Error).message);
+  }
+  if (bytes === null) return null;
+  try {
+    return { value: JSON.parse(bytes.toString('utf8')) as unknown };
+  } catch {
+    return fail.invalid('not JSON');
+  }
+}
