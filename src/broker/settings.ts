@@ -125,7 +125,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'listeners.rill.tls.cert', kind: 'path', default: '', env: 'RILL_TLS_CERT', flag: '--tls-cert', description: 'PEM certificate (chain) of a listener: set with `.key`, the listener speaks TLS only (1.2 or later). Re-read with `.key` and `.ca` on SIGHUP, open connections kept.' },
   { key: 'listeners.rill.tls.key', kind: 'path', default: '', env: 'RILL_TLS_KEY', flag: '--tls-key', description: 'PEM private key of that certificate.' },
   { key: 'listeners.rill.tls.ca', kind: 'path', default: '', env: 'RILL_TLS_CA', flag: '--tls-ca', description: 'PEM CA bundle that verifies client certificates (needed by `.clientAuth` requested or required).' },
-  { key: 'listeners.rill.tls.clientAuth', kind: 'client-auth', default: 'none', env: 'RILL_TLS_CLIENT_AUTH', flag: '--tls-client-auth', description: '`none`, `requested` (a certificate signed by `.ca` is used when shown) or `required` (mTLS: no valid certificate, no connection). A verified certificate makes the connection\'s principal `User:` + its subject DN (RFC 2253, e.g. `User:CN=alice,O=Acme`), as Kafka\'s default; otherwise `User:ANONYMOUS`.' },
+  { key: 'listeners.rill.tls.clientAuth', kind: 'client-auth', default: '', env: 'RILL_TLS_CLIENT_AUTH', flag: '--tls-client-auth', description: '`none`, `requested` (a certificate signed by `.ca` is used when shown; the default when `.ca` is given) or `required` (mTLS: no valid certificate, no connection); without `.ca`, `none`. A verified certificate makes the connection\'s principal `User:` + its subject DN (RFC 2253, e.g. `User:CN=alice,O=Acme`), as Kafka\'s default; otherwise `User:ANONYMOUS`.' },
   { key: 'http.listen', kind: 'address-or-off', default: `127.0.0.1:${defaultHttpPort}`, env: 'RILL_HTTP', flag: '--http', description: 'HTTP listener: `/metrics`, `/healthz`, `/readyz` and the console at `/`; read-only. On by default, loopback only; `off` disables it. When not set: port 0 if the `rill` listener has port 0, and if the default port is taken the broker warns and runs without it.' },
   { key: 'log.level', kind: 'level', default: 'info', env: 'RILL_LOG_LEVEL', flag: '--log-level', description: '`debug`, `info`, `warn` or `error`.' },
   { key: 'log.format', kind: 'format', default: 'auto', env: 'RILL_LOG_FORMAT', flag: '--log-format', description: '`json`, `pretty` or `auto` (pretty when stderr is a terminal, JSON otherwise). Logs go to stderr.' },
@@ -464,7 +464,8 @@ function listenerTls(name: string, parse: Parse, record: (key: string, source: S
   const key = file('key');
   const ca = file('ca');
   const clientAuthKey = `listeners.${name}.tls.clientAuth`;
-  const clientAuth = parse(clientAuthKey, (v) => oneOf(v === '' ? 'none' : v, tlsClientAuthModes));
+  // Not set: a listener given a CA asks for client certificates (uses one when shown); without a CA, none.
+  const clientAuth = parse(clientAuthKey, (v) => oneOf(v === '' ? (ca.path !== null ? 'requested' : 'none') : v, tlsClientAuthModes));
   record(clientAuthKey, clientAuth.source, clientAuth.parsed);
   if (cert.path === null && key.path === null) {
     const stray = ca.path !== null ? ca : clientAuth.source !== 'default' && clientAuth.parsed !== 'none' ? { source: clientAuth.source, key: clientAuthKey } : null;

@@ -64,6 +64,9 @@ describe('broker settings', () => {
     const fromFlags = resolveSettings({ tlsCert: 'c.pem', tlsKey: 'k.pem', tlsCa: 'ca.pem', tlsClientAuth: 'required' }, {}, '/etc/rill');
     expect(fromFlags.settings.listeners[0]!.tls).toEqual({ certFile: '/etc/rill/c.pem', keyFile: '/etc/rill/k.pem', caFile: '/etc/rill/ca.pem', clientAuth: 'required' });
     expect(fromFlags.effective.find((e) => e.name === 'listeners.rill.tls.clientAuth')).toMatchObject({ value: 'required', source: 'flag' });
+    // A CA without a client-auth mode asks for certificates (optional mTLS: a shown one is the principal).
+    expect(resolveSettings({ tlsCert: 'c.pem', tlsKey: 'k.pem', tlsCa: 'ca.pem' }, {}).settings.listeners[0]!.tls!.clientAuth).toBe('requested');
+    expect(resolveSettings({ tlsCert: 'c.pem', tlsKey: 'k.pem', tlsCa: 'ca.pem', tlsClientAuth: 'none' }, {}).settings.listeners[0]!.tls!.clientAuth).toBe('none');
     const fromEnv = resolveSettings({}, { RILL_TLS_CERT: '/c.pem', RILL_TLS_KEY: '/k.pem' });
     expect(fromEnv.settings.listeners[0]!.tls).toEqual({ certFile: '/c.pem', keyFile: '/k.pem', caFile: null, clientAuth: 'none' });
     const file = configFile('listeners:\n  internal:\n    listen: 10.0.0.5:9093\n    tls:\n      cert: /i.pem\n      key: /ik.pem\n      ca: /ica.pem\n      clientAuth: requested\n');

@@ -1,6 +1,6 @@
 /**
- * TLS and SASL together on one broker process (`--tls-cert --tls-key --tls-ca --tls-client-auth
- * requested --auth required`): PLAIN works only here (over TLS), SCRAM works over TLS, an
+ * TLS and SASL together on one broker process (`--tls-cert --tls-key --tls-ca --auth required`;
+ * a CA without --tls-client-auth means client certificates requested): PLAIN works only here (over TLS), SCRAM works over TLS, an
  * anonymous TLS connection must still log in, and a verified client certificate is a login whose
  * principal (User: + the subject DN) the ACLs name.
  */
@@ -25,7 +25,7 @@ beforeAll(async () => {
   const dataDir = tempDir('tls-auth');
   const added = await runCli(['users', 'add', 'alice', '--data-dir', dataDir], `${password}\n`);
   expect(added.code).toBe(0);
-  broker = await startBroker({ dataDir, args: ['--tls-cert', server.cert, '--tls-key', server.key, '--tls-ca', pki.ca.cert, '--tls-client-auth', 'requested', '--auth', 'required', '--super-users', 'alice'] });
+  broker = await startBroker({ dataDir, args: ['--tls-cert', server.cert, '--tls-key', server.key, '--tls-ca', pki.ca.cert, '--auth', 'required', '--super-users', 'alice'] });
   const admin = new Admin({ bootstrap: broker.bootstrap, tls: { ca: fs.readFileSync(pki.ca.cert) }, sasl: { username: 'alice', password } });
   await admin.createTopics([{ topic: 'payments', partitions: 1 }]);
   admin.close();
