@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import fc from 'fast-check';
 import { DecodeError, type ErrorName } from '../../src/lib/errors.js';
+import { decodeMsgpack, encodeMsgpack } from '../../src/wire/msgpack.js';
 
 export const protocolDir = fileURLToPath(new URL('../../protocol/', import.meta.url));
 
@@ -115,4 +116,31 @@ export function mutate(input: Buffer, mutations: Mutation[], from = 0): Buffer {
     }
   }
   return bytes;
+}
+
+/** A MessagePack body, its decoder, and the code its decoder must fail with. */
+export type BodySample = [value: unknown, decode: (value: unknown) => unknown, code: 'MALFORMED_REQUEST' | 'MALFORMED_RESPONSE'];
+
+/** Mutated encodings of the samples decode, or fail only with DecodeError of the sample's code. */
+export function checkMutatedBodies(samples: readonly BodySample[], numRuns: number): void {
+  fc.assert(fc.property(fc.integer({ min: 0, max: samples.length - 1 }), mutationsArb, (index, mutations) => {
+    const [value, decode, code] = samples[index]!;
+    const result = decodeErrorOf(() => decode(decodeMsgpack(mutate(encodeMsgpack(value), mutations), code)));
+    if (result !== null) expect(result).toBe(code);
+  }), { numRuns });
+}
+
+/** Any MessagePack value given to the samples' decoders decodes, or fails only with DecodeError of the decoder's code. */
+export function checkArbitraryBodies(samples: readonly BodySample[], numRuns: number, withTypedArray = false): void {
+  fc.assert(fc.property(fc.anything({ maxDepth: 4, withTypedArray }), fc.integer({ min: 0, max: samples.length - 1 }), (value, index) => {
+    const [, decode, code] = samples[index]!;
+    let bytes: Buffer;
+    try {
+      bytes = encodeMsgpack(value);
+    } catch {
+      return;
+    }
+    const result = decodeErrorOf(() => decode(decodeMsgpack(bytes, code)));
+    if (result !== null) expect(result).toBe(code);
+  }), { numRuns });
 }
