@@ -191,7 +191,12 @@ export class GroupHost {
     requireGroup(access, context.connection, request.groupId, 'describe');
     let offsets = this.coordinator.fetchOffsets(request.groupId, request.topics === null ? undefined : flatten(request.topics));
     // Listing the group's offsets leaves out hidden topics quietly; naming a topic is asking for it.
-    if (access.enforced) offsets = offsets.filter((o) => (request.topics === null ? access.allowsQuietly : access.allows).call(access, context.connection, 'topic', o.topic, 'describe'));
+    if (access.enforced) {
+      const listing = request.topics === null;
+      offsets = offsets.filter((o) => (listing
+        ? access.allowsQuietly(context.connection, 'topic', o.topic, 'describe')
+        : access.allows(context.connection, 'topic', o.topic, 'describe')));
+    }
     return msgpackReply({ offsets });
   }
 

@@ -282,11 +282,12 @@ export class Admin {
     const results = await this.cluster.anyConnection().call(ApiKey.DeleteAcls, { filters }, decodeDeleteAclsResponse);
     const failed = results.find((r) => r.errorCode !== 0);
     if (failed !== undefined) throw RillError.fromCode(failed.errorCode, stripCode(failed.errorMessage));
-    const removed: Acl[] = [];
+    // An ACL matched by two filters is listed under both: report it once.
+    const removed = new Map<string, Acl>();
     for (const acl of results.flatMap((r) => r.removed)) {
-      if (!removed.some((r) => JSON.stringify(r) === JSON.stringify(acl))) removed.push(acl);
+      removed.set([acl.principal, acl.resourceType, acl.name, acl.patternType, acl.operation, acl.permission].join('\u0000'), acl);
     }
-    return removed;
+    return [...removed.values()];
   }
 
   close(): void {

@@ -81,9 +81,9 @@ export class AclStore {
 
   /** Removes every ACL matching any of the filters; returns them. Durable when it returns. */
   remove(filters: readonly AclFilter[]): Acl[] {
-    const removed = this.acls.filter((acl) => filters.some((filter) => matchesFilter(acl, filter)));
-    if (removed.length > 0) this.replace(this.acls.filter((acl) => !removed.includes(acl)));
-    return removed.map(normalized);
+    const removed = new Set(this.acls.filter((acl) => filters.some((filter) => matchesFilter(acl, filter))));
+    if (removed.size > 0) this.replace(this.acls.filter((acl) => !removed.has(acl)));
+    return [...removed].map(normalized);
   }
 
   private replace(next: Acl[]): void {
