@@ -23,6 +23,12 @@ import {
 export interface NewTopic {
   topic: string;
   partitions: number;
+  /**
+   * Copies of each partition, 1..replicationFactorMax (16); at most the live brokers, else
+   * INVALID_REPLICATION_FACTOR. Default (or -1): the broker's, min(3, live brokers) in a cluster,
+   * 1 on a single broker.
+   */
+  replicationFactor?: number;
   /** Rill keys (retentionMs) or Kafka's names (retention.ms); integers or decimal strings. */
   config?: Partial<TopicConfig> | Record<string, string | number>;
 }
@@ -35,9 +41,27 @@ export interface BrokerConfigEntry {
   secret: boolean;
 }
 
+/** One partition of a topic: who holds it, and its offsets. */
+export interface PartitionDescription {
+  partition: number;
+  /** nodeId of the leader; -1: none (offline, or an election is under way). */
+  leader: number;
+  /** The leader's epoch, +1 at every leader change; -1: not known. */
+  leaderEpoch: number;
+  /** Brokers holding a copy, preferred leader first. */
+  replicas: number[];
+  /** In-sync replicas; fewer than replicas: under-replicated. */
+  isr: number[];
+  /** -1n when the partition's leader could not say (no leader, or it did not answer). */
+  earliestOffset: bigint;
+  latestOffset: bigint;
+}
+
 export interface TopicDescription {
   name: string;
-  partitions: { partition: number; leader: number; earliestOffset: bigint; latestOffset: bigint }[];
+  /** Replicas per partition; 0: not known yet. */
+  replicationFactor: number;
+  partitions: PartitionDescription[];
   config: TopicConfig | null;
 }
 
@@ -82,7 +106,13 @@ export class Admin {
 
   /** Creates topics; rejects with the first failure (TOPIC_ALREADY_EXISTS, INVALID_TOPIC_NAME, ...). */
   async createTopics(topics: NewTopic[]): Promise<void> {
-    const request = { topics: topics.map((t) => ({ name: t.topic, partitions: t.partitions, config: t.config ?? {} })) };
+    const request = {
+      topics: topics.map((t) => {
+        // Absent is the broker's default; a broker that predates replication then reads the same body.
+        const replication = t.replicationFactor === undefined ? {} : { replicationFactor: t.replicationFactor };
+        return { name: t.topic, partitions: t.partitions, ...replication, config: t.config ?? {} };
+      }),
+    };
     const results = await this.cluster.anyConnection().call(ApiKey.CreateTopics, request, decodeTopicResults);
     throwFirst(results);
   }
@@ -98,14 +128,40 @@ export class Admin {
     return response.topics.filter((t) => t.errorCode === 0).map((t) => t.name).sort();
   }
 
+  /**
+   * A topic's partitions (leader, replicas, ISR, offsets) and config. A partition without a
+   * leader, or whose leader does not answer, shows offsets -1n rather than failing the whole call.
+   */
   async describeTopic(name: string): Promise<TopicDescription> {
     const topic = await this.cluster.topic(name, true);
-    const [earliest, latest] = await Promise.all([this.listOffsets(name, 'earliest'), this.listOffsets(name, 'latest')]);
+    const led = topic.partitions.filter((p) => p.leader >= 0).map((p) => p.partition);
+    const [earliest, latest] = await Promise.all([OffsetSpec.earliest, OffsetSpec.latest].map((spec) => this.offsetsIfAnswered(name, led, spec)));
     return {
       name,
+      replicationFactor: topic.replicationFactor,
+      partitions: topic.partitions.map(({ partition, leader, leaderEpoch, replicas, isr }) => ({
+        partition, leader, leaderEpoch, replicas, isr, earliestOffset: earliest[partition] ?? -1n, latestOffset: latest[partition] ?? -1n,
+      })),
       config: topic.config,
-      partitions: topic.partitions.map((p) => ({ partition: p.partition, leader: p.leader, earliestOffset: earliest[p.partition] ?? -1n, latestOffset: latest[p.partition] ?? -1n })),
     };
+  }
+
+  /** ListOffsets for describeTopic: a partition in error, or whose leader did not answer, is left out. */
+  private async offsetsIfAnswered(name: string, partitions: number[], timestamp: number): Promise<bigint[]> {
+    const offsets: bigint[] = [];
+    if (partitions.length === 0) return offsets;
+    const responses = await this.cluster.perLeader(name, partitions, (connection, led) => {
+      const request = { topics: [{ name, partitions: led.map((partition) => ({ partition, timestamp })) }] };
+      return connection.call(ApiKey.ListOffsets, request, decodeListOffsetsResponse).catch((error: unknown) => {
+        this.cluster.noteError(name, error);
+        return [];
+      });
+    });
+    for (const p of responses.flatMap((response) => response[0]?.partitions ?? [])) {
+      if (p.errorCode === 0) offsets[p.partition] = p.offset;
+      else this.cluster.noteError(name, RillError.fromCode(p.errorCode, `${name}/${p.partition}`));
+    }
+    return offsets;
   }
 
   /** Offsets of every partition of a topic, indexed by partition number (-1n when no record matches a timestamp). */

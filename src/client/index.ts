@@ -1,7 +1,9 @@
 /** Rill's TypeScript client. */
 export { Producer, type ProducerOptions, type ProducerRecord, type RecordMetadata, type AcksOption } from './producer.js';
 export { PartitionReader, type ReaderOptions, type Message, type StartOffset } from './reader.js';
-export { Admin, type NewTopic, type TopicDescription, type OffsetQuery, type Acl, type AclFilter, type ClusterDescription } from './admin.js';
+export {
+  Admin, type NewTopic, type TopicDescription, type PartitionDescription, type OffsetQuery, type Acl, type AclFilter, type ClusterDescription,
+} from './admin.js';
 export { Cluster, type ClientOptions } from './cluster.js';
 export { type SaslOptions, type SaslMechanismOption } from './sasl.js';
 export type { ClientTlsOptions } from './connection.js';

@@ -142,3 +142,5 @@ export const rackBytesMax = 64;
 export const clusterRecordBytesMax = 8 * 1024;
 /** Most listeners one broker registration may name. */
 export const brokerListenersMax = 16;
+/** Most replicas one partition may have (a topic's replication factor); also bounds Metadata's replica and ISR lists. */
+export const replicationFactorMax = 16;

@@ -3,7 +3,9 @@
  * ListOffsets. Field-by-field descriptions live in protocol/apis/. Decoders validate every field.
  */
 import { requestSchema as rq, responseSchema as rs, type Obj, type Schema } from './schema.js';
-import { clusterNameBytesMax, rackBytesMax, requestTopicsMax, requestPartitionsMax, topicNameBytesMax, topicPartitionsMax, offsetMax } from '../lib/limits.js';
+import {
+  clusterNameBytesMax, rackBytesMax, replicationFactorMax, requestTopicsMax, requestPartitionsMax, topicNameBytesMax, topicPartitionsMax, offsetMax,
+} from '../lib/limits.js';
 import { decodeConfigEntries, defaultTopicConfig, normalizeTopicConfig, topicConfigBounds, topicConfigKeys, type ConfigEntries, type TopicConfig } from './topic-config.js';
 
 // ---- Topic configuration ---------------------------------------------------------------------
@@ -11,6 +13,7 @@ import { decodeConfigEntries, defaultTopicConfig, normalizeTopicConfig, topicCon
 
 export {
   type TopicConfig, type ConfigEntries, defaultTopicConfig, topicConfigKeys, topicConfigAliases, topicConfigNames, normalizeTopicConfig,
+  minInSyncReplicasFor,
 } from './topic-config.js';
 
 /**
@@ -71,13 +74,22 @@ export interface BrokerInfo {
 
 export interface PartitionMetadata {
   partition: number;
+  /** nodeId of the leader; -1: none (an election is under way, or the partition is offline). */
   leader: number;
+  /** The leader's epoch (+1 at every leader change); -1: not known. */
+  leaderEpoch: number;
+  /** Brokers holding a copy, preferred leader first. */
+  replicas: number[];
+  /** In-sync replicas: a subset of replicas, holding everything acknowledged with acks all. */
+  isr: number[];
   errorCode: number;
 }
 
 export interface TopicMetadata {
   name: string;
   errorCode: number;
+  /** Replicas per partition; 0: not known (the topic has an error, or is not placed yet). */
+  replicationFactor: number;
   partitions: PartitionMetadata[];
   config: TopicConfig | null;
 }
@@ -110,17 +122,39 @@ export function decodeMetadataResponse(value: unknown): MetadataResponse {
     cluster: rs.optionalString(obj.cluster, 'cluster', clusterNameBytesMax) ?? null,
     topics: rs.array(obj.topics, 'topics').map((t, i) => {
       const e = rs.object(t, `topics[${i}]`);
+      const errorCode = rs.int(e.errorCode, `topics[${i}].errorCode`, -32768, 32767);
       return {
         name: rs.string(e.name, 'name', topicNameBytesMax),
-        errorCode: rs.int(e.errorCode, 'errorCode', -32768, 32767),
-        partitions: rs.array(e.partitions, 'partitions', topicPartitionsMax).map((p, j) => {
-          const pe = rs.object(p, `topics[${i}].partitions[${j}]`);
-          return { partition: rs.int(pe.partition, 'partition', 0, topicPartitionsMax - 1), leader: rs.int(pe.leader, 'leader', -1, 0x7fffffff), errorCode: rs.int(pe.errorCode, 'errorCode', -32768, 32767) };
-        }),
+        errorCode,
+        replicationFactor: rs.optionalInt(e.replicationFactor, `topics[${i}].replicationFactor`, 0, replicationFactorMax) ?? (errorCode === 0 ? 1 : 0),
+        partitions: rs.array(e.partitions, 'partitions', topicPartitionsMax).map((p, j) => decodePartitionMetadata(p, `topics[${i}].partitions[${j}]`)),
         config: e.config === null || e.config === undefined ? null : decodeFullConfig(e.config),
       };
     }),
   };
+}
+
+/**
+ * One partition of a Metadata response. A broker that predates replication sends neither
+ * leaderEpoch, replicas nor isr: it is a single broker, so the leader is the one replica.
+ */
+function decodePartitionMetadata(value: unknown, path: string): PartitionMetadata {
+  const pe = rs.object(value, path);
+  const leader = rs.int(pe.leader, `${path}.leader`, -1, 0x7fffffff);
+  const alone = leader >= 0 ? [leader] : [];
+  return {
+    partition: rs.int(pe.partition, `${path}.partition`, 0, topicPartitionsMax - 1),
+    leader,
+    leaderEpoch: rs.optionalInt(pe.leaderEpoch, `${path}.leaderEpoch`, -1, 0x7fffffff) ?? 0,
+    replicas: pe.replicas === undefined || pe.replicas === null ? alone : nodeIds(pe.replicas, `${path}.replicas`),
+    isr: pe.isr === undefined || pe.isr === null ? [...alone] : nodeIds(pe.isr, `${path}.isr`),
+    errorCode: rs.int(pe.errorCode, `${path}.errorCode`, -32768, 32767),
+  };
+}
+
+/** A replica or ISR list: at most replicationFactorMax node ids. */
+function nodeIds(value: unknown, path: string): number[] {
+  return rs.array(value, path, replicationFactorMax).map((id, k) => rs.int(id, `${path}[${k}]`, 0, 0x7fffffff));
 }
 
 /** A whole topic config in a response; a missing key takes its default. */
@@ -138,8 +172,34 @@ export function decodeFullConfig(value: unknown, path = 'config'): TopicConfig {
 export interface CreateTopicRequest {
   name: string;
   partitions: number;
+  /**
+   * As sent (any i32): -1 (or absent) is the broker's default; the broker checks the rest per
+   * topic (replicationFactorProblem), so a bad value fails one topic with INVALID_REPLICATION_FACTOR.
+   */
+  replicationFactor: number;
   /** As sent: the broker normalizes it per topic (normalizeTopicConfig), so a bad key fails one topic. */
   config: ConfigEntries;
+}
+
+/** What CreateTopics' `replicationFactor` -1 means: this many replicas, or every live broker if fewer. */
+export const replicationFactorDefault = 3;
+
+/**
+ * Why a topic cannot have `requested` replicas (as sent: -1 is the default) when `liveBrokers`
+ * brokers are alive, or null if it can. The text goes with INVALID_REPLICATION_FACTOR.
+ */
+export function replicationFactorProblem(requested: number, liveBrokers: number): string | null {
+  if (requested === -1) return liveBrokers >= 1 ? null : 'no live broker to hold the replicas';
+  if (!Number.isInteger(requested) || requested < 1 || requested > replicationFactorMax) {
+    return `replication factor ${requested} is outside 1..${replicationFactorMax} (or -1 for the broker's default)`;
+  }
+  if (requested > liveBrokers) return `replication factor ${requested} is larger than the ${liveBrokers} live broker(s)`;
+  return null;
+}
+
+/** The replication factor a topic gets: `requested`, or for -1 the default capped by the live brokers. */
+export function effectiveReplicationFactor(requested: number, liveBrokers: number): number {
+  return requested === -1 ? Math.min(replicationFactorDefault, liveBrokers) : requested;
 }
 
 export function decodeCreateTopicsRequest(value: unknown): { topics: CreateTopicRequest[] } {
@@ -150,6 +210,7 @@ export function decodeCreateTopicsRequest(value: unknown): { topics: CreateTopic
       return {
         name: rq.string(e.name, `topics[${i}].name`, 1024),
         partitions: rq.int(e.partitions, `topics[${i}].partitions`, -0x80000000, 0x7fffffff),
+        replicationFactor: rq.optionalInt(e.replicationFactor, `topics[${i}].replicationFactor`, -0x80000000, 0x7fffffff) ?? -1,
         config: decodeConfigEntries(rq, e.config, `topics[${i}].config`),
       };
     }),

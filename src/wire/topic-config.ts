@@ -1,7 +1,8 @@
 /**
  * Topic configuration as it enters the broker (CreateTopics, IncrementalAlterConfigs): entries
  * named by Rill's camelCase keys or by Kafka's dotted names, valued by integers or by decimal
- * strings (what a CLI or a Kafka tool sends). Two steps, kept apart on purpose:
+ * strings (what a CLI or a Kafka tool sends); a switch (0/1) also takes Kafka's "true"/"false".
+ * Two steps, kept apart on purpose:
  *
  *   decodeConfigEntries   shape only (a map of bounded names to ints or bounded strings);
  *                         bad shape is MALFORMED_REQUEST for the whole request
@@ -12,7 +13,7 @@
  */
 import { RillError } from '../lib/errors.js';
 import { didYouMean } from '../lib/closest.js';
-import { configEntriesMax, configNameBytesMax, configValueBytesMax, segmentBytesMax, segmentBytesMin } from '../lib/limits.js';
+import { configEntriesMax, configNameBytesMax, configValueBytesMax, replicationFactorMax, segmentBytesMax, segmentBytesMin } from '../lib/limits.js';
 import type { Schema } from './schema.js';
 
 /** Per-topic settings; -1 disables a limit. */
@@ -29,6 +30,16 @@ export interface TopicConfig {
   flushMessages: number;
   /** fsync data written with acks 0/1 at least this often (-1: leave it to the OS). */
   flushMs: number;
+  /**
+   * acks all needs this many in-sync replicas (else NOT_ENOUGH_REPLICAS), capped by the topic's
+   * replication factor (minInSyncReplicasFor): a single broker behaves as 1.
+   */
+  minInSyncReplicas: number;
+  /**
+   * 1: when no in-sync replica is alive, a live replica outside the ISR may lead (the partition
+   * comes back, and may lose acknowledged records); 0: it stays offline until one returns.
+   */
+  uncleanLeaderElection: number;
 }
 
 export const defaultTopicConfig: Readonly<TopicConfig> = Object.freeze({
@@ -38,6 +49,8 @@ export const defaultTopicConfig: Readonly<TopicConfig> = Object.freeze({
   segmentMs: 7 * 24 * 3600 * 1000,
   flushMessages: -1,
   flushMs: 1000,
+  minInSyncReplicas: 2,
+  uncleanLeaderElection: 0,
 });
 
 /** [min, max] of each numeric key. */
@@ -48,6 +61,8 @@ export const topicConfigBounds: Readonly<Record<keyof TopicConfig, readonly [num
   segmentMs: [1, Number.MAX_SAFE_INTEGER],
   flushMessages: [-1, Number.MAX_SAFE_INTEGER],
   flushMs: [-1, Number.MAX_SAFE_INTEGER],
+  minInSyncReplicas: [1, replicationFactorMax],
+  uncleanLeaderElection: [0, 1],
 });
 
 export const topicConfigKeys = Object.keys(topicConfigBounds) as (keyof TopicConfig)[];
@@ -66,6 +81,8 @@ export const topicConfigAliases: Readonly<Record<string, keyof TopicConfig | typ
   'segment.ms': 'segmentMs',
   'flush.messages': 'flushMessages',
   'flush.ms': 'flushMs',
+  'min.insync.replicas': 'minInSyncReplicas',
+  'unclean.leader.election.enable': 'uncleanLeaderElection',
   'cleanup.policy': cleanupPolicyKey,
 });
 
@@ -108,14 +125,21 @@ export function topicConfigKeyOf(name: string): keyof TopicConfig | typeof clean
 
 const decimalInteger = /^-?(0|[1-9][0-9]*)$/;
 
+/** Keys that are switches (0 or 1): they also take "false" and "true", as Kafka's tools send them. */
+const switchKeys: ReadonlySet<keyof TopicConfig> = new Set(['uncleanLeaderElection']);
+const switchValues = '0, 1, true or false';
+
 /** An integer from an int or a decimal string, within the key's bounds; INVALID_CONFIG otherwise. */
 function configInteger(name: string, key: keyof TopicConfig, value: number | string): number {
   let n: number;
   if (typeof value === 'number') n = value;
+  else if (switchKeys.has(key) && (value === 'true' || value === 'false')) n = value === 'true' ? 1 : 0;
   else if (decimalInteger.test(value) && value.length <= 17) n = Number(value);
-  else throw new RillError('INVALID_CONFIG', `${name}: ${JSON.stringify(value.slice(0, 40))} is not a decimal integer`);
+  else throw new RillError('INVALID_CONFIG', `${name}: ${JSON.stringify(value.slice(0, 40))} is not ${switchKeys.has(key) ? switchValues : 'a decimal integer'}`);
   const [min, max] = topicConfigBounds[key];
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new RillError('INVALID_CONFIG', `${name}: ${n} is outside ${min}..${max}`);
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new RillError('INVALID_CONFIG', `${name}: ${n} is ${switchKeys.has(key) ? `not ${switchValues}` : `outside ${min}..${max}`}`);
+  }
   return n;
 }
 
@@ -164,4 +188,12 @@ export function alterTopicConfig(current: Readonly<TopicConfig>, set: ConfigEntr
     if (key !== cleanupPolicyKey) next[key] = defaultTopicConfig[key];
   }
   return { ...next, ...changes };
+}
+
+/**
+ * The in-sync replicas acks all needs on a topic with `replicationFactor` replicas: the topic's
+ * minInSyncReplicas, capped by the replication factor (so the default 2 means 1 on one replica).
+ */
+export function minInSyncReplicasFor(config: Readonly<TopicConfig>, replicationFactor: number): number {
+  return Math.max(1, Math.min(config.minInSyncReplicas, replicationFactor));
 }

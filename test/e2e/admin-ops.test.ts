@@ -289,14 +289,24 @@ describe('describe broker config', () => {
       expect(entries.every((e) => e.source === 'default' && !e.secret)).toBe(true);
       expect(entries.find((e) => e.name === 'dataDir')!.value).toBe(dataDir);
       // A topic resource: its config, 'topic' where it differs from the default.
-      await admin.createTopics([{ topic: 'described', partitions: 1, config: { 'retention.ms': 60_000 } }]);
+      await admin.createTopics([{ topic: 'described', partitions: 1, replicationFactor: 1, config: { 'retention.ms': 60_000, 'min.insync.replicas': '3' } }]);
       const cluster = new Cluster({ bootstrap: `127.0.0.1:${broker.port}` });
       const request = { resources: [{ type: 'topic', name: 'described' }, { type: 'topic', name: 'missing' }] };
       const [found, missing] = await cluster.anyConnection().call(ApiKey.DescribeConfigs, request, decodeDescribeConfigsResponse);
       cluster.close();
       expect(found!.entries.find((e) => e.name === 'retentionMs')).toEqual({ name: 'retentionMs', value: 60_000, source: 'topic', secret: false });
       expect(found!.entries.find((e) => e.name === 'segmentBytes')!.source).toBe('default');
+      expect(found!.entries.find((e) => e.name === 'minInSyncReplicas')).toEqual({ name: 'minInSyncReplicas', value: 3, source: 'topic', secret: false });
+      expect(found!.entries.find((e) => e.name === 'uncleanLeaderElection')).toEqual({ name: 'uncleanLeaderElection', value: 0, source: 'default', secret: false });
       expect(missing!.errorCode).toBe(errorCodeOf('UNKNOWN_TOPIC_OR_PARTITION'));
+      // One broker: it is each partition's only replica; more replicas than brokers is refused.
+      const description = await admin.describeTopic('described');
+      const [only] = description.partitions;
+      expect(description.replicationFactor).toBe(1);
+      expect(only).toMatchObject({ partition: 0, leaderEpoch: 0, replicas: [only!.leader], isr: [only!.leader] });
+      const refused = await rejection(admin.createTopics([{ topic: 'replicated', partitions: 1, replicationFactor: 2 }]));
+      expect(refused.code).toBe('INVALID_REPLICATION_FACTOR');
+      expect(refused.message).toBe('INVALID_REPLICATION_FACTOR: replication factor 2 is larger than the 1 live broker(s)');
     } finally {
       admin.close();
       await broker.stop();

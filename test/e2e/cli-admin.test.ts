@@ -1,7 +1,8 @@
 /**
- * The admin commands as an operator types them, against a broker process: alter a topic's config
- * (Kafka names too), add partitions, delete a group (refused while it has members), delete
- * records, and describe the broker's configuration with the source of each value.
+ * The admin commands as an operator types them, against a broker process: create a topic with a
+ * replication factor and describe its replicas, alter a topic's config (Kafka names too), add
+ * partitions, delete a group (refused while it has members), delete records, and describe the
+ * broker's configuration with the source of each value.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Consumer } from '../../src/client/consumer.js';
@@ -18,6 +19,44 @@ describe('rill admin commands end to end', () => {
 
   afterAll(async () => {
     await broker?.kill();
+  });
+
+  it('creates with --replication-factor 1 (more than the one broker is INVALID_REPLICATION_FACTOR); describe shows leader, replicas and ISR', async () => {
+    const created = await runCli(['topics', 'create', 'replicated', '-p', '2', '--replication-factor', '1', '--config', 'minInSyncReplicas=2', ...b]);
+    expect(created.code).toBe(0);
+    expect(created.stdout).toContain('created topic replicated with 2 partitions, replication factor 1');
+
+    const refused = await runCli(['topics', 'create', 'too-many', '-p', '2', '--replication-factor', '3', ...b]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe('rill: INVALID_REPLICATION_FACTOR: replication factor 3 is larger than the 1 live broker(s)\n');
+    const outOfRange = await runCli(['topics', 'create', 'too-many', '--replication-factor', '17', ...b]);
+    expect(outOfRange.code).toBe(2);
+    expect(outOfRange.stderr).toContain('--replication-factor must be an integer in 1..16, got "17"');
+    expect(JSON.parse((await runCli(['topics', 'list', '--json', ...b])).stdout)).not.toContain('too-many');
+
+    const described = await runCli(['topics', 'describe', 'replicated', '--json', ...b]);
+    expect(described.code).toBe(0);
+    const description = JSON.parse(described.stdout);
+    expect(description.replicationFactor).toBe(1);
+    expect(description.partitions).toEqual([0, 1].map((partition) => ({
+      partition, leader: 3, leaderEpoch: 0, replicas: [3], isr: [3], earliestOffset: 0, latestOffset: 0,
+    })));
+    // The setting is kept as given; a single broker acts on it as 1 (capped by the replication factor).
+    expect(description.config).toMatchObject({ minInSyncReplicas: 2, uncleanLeaderElection: 0 });
+
+    const text = await runCli(['topics', 'describe', 'replicated', ...b]);
+    const lines = text.stdout.trim().split('\n');
+    expect(lines[0]).toBe('topic replicated: 2 partitions, replication factor 1');
+    expect(lines[1]).toContain('minInSyncReplicas=2');
+    expect(lines[2]!.split(/\s+/)).toEqual(['PARTITION', 'LEADER', 'EPOCH', 'REPLICAS', 'ISR', 'EARLIEST', 'LATEST', 'STATUS']);
+    expect(lines.slice(3).map((line) => line.split(/\s+/))).toEqual([['0', '3', '0', '3', '3', '0', '0'], ['1', '3', '0', '3', '3', '0', '0']]);
+
+    const altered = await runCli(['topics', 'alter', 'replicated', '--config', 'unclean.leader.election.enable=true', '--config', 'min.insync.replicas=1', '--json', ...b]);
+    expect(altered.code).toBe(0);
+    expect(JSON.parse(altered.stdout)).toMatchObject({ minInSyncReplicas: 1, uncleanLeaderElection: 1 });
+    const bad = await runCli(['topics', 'alter', 'replicated', '--config', 'minInSyncReplicas=0', ...b]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('INVALID_CONFIG: minInSyncReplicas: 0 is outside 1..16');
   });
 
   it('alters a topic config with Kafka names, resets a key, and names the closest key for a typo', async () => {

@@ -21,7 +21,7 @@ export function removeTempDirs(): void {
 }
 
 export function testConfig(overrides: Partial<TopicConfig> = {}): TopicConfig {
-  return { retentionMs: -1, retentionBytes: -1, segmentBytes: 1024 * 1024, segmentMs: Number.MAX_SAFE_INTEGER, flushMessages: -1, flushMs: -1, ...overrides };
+  return { retentionMs: -1, retentionBytes: -1, segmentBytes: 1024 * 1024, segmentMs: Number.MAX_SAFE_INTEGER, flushMessages: -1, flushMs: -1, minInSyncReplicas: 1, uncleanLeaderElection: 0, ...overrides };
 }
 
 /** A batch of `recordsCount` records with `valueBytes`-byte values (content derived from `seed`). */

@@ -11,7 +11,7 @@ import {
 } from '../../src/wire/admin-ops.js';
 import { decodeTopicResults, topicConfigAliases as aliasesFromControl } from '../../src/wire/control.js';
 import {
-  alterTopicConfig, defaultTopicConfig, normalizeTopicConfig, topicConfigAliases, topicConfigBounds, topicConfigKeys, type ConfigEntries, type TopicConfig,
+  alterTopicConfig, defaultTopicConfig, minInSyncReplicasFor, normalizeTopicConfig, topicConfigAliases, topicConfigBounds, topicConfigKeys, type ConfigEntries, type TopicConfig,
 } from '../../src/wire/topic-config.js';
 import { decodeMsgpack, encodeMsgpack } from '../../src/wire/msgpack.js';
 import { RillError } from '../../src/lib/errors.js';
@@ -50,12 +50,13 @@ describe('topic config: Kafka aliases, decimal strings, suggestions', () => {
     expect(aliasesFromControl).toBe(topicConfigAliases);
     expect(topicConfigAliases).toEqual({
       'retention.ms': 'retentionMs', 'retention.bytes': 'retentionBytes', 'segment.bytes': 'segmentBytes', 'segment.ms': 'segmentMs',
-      'flush.messages': 'flushMessages', 'flush.ms': 'flushMs', 'cleanup.policy': 'cleanupPolicy',
+      'flush.messages': 'flushMessages', 'flush.ms': 'flushMs', 'min.insync.replicas': 'minInSyncReplicas',
+      'unclean.leader.election.enable': 'uncleanLeaderElection', 'cleanup.policy': 'cleanupPolicy',
     });
   });
 
   it('an integer or its decimal string under either name gives the same config', () => {
-    fc.assert(fc.property(fullConfigArb, fc.array(fc.boolean(), { minLength: 12, maxLength: 12 }), (config, choices) => {
+    fc.assert(fc.property(fullConfigArb, fc.array(fc.boolean(), { minLength: 2 * topicConfigKeys.length, maxLength: 2 * topicConfigKeys.length }), (config, choices) => {
       const entries: ConfigEntries = {};
       const byKey = Object.fromEntries(Object.entries(topicConfigAliases).map(([alias, key]) => [key, alias]));
       topicConfigKeys.forEach((key, i) => {
@@ -91,6 +92,25 @@ describe('topic config: Kafka aliases, decimal strings, suggestions', () => {
     expect(invalidConfig(() => normalizeTopicConfig({ 'cleanup.policy': 'delete,compact' }))).toMatch(/compaction is not supported/);
     invalidConfig(() => normalizeTopicConfig({ 'cleanup.policy': 'remove' }));
     invalidConfig(() => normalizeTopicConfig({ 'cleanup.policy': 1 }));
+  });
+
+  it('minInSyncReplicas is 1..replicationFactorMax (default 2); uncleanLeaderElection is a switch: 0/1 or "false"/"true" (default 0)', () => {
+    expect(defaultTopicConfig).toMatchObject({ minInSyncReplicas: 2, uncleanLeaderElection: 0 });
+    expect(normalizeTopicConfig({ 'min.insync.replicas': '3', 'unclean.leader.election.enable': 'true' })).toEqual({ minInSyncReplicas: 3, uncleanLeaderElection: 1 });
+    expect(normalizeTopicConfig({ minInSyncReplicas: 16, uncleanLeaderElection: 'false' })).toEqual({ minInSyncReplicas: 16, uncleanLeaderElection: 0 });
+    expect(normalizeTopicConfig({ uncleanLeaderElection: '1' })).toEqual({ uncleanLeaderElection: 1 });
+    expect(invalidConfig(() => normalizeTopicConfig({ minInSyncReplicas: 0 }))).toContain('outside 1..16');
+    expect(invalidConfig(() => normalizeTopicConfig({ 'min.insync.replicas': '17' }))).toContain('outside 1..16');
+    expect(invalidConfig(() => normalizeTopicConfig({ minInSyncReplicas: 'true' }))).toContain('is not a decimal integer');
+    for (const value of [2, -1, 'yes', 'TRUE', ' true']) {
+      expect(invalidConfig(() => normalizeTopicConfig({ 'unclean.leader.election.enable': value })), String(value)).toContain('0, 1, true or false');
+    }
+  });
+
+  it('minInSyncReplicasFor caps the setting by the replication factor', () => {
+    expect(minInSyncReplicasFor(defaultTopicConfig, 1)).toBe(1);
+    expect(minInSyncReplicasFor(defaultTopicConfig, 3)).toBe(2);
+    expect(minInSyncReplicasFor({ ...defaultTopicConfig, minInSyncReplicas: 5 }, 3)).toBe(3);
   });
 
   it('one key under two names is INVALID_CONFIG', () => {

@@ -5,12 +5,12 @@ import { decodeFetchRequest, decodeFetchResponse, encodeFetchRequest, encodeFetc
 import {
   decodeApiVersionsResponse, decodeCreateTopicsRequest, decodeDeleteTopicsRequest, decodeErrorBody, decodeListOffsetsRequest,
   decodeListOffsetsResponse, decodeMetadataRequest, decodeMetadataResponse, decodeTopicConfig, decodeTopicResults, defaultTopicConfig,
-  normalizeTopicConfig, topicConfigKeys,
+  effectiveReplicationFactor, normalizeTopicConfig, replicationFactorProblem, topicConfigKeys,
 } from '../../src/wire/control.js';
 import { decodeMsgpack, encodeMsgpack } from '../../src/wire/msgpack.js';
 import { BodyReader } from '../../src/wire/body.js';
-import { requestPartitionsMax, requestTopicsMax, topicNameBytesMax, bodyStringBytesMax, offsetMax } from '../../src/lib/limits.js';
-import { decodeErrorOf, expectDecodeError, mutate, mutationsArb } from './helpers.js';
+import { replicationFactorMax, requestPartitionsMax, requestTopicsMax, topicNameBytesMax, bodyStringBytesMax, offsetMax } from '../../src/lib/limits.js';
+import { checkArbitraryBodies, checkMutatedBodies, decodeErrorOf, expectDecodeError, mutate, mutationsArb, type BodySample } from './helpers.js';
 
 const topicNameArb = fc.stringMatching(/^[a-zA-Z0-9._-]{1,40}$/).filter((n) => n !== '.' && n !== '..');
 const u32Arb = fc.integer({ min: 0, max: 0xffffffff });
@@ -145,7 +145,17 @@ const partialConfigArb = fc.record({
   segmentMs: fc.integer({ min: 1, max: 2 ** 40 }),
   flushMessages: fc.integer({ min: -1, max: 2 ** 31 }),
   flushMs: fc.integer({ min: -1, max: 2 ** 31 }),
+  minInSyncReplicas: fc.integer({ min: 1, max: replicationFactorMax }),
+  uncleanLeaderElection: fc.constantFrom(0, 1),
 }, { requiredKeys: [] });
+
+const nodeIdArb = fc.integer({ min: 0, max: 2 ** 31 - 1 });
+const replicasArb = fc.uniqueArray(fc.integer({ min: 0, max: 100 }), { maxLength: replicationFactorMax });
+/** A partition of a replicated topic; the decoder checks bounds, not that the ISR is a subset of the replicas. */
+const replicatedPartitionArb = fc.record({
+  partition: fc.integer({ min: 0, max: 4095 }), leader: fc.integer({ min: -1, max: 100 }), leaderEpoch: fc.integer({ min: -1, max: 2 ** 31 - 1 }),
+  replicas: replicasArb, isr: replicasArb, errorCode: i16Arb,
+});
 
 function roundTrip(value: unknown, code: 'MALFORMED_REQUEST' | 'MALFORMED_RESPONSE' = 'MALFORMED_REQUEST'): unknown {
   return decodeMsgpack(encodeMsgpack(value), code);
@@ -160,10 +170,33 @@ describe('control bodies', () => {
     }));
   });
 
-  it('CreateTopics request with partial configs', () => {
-    fc.assert(fc.property(fc.array(fc.record({ name: topicNameArb, partitions: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), config: partialConfigArb }), { maxLength: 5 }), (topics) => {
+  it('CreateTopics request with partial configs; replicationFactor any i32 (checked per topic by the broker), absent or nil is -1', () => {
+    const i32Arb = fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 });
+    const topicArb = fc.record({ name: topicNameArb, partitions: i32Arb, replicationFactor: i32Arb, config: partialConfigArb });
+    fc.assert(fc.property(fc.array(topicArb, { maxLength: 5 }), (topics) => {
       expect(decodeCreateTopicsRequest(roundTrip({ topics }))).toEqual({ topics });
     }), { numRuns: 200 });
+    for (const replicationFactor of [undefined, null]) {
+      expect(decodeCreateTopicsRequest(roundTrip({ topics: [{ name: 't', partitions: 1, replicationFactor }] })).topics[0]!.replicationFactor).toBe(-1);
+    }
+    for (const replicationFactor of [1.5, '3', 2 ** 31, -(2 ** 31) - 1, true]) {
+      expectDecodeError(() => decodeCreateTopicsRequest(roundTrip({ topics: [{ name: 't', partitions: 1, replicationFactor }] })), 'MALFORMED_REQUEST');
+    }
+  });
+
+  it('replicationFactorProblem: -1 (the default) or 1..replicationFactorMax, at most the live brokers', () => {
+    expect(replicationFactorProblem(-1, 1)).toBeNull();
+    expect(replicationFactorProblem(1, 1)).toBeNull();
+    expect(replicationFactorProblem(3, 1)).toBe('replication factor 3 is larger than the 1 live broker(s)');
+    expect(replicationFactorProblem(3, 5)).toBeNull();
+    expect(replicationFactorProblem(-1, 0)).toMatch(/no live broker/);
+    for (const bad of [0, -2, 17, 1.5, Number.NaN]) expect(replicationFactorProblem(bad, 100), String(bad)).toMatch(/outside 1\.\.16/);
+    fc.assert(fc.property(fc.integer({ min: -1, max: 40 }), fc.integer({ min: 1, max: 40 }), (requested, live) => {
+      const problem = replicationFactorProblem(requested, live);
+      const fits = requested === -1 || (requested >= 1 && requested <= Math.min(live, replicationFactorMax));
+      expect(problem === null).toBe(fits);
+      if (fits) expect(effectiveReplicationFactor(requested, live)).toBe(requested === -1 ? Math.min(3, live) : requested);
+    }));
   });
 
   it('CreateTopics: a config of the wrong shape is MALFORMED_REQUEST; an unknown key or bad value is left to the broker (INVALID_CONFIG per topic)', () => {
@@ -210,8 +243,8 @@ describe('control bodies', () => {
 
   it('Metadata response; a missing config key takes its default', () => {
     const topicArb = fc.record({
-      name: topicNameArb, errorCode: i16Arb,
-      partitions: fc.array(fc.record({ partition: fc.integer({ min: 0, max: 4095 }), leader: fc.integer({ min: -1, max: 100 }), errorCode: i16Arb }), { maxLength: 5 }),
+      name: topicNameArb, errorCode: i16Arb, replicationFactor: fc.integer({ min: 0, max: replicationFactorMax }),
+      partitions: fc.array(replicatedPartitionArb, { maxLength: 5 }),
       config: fc.option(partialConfigArb, { nil: null }),
     });
     const brokerArb = fc.record({
@@ -223,6 +256,41 @@ describe('control bodies', () => {
       const decoded = decodeMetadataResponse(roundTrip({ brokers, controllerId, ...cluster, topics }, 'MALFORMED_RESPONSE'));
       expect(decoded).toEqual({ brokers, controllerId, ...cluster, topics: topics.map((t) => ({ ...t, config: t.config === null ? null : { ...defaultTopicConfig, ...t.config } })) });
     }), { numRuns: 200 });
+  });
+
+  it('Metadata response from a broker without the replication fields: the leader is the one replica, at epoch 0; factor 1 (0 for a topic in error)', () => {
+    const old = {
+      brokers: [{ nodeId: 0, host: 'localhost', port: 9092 }], controllerId: 0,
+      topics: [
+        { name: 'orders', errorCode: 0, partitions: [{ partition: 0, leader: 4, errorCode: 0 }, { partition: 1, leader: -1, errorCode: 93 }], config: null },
+        { name: 'missing', errorCode: 4, partitions: [], config: null },
+      ],
+    };
+    expect(decodeMetadataResponse(roundTrip(old, 'MALFORMED_RESPONSE')).topics).toEqual([
+      {
+        name: 'orders', errorCode: 0, replicationFactor: 1, config: null,
+        partitions: [
+          { partition: 0, leader: 4, leaderEpoch: 0, replicas: [4], isr: [4], errorCode: 0 },
+          { partition: 1, leader: -1, leaderEpoch: 0, replicas: [], isr: [], errorCode: 93 },
+        ],
+      },
+      { name: 'missing', errorCode: 4, replicationFactor: 0, partitions: [], config: null },
+    ]);
+  });
+
+  it('Metadata response: replication fields out of their bounds are MALFORMED_RESPONSE', () => {
+    const partition = { partition: 0, leader: 1, leaderEpoch: 3, replicas: [1, 2], isr: [1], errorCode: 0 };
+    const body = (topic: Record<string, unknown>, p: Record<string, unknown>) => ({
+      brokers: [], controllerId: 1, topics: [{ name: 't', errorCode: 0, replicationFactor: 2, ...topic, partitions: [{ ...partition, ...p }], config: null }],
+    });
+    expect(decodeMetadataResponse(roundTrip(body({}, {}), 'MALFORMED_RESPONSE')).topics[0]!.partitions[0]).toEqual(partition);
+    const tooMany = Array.from({ length: replicationFactorMax + 1 }, (_, i) => i);
+    for (const [topic, p] of [
+      [{}, { replicas: tooMany }], [{}, { isr: tooMany }], [{}, { replicas: [-1] }], [{}, { isr: [1.5] }], [{}, { replicas: 'all' }],
+      [{}, { leaderEpoch: -2 }], [{}, { leaderEpoch: 2 ** 31 }], [{ replicationFactor: replicationFactorMax + 1 }, {}], [{ replicationFactor: -1 }, {}],
+    ] as const) {
+      expectDecodeError(() => decodeMetadataResponse(roundTrip(body(topic, p), 'MALFORMED_RESPONSE')), 'MALFORMED_RESPONSE');
+    }
   });
 
   it('Metadata response from a broker without the cluster fields: no rack, alive, a controller at epoch 0 (or none at -1), no cluster', () => {
@@ -287,8 +355,10 @@ describe('control bodies', () => {
     }
   });
 
-  it('config keys are the documented six', () => {
-    expect([...topicConfigKeys].sort()).toEqual(['flushMessages', 'flushMs', 'retentionBytes', 'retentionMs', 'segmentBytes', 'segmentMs']);
+  it('config keys are the documented eight', () => {
+    expect([...topicConfigKeys].sort()).toEqual([
+      'flushMessages', 'flushMs', 'minInSyncReplicas', 'retentionBytes', 'retentionMs', 'segmentBytes', 'segmentMs', 'uncleanLeaderElection',
+    ]);
   });
 });
 
@@ -309,14 +379,29 @@ describe('body mutations', () => {
     }), { numRuns: 1000 });
   });
 
-  const controlSamples: [unknown, (value: unknown) => unknown, 'MALFORMED_REQUEST' | 'MALFORMED_RESPONSE'][] = [
+  const replicatedMetadata = {
+    brokers: [{ nodeId: 1, host: 'rill-1', port: 9092 }, { nodeId: 2, host: 'rill-2', port: 9092 }, { nodeId: 3, host: 'rill-3', port: 9092 }],
+    controllerId: 1, controllerEpoch: 4, cluster: 'prod',
+    topics: [{
+      name: 'orders', errorCode: 0, replicationFactor: 3,
+      partitions: [
+        { partition: 0, leader: 1, leaderEpoch: 7, replicas: [1, 2, 3], isr: [1, 2, 3], errorCode: 0 },
+        { partition: 1, leader: -1, leaderEpoch: 2, replicas: [2, 3, 1], isr: [2], errorCode: 93 },
+      ],
+      config: { ...defaultTopicConfig },
+    }],
+  };
+
+  const controlSamples: BodySample[] = [
     [{ topics: ['a', 'b'] }, decodeMetadataRequest, 'MALFORMED_REQUEST'],
     [{ topics: [{ name: 'orders', partitions: 3, config: { retentionMs: 86_400_000, segmentBytes: 1 << 20 } }] }, decodeCreateTopicsRequest, 'MALFORMED_REQUEST'],
+    [{ topics: [{ name: 'orders', partitions: 6, replicationFactor: 3, config: { minInSyncReplicas: 2, 'unclean.leader.election.enable': 'false' } }] }, decodeCreateTopicsRequest, 'MALFORMED_REQUEST'],
     [{ topics: ['orders'] }, decodeDeleteTopicsRequest, 'MALFORMED_REQUEST'],
     [{ topics: [{ name: 'orders', partitions: [{ partition: 0, timestamp: -1 }, { partition: 1, timestamp: 1_700_000_000_000n }] }] }, decodeListOffsetsRequest, 'MALFORMED_REQUEST'],
     [{ apiVersions: [{ apiKey: 0, minVersion: 0, maxVersion: 0 }], brokerVersion: '0.1.0' }, decodeApiVersionsResponse, 'MALFORMED_RESPONSE'],
     [{ brokers: [{ nodeId: 0, host: 'localhost', port: 9092 }], controllerId: 0, topics: [{ name: 'orders', errorCode: 0, partitions: [{ partition: 0, leader: 0, errorCode: 0 }], config: { ...defaultTopicConfig } }] }, decodeMetadataResponse, 'MALFORMED_RESPONSE'],
     [{ brokers: [{ nodeId: 1, host: 'rill-1', port: 9092, rack: 'a', alive: true }, { nodeId: 2, host: 'rill-2', port: 9092, rack: null, alive: true }], controllerId: 2, controllerEpoch: 17, cluster: 'prod', topics: [] }, decodeMetadataResponse, 'MALFORMED_RESPONSE'],
+    [replicatedMetadata, decodeMetadataResponse, 'MALFORMED_RESPONSE'],
     [{ topics: [{ name: 'orders', errorCode: 8, errorMessage: 'exists' }] }, decodeTopicResults, 'MALFORMED_RESPONSE'],
     [{ topics: [{ name: 'orders', partitions: [{ partition: 0, errorCode: 0, offset: 42n, timestamp: -1 }] }] }, decodeListOffsetsResponse, 'MALFORMED_RESPONSE'],
   ];
@@ -329,6 +414,12 @@ describe('body mutations', () => {
       if (result !== null) expect(result).toBe(code);
       decodeErrorOf(() => decodeErrorBody(decodeMsgpack(bad, code)));
     }), { numRuns: 2000 });
+  });
+
+  it('the replication fields: mutated bodies and arbitrary values fail only with DecodeError of the right code', () => {
+    const samples = controlSamples.filter(([, decode]) => decode === decodeMetadataResponse || decode === decodeCreateTopicsRequest);
+    checkMutatedBodies(samples, 2000);
+    checkArbitraryBodies(samples, 1000);
   });
 
   it('arbitrary bytes as a MessagePack body', () => {

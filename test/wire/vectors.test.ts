@@ -184,6 +184,14 @@ const requestDecoders: Record<string, (value: unknown) => unknown> = {
 };
 
 describe('request frame vectors', () => {
+  it('create-topics-replicated: a replication factor per topic, -1 for the default (as when absent)', () => {
+    const vector = frames.requests.find((v) => v.name === 'create-topics-replicated')!;
+    const { topics } = decodeCreateTopicsRequest(decodeMsgpack(hex(vector.hex).subarray(4 + limits.requestHeaderBytes)));
+    expect(topics.map((t) => [t.name, t.partitions, t.replicationFactor])).toEqual([['orders', 6, 3], ['audit.log', 1, -1]]);
+    const plain = frames.requests.find((v) => v.name === 'create-topics')!;
+    expect(decodeCreateTopicsRequest(decodeMsgpack(hex(plain.hex).subarray(4 + limits.requestHeaderBytes))).topics.map((t) => t.replicationFactor)).toEqual([-1, -1]);
+  });
+
   for (const vector of frames.requests) {
     it(`${vector.name}: frames, header, body and re-encoding`, () => {
       const stream = hex(vector.hex);
@@ -291,6 +299,23 @@ describe('response frame vectors', () => {
       }
     });
   }
+
+  it('metadata-replicated carries replicas, ISR and leader epochs; the older Metadata vectors read as one replica at epoch 0', () => {
+    const decodedBody = (name: string) => {
+      const vector = frames.responses.find((v) => v.name === name)!;
+      return decodeMetadataResponse(decodeMsgpack(hex(vector.hex).subarray(4 + limits.responseHeaderBytes), 'MALFORMED_RESPONSE'));
+    };
+    const [replicated] = decodedBody('metadata-replicated').topics;
+    expect(replicated).toMatchObject({ replicationFactor: 3, config: { minInSyncReplicas: 2, uncleanLeaderElection: 0 } });
+    expect(replicated!.partitions).toEqual([
+      { partition: 0, leader: 1, leaderEpoch: 7, replicas: [1, 2, 3], isr: [1, 3], errorCode: 0 },
+      { partition: 1, leader: -1, leaderEpoch: 4, replicas: [2, 3, 1], isr: [2], errorCode: errorCodeOf('LEADER_NOT_AVAILABLE') },
+    ]);
+    const [orders, missing] = decodedBody('metadata').topics;
+    expect(orders).toMatchObject({ replicationFactor: 1, config: { minInSyncReplicas: 2, uncleanLeaderElection: 0 } });
+    expect(orders!.partitions[1]).toEqual({ partition: 1, leader: 0, leaderEpoch: 0, replicas: [0], isr: [0], errorCode: 0 });
+    expect(missing!.replicationFactor).toBe(0);
+  });
 
   it('the UNSUPPORTED_VERSION example carries the registry code', () => {
     const vector = frames.responses.find((v) => v.name === 'error-unsupported-version')!;
