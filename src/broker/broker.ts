@@ -11,7 +11,7 @@ import type tls from 'node:tls';
 import { RillError, type DecodeError } from '../lib/errors.js';
 import { monotonicClock, systemClock } from '../lib/clock.js';
 import type { BrokerAuth } from './auth.js';
-import { openAccess, type Access } from './access.js';
+import { clusterResource, openAccess, type Access } from './access.js';
 import type { BrokerAuthorization } from './authorization.js';
 import type { CredentialStore as CredentialStoreType } from '../security/credentials.js';
 import { connectionsMax, partialFramesBytesMax } from '../lib/limits.js';
@@ -36,6 +36,11 @@ import { ProducerStates } from './producer-state.js';
 import { handleFetch } from './handlers/fetch.js';
 import { handleApiVersions, handleCreateTopics, handleDeleteTopics, handleListOffsets, handleMetadata, type MetadataBrokers } from './handlers/admin.js';
 import type { ClusterMembership, LiveBroker } from '../cluster/membership.js';
+import type { EtcdPort } from '../cluster/etcd-port.js';
+import type { ClusterMetadata } from '../cluster/cluster-metadata.js';
+import type { ReplicaManager } from '../cluster/replica-manager.js';
+import type { ClusterController } from '../cluster/controller.js';
+import type { ClusterTopics } from '../cluster/cluster-topics.js';
 import type { BrokerRegistration } from '../cluster/records.js';
 import { handleAlterConfigs, handleCreatePartitions, handleDeleteRecords, handleDescribeConfigs, type BrokerConfigEntry } from './handlers/admin-ops.js';
 
@@ -102,6 +107,15 @@ export class Broker {
   private quotas: BrokerQuotas | null = null;
   /** Membership and the controller election, with --etcd; null: a single broker. */
   private membership: ClusterMembership | null = null;
+  private etcdPort: EtcdPort | null = null;
+  /** Replication, with --etcd (cluster/*): started once the data directory is open. */
+  private replication: {
+    metadata: ClusterMetadata;
+    replicas: ReplicaManager;
+    controller: ClusterController;
+    topics: ClusterTopics;
+    handlers: typeof import('./handlers/cluster-admin.js');
+  } | null = null;
 
   constructor(config: Partial<BrokerConfig> = {}) {
     this.config = brokerConfig(config);
@@ -282,6 +296,7 @@ export class Broker {
     const recovery = clean ? 'clean shutdown, no recovery needed' : topics === 0 ? 'nothing to recover' : 'no clean-shutdown marker, logs recovered from their recovery points';
     log('info', `data directory ${this.config.dataDir}: ${topics} topics, ${recovery} (${Date.now() - startedMs} ms)`, { dataDir: this.config.dataDir, topics, clean, recoveryMs: Date.now() - startedMs });
     log('info', `CRC-32C implementation: ${crc32cImplementation}`, { crc32c: crc32cImplementation });
+    await this.startReplication();
     this.groups = await GroupHost.open(this.config.dataDir, this.partitions, log, { heartbeatIntervalMs: groupHeartbeatIntervalMs }, this.config.fileOps);
     this.groups.start();
     this.housekeeping = setInterval(() => this.runHousekeeping(), this.config.housekeepingIntervalMs);
@@ -305,6 +320,7 @@ export class Broker {
       import('../cluster/membership.js'), import('../cluster/etcd-client.js'),
     ]);
     const port = openEtcd(cluster.etcdEndpoints, { requestTimeoutMs: etcdRequestTimeoutMs(cluster.leaseTtlMs) });
+    this.etcdPort = port;
     this.membership = new Membership({
       port, cluster: cluster.name, leaseTtlMs: cluster.leaseTtlMs, self: this.registration(cluster.rack), log: this.config.log, clock: monotonicClock, endpoints: cluster.etcdEndpoints,
     });
@@ -314,6 +330,41 @@ export class Broker {
       if (error instanceof ClusterStartError) throw new SettingsError(error.message);
       throw error;
     }
+  }
+
+  /**
+   * In a cluster, before any client is served: the topics and partition states from etcd, this
+   * broker's role for each partition (a partition is served only once its role is known), the
+   * controller (active while this broker holds the controller key) and topic administration.
+   */
+  private async startReplication(): Promise<void> {
+    const cluster = this.config.cluster;
+    const membership = this.membership;
+    const port = this.etcdPort;
+    if (cluster === null || cluster === undefined || membership === null || port === null) return;
+    const [{ ClusterMetadata: Metadata }, { ReplicaManager: Replicas }, { ClusterController: Controller }, { ClusterTopics: Topics }, handlers] = await Promise.all([
+      import('../cluster/cluster-metadata.js'), import('../cluster/replica-manager.js'), import('../cluster/controller.js'), import('../cluster/cluster-topics.js'), import('./handlers/cluster-admin.js'),
+    ]);
+    const log = this.metrics.alerts.log;
+    const metadata = new Metadata(port, membership.keys, log);
+    const listener = this.listeners.find((l) => l.config.name === 'rill') ?? this.listeners[0]!;
+    // Over TLS, a broker presents its own certificate (its principal must be allowed to
+    // replicate: a super user, or alter on the cluster) and trusts the listener's CA.
+    const listenerTls = listener.config.tls;
+    const tls = listenerTls ? {
+      ca: listenerTls.caFile ? fs.readFileSync(listenerTls.caFile) : undefined, cert: fs.readFileSync(listenerTls.certFile), key: fs.readFileSync(listenerTls.keyFile),
+    } : undefined;
+    const replicas = new Replicas({
+      nodeId: this.config.nodeId, port, keys: membership.keys, membership, metadata, partitions: this.partitions, producers: this.producers, log,
+      replicaLagMaxMs: cluster.replicaLagMaxMs, listenerName: listener.config.name, onTopicsChanged: () => this.onTopicsChanged(),
+      connection: { clientId: `rill-broker-${this.config.nodeId}`, tls },
+    });
+    replicas.start();
+    await metadata.start();
+    const controller = new Controller(port, membership.keys, membership, metadata, log);
+    controller.start();
+    const topics = new Topics(port, membership.keys, membership, metadata, this.partitions, log);
+    this.replication = { metadata, replicas, controller, topics, handlers };
   }
 
   /** What this broker tells the cluster about itself: each listener's advertised address. */
@@ -510,14 +561,15 @@ export class Broker {
       case ApiKey.SaslHandshake: return this.auth !== null ? this.auth.handleHandshake(context) : this.loadAuth().then((auth) => auth.handleHandshake(context));
       case ApiKey.SaslAuthenticate: return this.auth !== null ? this.auth.handleAuthenticate(context) : this.loadAuth().then((auth) => auth.handleAuthenticate(context));
       case ApiKey.Produce: return handleProduce(context, this.partitions, this.metrics, this.producers, access);
-      case ApiKey.InitProducerId: return handleInitProducerId(context, this.producers, access);
+      case ApiKey.InitProducerId: return this.replication === null ? handleInitProducerId(context, this.producers, access) : handleInitProducerId(context, this.producers, access, () => this.replication!.topics.allocateProducerId());
+      case ApiKey.ReplicaFetch: return this.replicaFetch(context, access);
       case ApiKey.Fetch: return handleFetch(context, this.partitions, this.metrics, access);
       case ApiKey.ApiVersions: return handleApiVersions();
-      case ApiKey.Metadata: return handleMetadata(context, this.partitions, this.metadataBrokers(context), this.config.nodeId, access);
-      case ApiKey.CreateTopics: return handleCreateTopics(context, this.partitions, () => this.onTopicsChanged(), access);
-      case ApiKey.DeleteTopics: return handleDeleteTopics(context, this.partitions, () => this.onTopicsChanged(), access);
+      case ApiKey.Metadata: return handleMetadata(context, this.partitions, this.metadataBrokers(context), this.config.nodeId, access, this.replication?.replicas ?? null);
+      case ApiKey.CreateTopics: return this.replication === null ? handleCreateTopics(context, this.partitions, () => this.onTopicsChanged(), access) : this.replication.handlers.handleClusterCreateTopics(context, this.replication.topics, access);
+      case ApiKey.DeleteTopics: return this.replication === null ? handleDeleteTopics(context, this.partitions, () => this.onTopicsChanged(), access) : this.replication.handlers.handleClusterDeleteTopics(context, this.replication.topics, access);
       case ApiKey.ListOffsets: return handleListOffsets(context, this.partitions, access);
-      case ApiKey.FindCoordinator: return this.groupHost().handleFindCoordinator(context, this.self(context), access);
+      case ApiKey.FindCoordinator: return this.groupHost().handleFindCoordinator(context, this.coordinator(context), access);
       case ApiKey.ConsumerGroupHeartbeat: return this.groupHost().handleHeartbeat(context, access);
       case ApiKey.OffsetCommit: return this.groupHost().handleOffsetCommit(context, access);
       case ApiKey.OffsetFetch: return this.groupHost().handleOffsetFetch(context, access);
@@ -525,9 +577,9 @@ export class Broker {
       case ApiKey.DescribeGroups: return this.groupHost().handleDescribeGroups(context, access);
       case ApiKey.ResetGroupOffsets: return this.groupHost().handleResetOffsets(context, access);
       case ApiKey.DeleteGroups: return this.groupHost().handleDeleteGroups(context, access);
-      case ApiKey.IncrementalAlterConfigs: return handleAlterConfigs(context, this.partitions, access);
+      case ApiKey.IncrementalAlterConfigs: return this.replication === null ? handleAlterConfigs(context, this.partitions, access) : this.replication.handlers.handleClusterAlterConfigs(context, this.replication.topics, access);
       case ApiKey.DescribeConfigs: return handleDescribeConfigs(context, this.partitions, () => this.effectiveConfig(), access);
-      case ApiKey.CreatePartitions: return handleCreatePartitions(context, this.partitions, () => this.onTopicsChanged(), access);
+      case ApiKey.CreatePartitions: return this.replication === null ? handleCreatePartitions(context, this.partitions, () => this.onTopicsChanged(), access) : this.replication.handlers.handleClusterCreatePartitions(context, this.replication.topics, access);
       case ApiKey.DeleteRecords: return handleDeleteRecords(context, this.partitions, access);
       case ApiKey.DescribeAcls: return this.acls().handlers.handleDescribeAcls(context, this.acls().authorization);
       case ApiKey.CreateAcls: return this.acls().handlers.handleCreateAcls(context, this.acls().authorization, this.config.log);
@@ -537,6 +589,15 @@ export class Broker {
       default: throw new RillError('UNSUPPORTED_VERSION', `api key ${apiKey} is not supported by this broker`);
     }
   };
+
+  /** ReplicaFetch: only between brokers of a cluster; with ACLs enforced it needs alter on the cluster. */
+  private replicaFetch(context: RequestContext, access: Access): Reply | Promise<Reply> {
+    if (this.replication === null) throw new RillError('INVALID_ARGUMENT', 'this broker is not in a cluster: there is nothing to replicate');
+    if (access.enforced && !access.allows(context.connection, 'cluster', clusterResource, 'alter')) {
+      throw new RillError('CLUSTER_AUTHORIZATION_FAILED', `${context.connection.principal ?? 'this connection'} may not replicate (alter on the cluster)`);
+    }
+    return this.replication.replicas.handleReplicaFetch(context);
+  }
 
   /**
    * User administration works on the store BrokerAuth logs users in with, so it loads with
@@ -559,6 +620,18 @@ export class Broker {
   }
 
   /**
+   * Where groups are coordinated. A single broker: itself. In a cluster, until group state is
+   * replicated (it lives on the coordinator's disk), every broker names the same one, the live
+   * broker with the lowest node id, so the members of a group meet on one coordinator.
+   */
+  private coordinator(context: RequestContext): { nodeId: number; host: string; port: number } {
+    const self = this.self(context);
+    const lowest = this.membership?.brokers()[0];
+    if (lowest === undefined || lowest.nodeId === self.nodeId) return self;
+    return addressOn(lowest, context.connection.listenerName);
+  }
+
+  /**
    * The brokers Metadata names, each with its address on the listener the request came in on.
    * A single broker: itself, as controller. In a cluster: the live brokers and the controller,
    * from etcd; while this broker is not registered (lease lapsed, etcd unreachable) it vouches
@@ -571,7 +644,12 @@ export class Broker {
     if (membership === null) return { brokers: [{ ...self, rack, alive: true }], controllerId: self.nodeId, controllerEpoch: 0, cluster: null };
     const cluster = this.config.cluster!.name;
     const live = membership.brokers();
-    if (live.length === 0) return { brokers: [{ ...self, rack, alive: false }], controllerId: -1, controllerEpoch: -1, cluster };
+    if (live.length === 0) {
+      // Not registered now (etcd away): the brokers as last known, so clients still reach the
+      // leaders; only this one is vouched for as not alive.
+      const known = membership.knownBrokers().filter((broker) => broker.nodeId !== self.nodeId).map((broker) => ({ ...addressOn(broker, context.connection.listenerName), rack: broker.rack, alive: true }));
+      return { brokers: [{ ...self, rack, alive: false }, ...known].sort((a, b) => a.nodeId - b.nodeId), controllerId: -1, controllerEpoch: -1, cluster };
+    }
     const listenerName = context.connection.listenerName;
     // This broker as self() gives it (the address this client reached), the others as registered.
     const others = live.filter((broker) => broker.nodeId !== self.nodeId).map((broker) => ({ ...addressOn(broker, listenerName), rack: broker.rack, alive: true }));
@@ -633,8 +711,13 @@ export class Broker {
   private async doStop(): Promise<void> {
     const log = this.config.log;
     this.isReady = false;
-    // Leave the cluster first (revoke the lease): the others see this broker go at once.
-    const leaving = this.membership?.close() ?? Promise.resolve();
+    // Stop replicating, then leave the cluster (revoke the lease): the others see this broker go
+    // at once, and its partitions' leadership moves without waiting for the lease to expire.
+    const replication = this.replication;
+    this.replication = null;
+    replication?.controller.close();
+    const leaving = (replication === null ? Promise.resolve() : Promise.all([replication.replicas.close(), replication.metadata.close()]))
+      .catch(() => undefined).then(() => this.membership?.close());
     if (this.housekeeping !== null) clearInterval(this.housekeeping);
     const closed = Promise.all(this.listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve()))));
     for (const socket of this.early.keys()) socket.destroy();

@@ -84,13 +84,14 @@ export class PartitionManager {
     return [...this.partitions.values()].flat();
   }
 
-  create(name: string, partitionCount: number, config: Partial<TopicConfig>): TopicDefinition {
+  /** `createdAtMs`: when the topic was created (a cluster passes etcd's, so every copy agrees). */
+  create(name: string, partitionCount: number, config: Partial<TopicConfig>, createdAtMs = Date.now()): TopicDefinition {
     const nameProblem = topicNameProblem(name);
     if (nameProblem !== null) throw new RillError('INVALID_TOPIC_NAME', nameProblem);
     const countProblem = partitionCountProblem(partitionCount);
     if (countProblem !== null) throw new RillError('INVALID_PARTITIONS', countProblem);
     if (this.registry.get(name) !== undefined) throw new RillError('TOPIC_ALREADY_EXISTS', `topic "${name}" already exists`);
-    const definition: TopicDefinition = { name, partitions: partitionCount, config: { ...defaultTopicConfig, ...config }, createdAtMs: Date.now() };
+    const definition: TopicDefinition = { name, partitions: partitionCount, config: { ...defaultTopicConfig, ...config }, createdAtMs };
     // Directories first, then the registry: a crash in between leaves directories the next start
     // adopts. A failure removes them again, so the topic does not come back at the next start.
     const partitions: Partition[] = [];
@@ -137,6 +138,14 @@ export class PartitionManager {
       if (!partition.isOffline) partition.log.updateConfig(config);
     }
     return config;
+  }
+
+  /** A cluster's topic config, as etcd holds it, replaces the local one (registry and open logs). */
+  replaceConfig(name: string, config: TopicConfig): void {
+    const definition = this.registry.get(name);
+    if (definition === undefined) throw new RillError('UNKNOWN_TOPIC_OR_PARTITION', `topic "${name}" does not exist`);
+    this.registry.update({ ...definition, config });
+    for (const partition of this.partitions.get(name) ?? []) if (!partition.isOffline) partition.log.updateConfig(config);
   }
 
   /**

@@ -33,6 +33,26 @@ import type { Log } from '../lib/log.js';
 import { RillError } from '../lib/errors.js';
 import type { AppendBatch, PartitionLog } from '../storage/partition-log.js';
 
+/**
+ * What replication adds to a partition in a cluster (cluster/replica-manager.ts sets it; null on
+ * a single broker): consumers see only below the high watermark, clients of a replica that does
+ * not lead get its error, and the replica hears of every append and fsync.
+ */
+export interface PartitionReplication {
+  /** Offsets below it are on every in-sync replica (leader), or as the leader last said (follower). */
+  readonly highWatermark: number;
+  /** Why clients may not produce to or fetch from this replica now (NOT_LEADER, ...), or null. */
+  clientError(): RillError | null;
+  /** Before a client's append: throws NOT_LEADER, or for acks 'all' NOT_ENOUGH_REPLICAS. */
+  checkClientAppend(acksAll: boolean): void;
+  /** Stamps the leader epoch on a client's batches before they are appended. */
+  stamp(batches: readonly AppendBatch[]): void;
+  /** Resolves once an acks 'all' batch ending at endOffset is committed; rejects with a RillError. */
+  awaitAcks(endOffset: number, timeoutMs: number): Promise<void>;
+  appended(logEndOffset: number): void;
+  fsynced(flushedOffset: number): void;
+}
+
 /** Opens the partition's log again with recovery (recover: true); throws if it cannot. */
 export type LogReopener = () => PartitionLog;
 
@@ -60,6 +80,8 @@ export class Partition {
   bytesIn = 0;
   recordsOut = 0;
   bytesOut = 0;
+  /** Set in a cluster: see PartitionReplication. */
+  replication: PartitionReplication | null = null;
 
   constructor(
     readonly topic: string,
@@ -100,13 +122,15 @@ export class Partition {
     const log = this.log;
     const baseOffset = batches.length === 1 ? log.append(batches[0]!.batch, batches[0]!.recordsCount, batches[0]!.maxTimestampMs) : log.appendMany(batches);
     if (durable) this.pendingDurable.push({ baseOffset, endOffset: log.nextOffset });
+    this.replication?.appended(log.nextOffset);
     return baseOffset;
   }
 
   /** Recomputes the visible end after appends; wakes fetches waiting on this partition. */
   publish(): void {
     if (this.offline !== null) return;
-    const end = this.pendingHead < this.pendingDurable.length ? this.pendingDurable[this.pendingHead]!.baseOffset : this.current.nextOffset;
+    let end = this.pendingHead < this.pendingDurable.length ? this.pendingDurable[this.pendingHead]!.baseOffset : this.current.nextOffset;
+    if (this.replication !== null) end = Math.min(end, this.replication.highWatermark);
     if (end === this.visibleEnd) return;
     this.visibleEnd = end;
     for (const listener of this.listeners) listener();
@@ -129,6 +153,7 @@ export class Partition {
       throw new RillError('STORAGE_ERROR', `${this.topic}/${this.index}: the log was reopened after an fsync failure before this flush completed; the data may or may not be stored`);
     }
     this.releaseDurable(flushedOffset);
+    this.replication?.fsynced(flushedOffset);
     return flushedOffset;
   }
 

@@ -371,6 +371,11 @@ export class ProducerStates {
     return fresh.producers;
   }
 
+  /** The log was truncated (a replica cut what diverged): the state is rebuilt from the log at its next use. */
+  forget(partition: Partition): void {
+    this.byPartition.delete(partition);
+  }
+
   /** Counts appended bytes; writes a snapshot every producerSnapshotIntervalBytes. Call after stateOf(). */
   afterAppend(partition: Partition, bytes: number): void {
     const loaded = this.byPartition.get(partition);

@@ -120,6 +120,31 @@ export function openEtcd(endpoints: readonly string[], options: EtcdClientOption
       return { created: false, current: keyValue(current) };
     },
 
+    async txn(compares, writes) {
+      const response = await client.kv.txn({
+        compare: compares.map((c) => (c.target === 'mod'
+          ? { key: Buffer.from(c.key), target: 'Mod' as const, result: 'Equal' as const, mod_revision: c.revision }
+          : { key: Buffer.from(c.key), target: 'Create' as const, result: 'Equal' as const, create_revision: c.revision })),
+        success: writes.map((w) => (w.value === null
+          ? { request_delete_range: { key: Buffer.from(w.key) } }
+          : { request_put: { key: Buffer.from(w.key), value: w.value, lease: w.leaseId ?? '0' } })),
+        failure: [],
+      }).catch(tidy);
+      return { succeeded: response.succeeded, revision: revision(response.header.revision, 'revision') };
+    },
+
+    async list(prefixes) {
+      const response = await client.kv.txn({
+        compare: [],
+        success: prefixes.map((prefix) => ({ request_range: { key: Buffer.from(prefix), range_end: prefixEnd(Buffer.from(prefix)) } })),
+        failure: [],
+      }).catch(tidy);
+      return {
+        revision: revision(response.header.revision, 'revision'),
+        kvs: prefixes.map((_, i) => (response.responses[i]?.response_range?.kvs ?? []).map(keyValue)),
+      };
+    },
+
     async snapshot(prefix, single): Promise<EtcdSnapshot> {
       const prefixBytes = Buffer.from(prefix);
       const response = await client.kv.txn({

@@ -28,6 +28,20 @@ export interface EtcdSnapshot {
   single: KeyValue | null;
 }
 
+/** A condition of a transaction: the key's mod revision (or create revision; 0 = absent) equals `revision`. */
+export interface EtcdCompare {
+  key: string;
+  target: 'mod' | 'create';
+  revision: number;
+}
+
+/** A write of a transaction: put `value` (under `leaseId`, default none), or delete when value is null. */
+export interface EtcdWrite {
+  key: string;
+  value: Buffer | null;
+  leaseId?: string;
+}
+
 export interface EtcdPort {
   /** A new lease; resolves to its id and the TTL etcd granted (it may be longer than asked). */
   grantLease(ttlSeconds: number): Promise<{ leaseId: string; ttlSeconds: number }>;
@@ -40,6 +54,13 @@ export interface EtcdPort {
    * and resolve with the revision of that write; else resolve with the key as it is.
    */
   createIfAbsent(key: string, value: Buffer, leaseId: string): Promise<CreateResult>;
+  /**
+   * If every compare holds, applies every write, all in one transaction; resolves whether it did
+   * and the store's revision after it (a put's keys then have that mod revision).
+   */
+  txn(compares: readonly EtcdCompare[], writes: readonly EtcdWrite[]): Promise<{ succeeded: boolean; revision: number }>;
+  /** Every key under each prefix, read in one transaction (one revision). */
+  list(prefixes: readonly string[]): Promise<{ revision: number; kvs: KeyValue[][] }>;
   /** Every key under `prefix` and the key `single`, read in one transaction (one revision). */
   snapshot(prefix: string, single: string): Promise<EtcdSnapshot>;
   /**

@@ -50,6 +50,8 @@ export interface ClusterConfig {
   rack: string | null;
   /** Asked of etcd in whole seconds, rounded up, at least leaseTtlSecondsMin. */
   leaseTtlMs: number;
+  /** A follower behind its leader this long leaves the ISR. */
+  replicaLagMaxMs: number;
 }
 
 export const leaseTtlSecondsMin = 2;
@@ -168,6 +170,14 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
   /** The live brokers, by node id; empty while this broker is not registered. */
   brokers(): LiveBroker[] {
     if (!this.registered) return [];
+    return [...this.view.brokers.values()].sort((a, b) => a.nodeId - b.nodeId);
+  }
+
+  /**
+   * The brokers as last read from etcd, registered or not: where replication and clients may try
+   * to reach them while this broker cannot vouch for them (etcd away).
+   */
+  knownBrokers(): LiveBroker[] {
     return [...this.view.brokers.values()].sort((a, b) => a.nodeId - b.nodeId);
   }
 

@@ -7,13 +7,23 @@
  *   key                                value (JSON)                                  lease
  *   /rill/<cluster>/brokers/<nodeId>   BrokerRegistration                            the broker's
  *   /rill/<cluster>/controller         ControllerRecord                              the controller's
+ *   /rill/<cluster>/topics/<name>      TopicRecord                                   none
+ *   /rill/<cluster>/partitions/<name>/<index>  PartitionStateRecord (controller-logic.ts) none
+ *   /rill/<cluster>/producer-ids       { next }: producer ids below it were handed out none
+ *
+ * A topic exists when its topic key does; the controller gives each of its partitions a state
+ * key (placement, leader, ISR), and deletes the state keys of a topic whose key is gone.
  *
  * The controller epoch is the create revision of the controller key: etcd's revision grows with
  * every write to the store, so each election gets a larger epoch than every one before it, and
  * nothing has to be stored to remember the last one.
  */
 import { RillError } from '../lib/errors.js';
-import { brokerListenersMax, clusterNameBytesMax, clusterRecordBytesMax, rackBytesMax } from '../lib/limits.js';
+import { brokerListenersMax, clusterNameBytesMax, clusterRecordBytesMax, rackBytesMax, replicationFactorMax, topicPartitionsMax } from '../lib/limits.js';
+import { decodeFullConfig, defaultTopicConfig, type TopicConfig } from '../wire/control.js';
+import { partitionStateProblem, type PartitionState } from './controller-logic.js';
+import type { KeyValue } from './etcd-port.js';
+
 
 const hostBytesMax = 255;
 const listenerNameBytesMax = 32;
@@ -50,6 +60,11 @@ export interface ClusterKeys {
   brokersPrefix: string;
   controller: string;
   broker(nodeId: number): string;
+  topicsPrefix: string;
+  topic(name: string): string;
+  partitionsPrefix: string;
+  partition(topic: string, index: number): string;
+  producerIds: string;
 }
 
 export function clusterKeys(cluster: string): ClusterKeys {
@@ -58,6 +73,11 @@ export function clusterKeys(cluster: string): ClusterKeys {
     brokersPrefix: `${root}brokers/`,
     controller: `${root}controller`,
     broker: (nodeId) => `${root}brokers/${nodeId}`,
+    topicsPrefix: `${root}topics/`,
+    topic: (name) => `${root}topics/${name}`,
+    partitionsPrefix: `${root}partitions/`,
+    partition: (topic, index) => `${root}partitions/${topic}/${index}`,
+    producerIds: `${root}producer-ids`,
   };
 }
 
@@ -91,7 +111,24 @@ export interface ControllerRecord {
   electedAtMs: number;
 }
 
-export function encodeRecord(record: BrokerRegistration | ControllerRecord): Buffer {
+/** A topic as the cluster knows it; its partitions' states are separate keys. */
+export interface TopicRecord {
+  name: string;
+  partitions: number;
+  replicationFactor: number;
+  /** Every config key of the topic (the defaults filled in when it was created). */
+  config: TopicConfig;
+  createdAtMs: number;
+}
+
+/** A partition's state as stored (the version is the key's mod revision, not stored). */
+export type PartitionStateRecord = Omit<PartitionState, 'version'>;
+
+export interface ProducerIdsRecord {
+  next: number;
+}
+
+export function encodeRecord(record: BrokerRegistration | ControllerRecord | TopicRecord | PartitionStateRecord | ProducerIdsRecord): Buffer {
   const bytes = Buffer.from(JSON.stringify(record));
   if (bytes.length > clusterRecordBytesMax) throw new RillError('INVALID_CONFIG', `a cluster record of ${bytes.length} bytes exceeds ${clusterRecordBytesMax}`);
   return bytes;
@@ -119,6 +156,20 @@ class Fields {
     const v = this.value[name];
     if (typeof v !== 'string' || v.length === 0 || Buffer.byteLength(v) > bytesMax) this.fail(`${this.path}${name} must be a string of 1..${bytesMax} bytes`);
     return v;
+  }
+
+  /** An array of integers in min..max, 1..lengthMax long. */
+  ints(name: string, lengthMax: number, min: number, max: number): number[] {
+    const v = this.value[name];
+    if (!Array.isArray(v) || v.length === 0 || v.length > lengthMax) this.fail(`${this.path}${name} must be an array of 1..${lengthMax} entries`);
+    return v.map((entry: unknown, i: number) => {
+      if (typeof entry !== 'number' || !Number.isSafeInteger(entry) || entry < min || entry > max) this.fail(`${this.path}${name}[${i}] must be an integer in ${min}..${max}`);
+      return entry;
+    });
+  }
+
+  raw(name: string): unknown {
+    return this.value[name];
   }
 
   /** The objects of an array field, each as Fields. */
@@ -167,4 +218,62 @@ export function decodeRegistration(key: string, bytes: Buffer, keys: ClusterKeys
 export function decodeControllerRecord(key: string, bytes: Buffer): ControllerRecord {
   const fields = parseJsonObject(key, bytes);
   return { nodeId: fields.int('nodeId', 0, nodeIdMax), electedAtMs: fields.int('electedAtMs', 0, Number.MAX_SAFE_INTEGER) };
+}
+
+const topicKeyPattern = /^[A-Za-z0-9._-]+$/;
+
+/** A topic record read from `key`; its name must be the one the key names. */
+export function decodeTopicRecord(key: string, bytes: Buffer, keys: ClusterKeys): TopicRecord {
+  const fields = parseJsonObject(key, bytes);
+  const name = fields.string('name', 249);
+  if (!topicKeyPattern.test(name) || keys.topic(name) !== key) fields.fail(`holds topic "${name}", which is not the one its key names`);
+  let config: TopicConfig = defaultTopicConfig;
+  try {
+    config = decodeFullConfig(fields.raw('config'));
+  } catch (error) {
+    fields.fail(`config: ${(error as Error).message}`);
+  }
+  return {
+    name,
+    partitions: fields.int('partitions', 1, topicPartitionsMax),
+    replicationFactor: fields.int('replicationFactor', 1, replicationFactorMax),
+    config,
+    createdAtMs: fields.int('createdAtMs', 0, Number.MAX_SAFE_INTEGER),
+  };
+}
+
+/** Where a partition state key points: its topic and index, or null if it is not one. */
+export function partitionOfKey(key: string, keys: ClusterKeys): { topic: string; partition: number } | null {
+  if (!key.startsWith(keys.partitionsPrefix)) return null;
+  const rest = key.slice(keys.partitionsPrefix.length);
+  const slash = rest.lastIndexOf('/');
+  if (slash <= 0) return null;
+  const topic = rest.slice(0, slash);
+  const index = rest.slice(slash + 1);
+  if (!topicKeyPattern.test(topic) || !/^(0|[1-9][0-9]{0,5})$/.test(index) || Number(index) >= topicPartitionsMax) return null;
+  return { topic, partition: Number(index) };
+}
+
+/** A partition state read from etcd, checked against controller-logic's rules. */
+export function decodePartitionState(kv: KeyValue): PartitionState {
+  const fields = parseJsonObject(kv.key, kv.value);
+  const state: PartitionState = {
+    replicas: fields.ints('replicas', replicationFactorMax, 0, nodeIdMax),
+    leader: fields.int('leader', -1, nodeIdMax),
+    leaderEpoch: fields.int('leaderEpoch', 0, 0x7fffffff),
+    partitionEpoch: fields.int('partitionEpoch', 0, Number.MAX_SAFE_INTEGER),
+    isr: fields.ints('isr', replicationFactorMax, 0, nodeIdMax),
+    version: kv.modRevision,
+  };
+  const problem = partitionStateProblem(state);
+  if (problem !== undefined) fields.fail(problem);
+  return state;
+}
+
+export function partitionStateRecord(state: PartitionState): PartitionStateRecord {
+  return { replicas: [...state.replicas], leader: state.leader, leaderEpoch: state.leaderEpoch, partitionEpoch: state.partitionEpoch, isr: [...state.isr] };
+}
+
+export function decodeProducerIds(key: string, bytes: Buffer): ProducerIdsRecord {
+  return { next: parseJsonObject(key, bytes).int('next', 0, Number.MAX_SAFE_INTEGER) };
 }

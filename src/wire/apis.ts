@@ -43,7 +43,8 @@ export const apiNameByKey = new Map<number, ApiKeyName>(
 /**
  * Versions each API is spoken at: [min, max]. A key without a range is reserved: its codec
  * exists (the protocol is defined) but no handler serves it yet, so the broker answers
- * UNSUPPORTED_VERSION and ApiVersions does not list it (OffsetForLeaderEpoch, ReplicaFetch).
+ * UNSUPPORTED_VERSION and ApiVersions does not list it (OffsetForLeaderEpoch: followers find
+ * where they diverged through ReplicaFetch's divergingEpoch instead).
  */
 export const apiVersionRanges: ReadonlyMap<number, readonly [number, number]> = new Map([
   [ApiKey.Produce, [0, 0]],
@@ -73,6 +74,7 @@ export const apiVersionRanges: ReadonlyMap<number, readonly [number, number]> = 
   [ApiKey.DescribeAcls, [0, 0]],
   [ApiKey.CreateAcls, [0, 0]],
   [ApiKey.DeleteAcls, [0, 0]],
+  [ApiKey.ReplicaFetch, [0, 0]],
 ]);
 
 /** acks values on the wire. */

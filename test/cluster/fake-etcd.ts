@@ -11,7 +11,7 @@
  *
  * Time is whatever Date.now() says: tests run under vi.useFakeTimers().
  */
-import type { CreateResult, EtcdPort, EtcdSnapshot, KeyValue } from '../../src/cluster/etcd-port.js';
+import type { CreateResult, EtcdCompare, EtcdPort, EtcdSnapshot, EtcdWrite, KeyValue } from '../../src/cluster/etcd-port.js';
 
 interface Stored {
   value: Buffer;
@@ -117,6 +117,36 @@ export class FakeEtcd {
     return { revision: this.revision, prefixed, single: one === undefined ? null : { key: single, ...one } };
   }
 
+  txn(compares: readonly EtcdCompare[], writes: readonly EtcdWrite[]): { succeeded: boolean; revision: number } {
+    this.expireLeases();
+    const holds = compares.every((c) => {
+      const stored = this.kvs.get(c.key);
+      const actual = stored === undefined ? 0 : c.target === 'mod' ? stored.modRevision : stored.createRevision;
+      return actual === c.revision;
+    });
+    if (!holds) return { succeeded: false, revision: this.revision };
+    if (writes.length > 0) this.revision++;
+    const revision = this.revision;
+    for (const w of writes) {
+      if (w.value === null) {
+        if (this.kvs.delete(w.key)) this.notify(w.key);
+        continue;
+      }
+      const createRevision = this.kvs.get(w.key)?.createRevision ?? revision;
+      this.kvs.set(w.key, { value: Buffer.from(w.value), createRevision, modRevision: revision, leaseId: w.leaseId ?? '0' });
+      this.notify(w.key);
+    }
+    return { succeeded: true, revision };
+  }
+
+  list(prefixes: readonly string[]): { revision: number; kvs: KeyValue[][] } {
+    this.expireLeases();
+    return {
+      revision: this.revision,
+      kvs: prefixes.map((prefix) => [...this.kvs].filter(([key]) => key.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : 1)).map(([key, stored]) => ({ key, ...stored }))),
+    };
+  }
+
   private put(key: string, value: Buffer, leaseId: string): void {
     this.revision++;
     const createRevision = this.kvs.get(key)?.createRevision ?? this.revision;
@@ -207,6 +237,14 @@ export class FakeEtcdClient implements EtcdPort {
 
   createIfAbsent(key: string, value: Buffer, leaseId: string): Promise<CreateResult> {
     return this.request('createIfAbsent', () => this.etcd.createIfAbsent(key, value, leaseId));
+  }
+
+  txn(compares: readonly EtcdCompare[], writes: readonly EtcdWrite[]): Promise<{ succeeded: boolean; revision: number }> {
+    return this.request('txn', () => this.etcd.txn(compares, writes));
+  }
+
+  list(prefixes: readonly string[]): Promise<{ revision: number; kvs: KeyValue[][] }> {
+    return this.request('list', () => this.etcd.list(prefixes));
   }
 
   snapshot(prefix: string, single: string): Promise<EtcdSnapshot> {

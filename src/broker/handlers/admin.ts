@@ -169,6 +169,9 @@ export function handleListOffsets(context: RequestContext, partitions: Partition
         if (!allowed) return { partition: index, errorCode: errorCodeOf('TOPIC_AUTHORIZATION_FAILED'), offset: -1n, timestamp: -1 };
         const partition = partitions.get(topic.name, index);
         if (partition === undefined) return { partition: index, errorCode: errorCodeOf('UNKNOWN_TOPIC_OR_PARTITION'), offset: -1n, timestamp: -1 };
+        // In a cluster only the leader answers (its high watermark is the end consumers see).
+        const refused = partition.replication?.clientError() ?? null;
+        if (refused !== null) return { partition: index, errorCode: refused.errorCode, offset: -1n, timestamp: -1 };
         const end = partition.highWatermark;
         let offset: number;
         if (timestamp === OffsetSpec.latest) offset = end;

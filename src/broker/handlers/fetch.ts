@@ -97,6 +97,12 @@ function attempt(request: FetchRequest, partitions: PartitionManager, metrics: B
         metrics.countError('UNKNOWN_TOPIC_OR_PARTITION');
         return { partition: p.partition, errorCode: errorCodeOf('UNKNOWN_TOPIC_OR_PARTITION'), highWatermark: -1, logStartOffset: -1, records: [] };
       }
+      // In a cluster only the leader serves consumers (a follower answers NOT_LEADER).
+      const refused = partition.replication?.clientError() ?? null;
+      if (refused !== null) {
+        errors++;
+        return { partition: p.partition, errorCode: refused.errorCode, highWatermark: -1, logStartOffset: -1, records: [] };
+      }
       const highWatermark = partition.highWatermark;
       const logStartOffset = partition.log.logStartOffset;
       const base = { partition: p.partition, highWatermark, logStartOffset };

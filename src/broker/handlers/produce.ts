@@ -33,6 +33,9 @@ const info = newBatchInfo();
 /** Producer fields of the entry validated last (reused; meaningful when producerId >= 0). */
 const entryProducer = { producerId: -1, producerEpoch: -1, baseSequence: -1, recordsCount: 0, maxTimestampMs: 0 };
 
+/** End offset (last offset + 1) of the entry appended last, or of the original of a duplicate. */
+let entryEndOffset = 0;
+
 function validateEntry(records: Buffer): AppendBatch[] {
   if (records.length === 0) throw new DecodeError('INVALID_BATCH', 'no record batch in the partition entry');
   const batches: AppendBatch[] = [];
@@ -82,7 +85,10 @@ export function handleProduce(context: RequestContext, partitions: PartitionMana
         result = failure(entry.partition, new RillError('UNKNOWN_TOPIC_OR_PARTITION', `${topic.name}/${entry.partition} does not exist`));
       } else {
         result = appendEntry(partition, entry.records, durable, metrics, producers);
-        if (durable && result.errorCode === 0) flushes.push(awaitFlush(partition, result));
+        if (partition.replication !== null) {
+          // In a cluster, acks 'all' waits for the in-sync replicas (cluster/replica-manager.ts).
+          if (durable && result.errorCode === 0) flushes.push(awaitReplicated(partition, result, entryEndOffset, request.timeoutMs));
+        } else if (durable && result.errorCode === 0) flushes.push(awaitFlush(partition, result));
         else if (result.errorCode === 0) partition.publish();
       }
       if (result.errorCode !== 0) countFailure(metrics, context, topic.name, result);
@@ -105,18 +111,30 @@ function appendEntry(partition: Partition, records: Buffer, durable: boolean, me
   }
   let baseOffset: number;
   try {
+    const replication = partition.replication;
+    if (replication !== null) {
+      replication.checkClientAppend(durable);
+      replication.stamp(batches);
+    }
+    // A replicated partition's visibility is its high watermark, not its own fsyncs.
+    const localDurable = durable && replication === null;
     // Loaded for every partition written to, so snapshots keep the rebuild after a crash short.
     const state = producers.stateOf(partition);
     const { producerId, producerEpoch, baseSequence, recordsCount, maxTimestampMs } = entryProducer;
     if (producerId >= 0) {
-      if (!producers.wasIssued(producerId)) throw new RillError('UNKNOWN_PRODUCER_ID', `producer id ${producerId} was never issued by this broker; call InitProducerId`);
+      // In a cluster, ids come from etcd blocks every broker shares (cluster-topics.ts).
+      if (replication === null && !producers.wasIssued(producerId)) throw new RillError('UNKNOWN_PRODUCER_ID', `producer id ${producerId} was never issued by this broker; call InitProducerId`);
       const verdict = state.check(producerId, producerEpoch, baseSequence, recordsCount);
-      if (verdict !== appendNew) return success(partition, verdict);
-      baseOffset = partition.append(batches, durable);
+      if (verdict !== appendNew) {
+        entryEndOffset = verdict + recordsCount;
+        return success(partition, verdict);
+      }
+      baseOffset = partition.append(batches, localDurable);
       state.record(producerId, producerEpoch, baseSequence, recordsCount, baseOffset, maxTimestampMs);
     } else {
-      baseOffset = partition.append(batches, durable);
+      baseOffset = partition.append(batches, localDurable);
     }
+    entryEndOffset = partition.log.nextOffset;
     producers.afterAppend(partition, records.length);
   } catch (error) {
     if (error instanceof RillError) return failure(partition.index, error);
@@ -143,12 +161,14 @@ function success(partition: Partition, baseOffset: number): ProducePartitionResp
 }
 
 /** InitProducerId: a new producer id (never handed out before, restarts included) at epoch 0. */
-export function handleInitProducerId(context: RequestContext, producers: ProducerStates, access: Access): Reply {
+/** `allocate`: in a cluster, ids come from blocks reserved in etcd (cluster-topics.ts). */
+export function handleInitProducerId(context: RequestContext, producers: ProducerStates, access: Access, allocate?: () => Promise<number>): Reply | Promise<Reply> {
   decodeInitProducerIdRequest(decodeMsgpack(context.frame.subarray(requestHeaderBytes)));
   // Kafka's rule (KIP-679): an idempotent producer needs write on some topic.
   if (access.enforced && !access.allowsSome(context.connection, 'topic', 'write')) {
     throw new RillError('CLUSTER_AUTHORIZATION_FAILED', `${context.connection.principal ?? 'this connection'} may not write to any topic, so it gets no producer id`);
   }
+  if (allocate !== undefined) return allocate().then((producerId) => msgpackReply({ producerId, producerEpoch: 0 }));
   let producerId: number;
   try {
     producerId = producers.allocateProducerId();
@@ -156,6 +176,19 @@ export function handleInitProducerId(context: RequestContext, producers: Produce
     throw new RillError('STORAGE_ERROR', `could not reserve producer ids durably: ${(error as Error).message}`);
   }
   return msgpackReply({ producerId, producerEpoch: 0 });
+}
+
+/** acks 'all' in a cluster: answered once every in-sync replica has the batch fsynced. */
+async function awaitReplicated(partition: Partition, result: ProducePartitionResponse, endOffset: number, timeoutMs: number): Promise<void> {
+  try {
+    await partition.replication!.awaitAcks(endOffset, timeoutMs > 0 ? timeoutMs : 30_000);
+    result.durability = Durability.fsynced;
+  } catch (error) {
+    const rill = error instanceof RillError ? error : new RillError('STORAGE_ERROR', (error as Error).message);
+    result.errorCode = errorCodeOf(rill.code);
+    result.errorMessage = rill.message;
+    result.baseOffset = -1;
+  }
 }
 
 async function awaitFlush(partition: Partition, result: ProducePartitionResponse): Promise<void> {

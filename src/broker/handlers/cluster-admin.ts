@@ -1,0 +1,71 @@
+/**
+ * The topic-changing requests on a broker in a cluster: the same requests and answers as on a
+ * single broker (admin.ts, admin-ops.ts), with the change made in etcd (cluster/cluster-topics.ts)
+ * and answered once this broker has applied it. Authorization is the single broker's.
+ */
+import { RillError } from '../../lib/errors.js';
+import { decodeCreateTopicsRequest, decodeDeleteTopicsRequest, normalizeTopicConfig, defaultTopicConfig } from '../../wire/control.js';
+import { decodeAlterConfigsRequest, decodeCreatePartitionsRequest } from '../../wire/admin-ops.js';
+import type { ClusterTopics } from '../../cluster/cluster-topics.js';
+import { msgpackReply, type Reply, type RequestContext } from '../connection.js';
+import { clusterResource, type Access } from '../access.js';
+import { body, requireCluster, requireTopic } from './admin.js';
+
+type Result = { name: string; errorCode: number; errorMessage: string };
+
+async function topicResult(name: string, action: () => Promise<void>): Promise<Result> {
+  try {
+    await action();
+    return { name, errorCode: 0, errorMessage: '' };
+  } catch (error) {
+    if (!(error instanceof RillError)) throw error;
+    return { name, errorCode: error.errorCode, errorMessage: error.message };
+  }
+}
+
+export async function handleClusterCreateTopics(context: RequestContext, topics: ClusterTopics, access: Access): Promise<Reply> {
+  const request = decodeCreateTopicsRequest(body(context));
+  const anyName = !access.enforced || access.allowsQuietly(context.connection, 'cluster', clusterResource, 'create');
+  const results = await Promise.all(request.topics.map((topic) => topicResult(topic.name, async () => {
+    if (!anyName) requireTopic(access, context.connection, topic.name, 'create');
+    await topics.create(topic.name, topic.partitions, topic.replicationFactor, { ...defaultTopicConfig, ...normalizeTopicConfig(topic.config) });
+  })));
+  return msgpackReply({ topics: results });
+}
+
+export async function handleClusterDeleteTopics(context: RequestContext, topics: ClusterTopics, access: Access): Promise<Reply> {
+  const request = decodeDeleteTopicsRequest(body(context));
+  const results = await Promise.all(request.topics.map((name) => topicResult(name, async () => {
+    requireTopic(access, context.connection, name, 'delete');
+    await topics.delete(name);
+  })));
+  return msgpackReply({ topics: results });
+}
+
+export async function handleClusterCreatePartitions(context: RequestContext, topics: ClusterTopics, access: Access): Promise<Reply> {
+  const request = decodeCreatePartitionsRequest(body(context));
+  const results = await Promise.all(request.topics.map(({ name, count }) => topicResult(name, async () => {
+    requireTopic(access, context.connection, name, 'alter');
+    await topics.addPartitions(name, count);
+  })));
+  return msgpackReply({ topics: results });
+}
+
+export async function handleClusterAlterConfigs(context: RequestContext, topics: ClusterTopics, access: Access): Promise<Reply> {
+  const request = decodeAlterConfigsRequest(body(context));
+  const resources = await Promise.all(request.resources.map(async ({ type, name, set, reset }) => {
+    try {
+      if (type === 'broker') {
+        requireCluster(access, context.connection, 'alter');
+        throw new RillError('INVALID_CONFIG', 'the broker configuration cannot be changed at run time; change its file, environment or flags and restart');
+      }
+      requireTopic(access, context.connection, name, 'alter');
+      const config = await topics.alterConfig(name, set, reset);
+      return { type, name, errorCode: 0, errorMessage: '', config };
+    } catch (error) {
+      if (!(error instanceof RillError)) throw error;
+      return { type, name, errorCode: error.errorCode, errorMessage: error.message, config: null };
+    }
+  }));
+  return msgpackReply({ resources });
+}

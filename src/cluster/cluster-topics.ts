@@ -1,0 +1,160 @@
+/**
+ * Topic administration in a cluster: any broker writes the change to etcd (one transaction,
+ * compare-and-swap on the topic key), the controller places or removes partition states, and
+ * every broker mirrors the result (replica-manager.ts). A request is answered once this broker
+ * has seen its change applied locally, so a client that creates a topic can use it at once.
+ *
+ * Producer ids are handed out in blocks reserved in etcd (`producer-ids`, CAS), so ids are unique
+ * across the cluster and a new leader recognises the producers of the old one.
+ */
+import { RillError } from '../lib/errors.js';
+import type { Log } from '../lib/log.js';
+import { producerIdBlockSize } from '../lib/limits.js';
+import type { PartitionManager } from '../broker/partition-manager.js';
+import { partitionCountProblem, topicNameProblem } from '../broker/topic-registry.js';
+import type { TopicConfig } from '../wire/control.js';
+import { alterTopicConfig, type ConfigEntries } from '../wire/topic-config.js';
+import type { ClusterMetadata, MetadataView } from './cluster-metadata.js';
+import type { EtcdPort } from './etcd-port.js';
+import type { ClusterMembership } from './membership.js';
+import { decodeProducerIds, encodeRecord, type ClusterKeys, type TopicRecord } from './records.js';
+import { effectiveReplicationFactor, replicationFactorProblem } from '../wire/control.js';
+import { partitionKey } from '../lib/topic-partition.js';
+
+/** How long a request waits to see its change applied here before it answers REQUEST_TIMED_OUT. */
+const applyTimeoutMs = 15_000;
+
+export class ClusterTopics {
+  private ids = { next: 0, end: 0 };
+  private reserving: Promise<void> | null = null;
+
+  constructor(
+    private readonly port: EtcdPort,
+    private readonly keys: ClusterKeys,
+    private readonly membership: ClusterMembership,
+    private readonly metadata: ClusterMetadata,
+    private readonly partitions: PartitionManager,
+    private readonly log: Log,
+  ) {}
+
+  private liveCount(): number {
+    const live = this.membership.brokers().length;
+    if (live === 0) throw new RillError('LEADER_NOT_AVAILABLE', 'this broker is not registered in its cluster now (etcd unreachable?); try another broker');
+    return live;
+  }
+
+  async create(name: string, partitionCount: number, requestedFactor: number, config: TopicConfig): Promise<void> {
+    const nameProblem = topicNameProblem(name);
+    if (nameProblem !== null) throw new RillError('INVALID_TOPIC_NAME', nameProblem);
+    const countProblem = partitionCountProblem(partitionCount);
+    if (countProblem !== null) throw new RillError('INVALID_PARTITIONS', countProblem);
+    const live = this.liveCount();
+    const problem = replicationFactorProblem(requestedFactor, live);
+    if (problem !== null) throw new RillError('INVALID_REPLICATION_FACTOR', problem);
+    const factor = effectiveReplicationFactor(requestedFactor, live);
+    const record: TopicRecord = { name, partitions: partitionCount, replicationFactor: factor, config, createdAtMs: Date.now() };
+    const key = this.keys.topic(name);
+    const { succeeded } = await this.port.txn([{ key, target: 'create', revision: 0 }], [{ key, value: encodeRecord(record) }]);
+    if (!succeeded) throw new RillError('TOPIC_ALREADY_EXISTS', `topic "${name}" already exists`);
+    this.log('info', `topic ${name} created in the cluster: ${partitionCount} partitions, replication factor ${factor}`, { topic: name });
+    await this.awaitView(`topic ${name} to be placed`, (view) => {
+      const topic = view.topics.get(name);
+      if (topic === undefined) return true; // deleted meanwhile: nothing to wait for
+      for (let i = 0; i < topic.partitions; i++) if (!view.partitions.has(partitionKey(name, i))) return false;
+      return this.partitions.registry.get(name)?.createdAtMs === topic.createdAtMs;
+    });
+  }
+
+  async delete(name: string): Promise<void> {
+    const topic = this.metadata.view.topics.get(name);
+    if (topic === undefined) throw new RillError('UNKNOWN_TOPIC_OR_PARTITION', `topic "${name}" does not exist`);
+    const key = this.keys.topic(name);
+    const { succeeded } = await this.port.txn([{ key, target: 'mod', revision: topic.version }], [{ key, value: null }]);
+    if (!succeeded) throw new RillError('UNKNOWN_TOPIC_OR_PARTITION', `topic "${name}" changed while it was being deleted; try again`);
+    this.log('info', `topic ${name} deleted in the cluster`, { topic: name });
+    await this.awaitView(`topic ${name} to go`, () => this.partitions.registry.get(name) === undefined);
+  }
+
+  async addPartitions(name: string, total: number): Promise<void> {
+    await this.changeTopic(name, (topic) => {
+      const problem = partitionCountProblem(total);
+      if (problem !== null) throw new RillError('INVALID_PARTITIONS', problem);
+      if (total <= topic.partitions) throw new RillError('INVALID_PARTITIONS', `topic "${name}" has ${topic.partitions} partitions; the new count must be greater (partitions are never removed)`);
+      return { ...topic, partitions: total };
+    });
+    await this.awaitView(`partitions of ${name}`, (view) => {
+      for (let i = 0; i < total; i++) if (!view.partitions.has(partitionKey(name, i))) return view.topics.get(name) === undefined;
+      return (this.partitions.registry.get(name)?.partitions ?? 0) >= total;
+    });
+  }
+
+  async alterConfig(name: string, set: ConfigEntries, reset: readonly string[]): Promise<TopicConfig> {
+    const changed = await this.changeTopic(name, (topic) => ({ ...topic, config: alterTopicConfig(topic.config, set, reset) }));
+    await this.awaitView(`config of ${name}`, () => JSON.stringify(this.partitions.registry.get(name)?.config) === JSON.stringify(changed.config));
+    return changed.config;
+  }
+
+  private async changeTopic(name: string, change: (topic: TopicRecord) => TopicRecord): Promise<TopicRecord> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const topic = this.metadata.view.topics.get(name);
+      if (topic === undefined) throw new RillError('UNKNOWN_TOPIC_OR_PARTITION', `topic "${name}" does not exist`);
+      const { version: _version, ...record } = topic;
+      const next = change(record);
+      const key = this.keys.topic(name);
+      const { succeeded } = await this.port.txn([{ key, target: 'mod', revision: topic.version }], [{ key, value: encodeRecord(next) }]);
+      if (succeeded) return next;
+      await this.metadata.refresh();
+    }
+    throw new RillError('REQUEST_TIMED_OUT', `topic "${name}" kept changing while this change was being written; try again`);
+  }
+
+  /** Resolves once `done(view)` holds (checked after every view change), else REQUEST_TIMED_OUT. */
+  private async awaitView(what: string, done: (view: MetadataView) => boolean): Promise<void> {
+    await this.metadata.refresh();
+    if (done(this.metadata.view)) return;
+    await new Promise<void>((resolve, reject) => {
+      const onChange = (view: MetadataView): void => {
+        // After the replica manager (registered first) mirrored the view locally.
+        setImmediate(() => {
+          if (!done(view)) return;
+          clearTimeout(timer);
+          this.metadata.off('changed', onChange);
+          resolve();
+        });
+      };
+      const timer = setTimeout(() => {
+        this.metadata.off('changed', onChange);
+        reject(new RillError('REQUEST_TIMED_OUT', `the change is in etcd, but this broker did not see ${what} within ${applyTimeoutMs} ms (is a controller elected?); it completes when it can`));
+      }, applyTimeoutMs);
+      this.metadata.on('changed', onChange);
+    });
+  }
+
+  /** A producer id unique in the cluster: from a block reserved in etcd. */
+  async allocateProducerId(): Promise<number> {
+    while (this.ids.next >= this.ids.end) {
+      this.reserving ??= this.reserveBlock().finally(() => {
+        this.reserving = null;
+      });
+      await this.reserving;
+    }
+    return this.ids.next++;
+  }
+
+  private async reserveBlock(): Promise<void> {
+    const key = this.keys.producerIds;
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const { kvs } = await this.port.list([key]);
+      const current = (kvs[0] ?? []).find((kv) => kv.key === key);
+      const next = current === undefined ? 0 : decodeProducerIds(key, current.value).next;
+      const end = next + producerIdBlockSize;
+      const compare = current === undefined ? { key, target: 'create' as const, revision: 0 } : { key, target: 'mod' as const, revision: current.modRevision };
+      const { succeeded } = await this.port.txn([compare], [{ key, value: encodeRecord({ next: end }) }]);
+      if (succeeded) {
+        this.ids = { next, end };
+        return;
+      }
+    }
+    throw new RillError('COORDINATOR_NOT_AVAILABLE', 'could not reserve producer ids in etcd (too much contention); try again');
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * The controller at work: on the broker that holds the controller key, turns the cluster's view
+ * (live brokers from membership.ts, topics and partition states from cluster-metadata.ts) into
+ * etcd writes. The decisions are controller-logic.ts's and placement.ts's; this file only reads,
+ * decides and writes, again whenever something changed:
+ *
+ *   a topic with partitions that have no state   place replicas over the live brokers (racks
+ *                                                respected) and create the states
+ *   partition states of a topic that is gone     delete them
+ *   the live set changed                         reconcile(): elections, dead brokers out of ISRs
+ *
+ * Every write is one etcd transaction guarded twice: the controller key still has the create
+ * revision this broker won it at (a deposed controller writes nothing, even if it does not know
+ * yet), and each partition key still has the version the decision was made from (create: it is
+ * still absent). A guard that fails means the view is old: read again, decide again.
+ */
+import type { Log } from '../lib/log.js';
+import { parsePartitionKey, type PartitionKey } from '../lib/topic-partition.js';
+import { createPartitionStates, reconcile, type ElectionPolicy, type PartitionState } from './controller-logic.js';
+import type { ClusterMetadata } from './cluster-metadata.js';
+import type { EtcdCompare, EtcdPort, EtcdWrite } from './etcd-port.js';
+import type { ClusterMembership } from './membership.js';
+import { placeReplicas } from './placement.js';
+import { encodeRecord, partitionStateRecord, type ClusterKeys } from './records.js';
+
+const retryMs = 500;
+
+export class ClusterController {
+  private running: Promise<void> | null = null;
+  private dirty = false;
+  private closed = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  /** Topics that could not be placed (too few live brokers), logged once each until placed. */
+  private readonly unplaceable = new Set<string>();
+
+  constructor(
+    private readonly port: EtcdPort,
+    private readonly keys: ClusterKeys,
+    private readonly membership: ClusterMembership,
+    private readonly metadata: ClusterMetadata,
+    private readonly log: Log,
+  ) {}
+
+  start(): void {
+    const wake = (): void => this.schedule();
+    this.membership.on('controller', wake);
+    this.membership.on('brokers', wake);
+    this.metadata.on('changed', wake);
+    this.schedule();
+  }
+
+  schedule(): void {
+    if (this.closed) return;
+    if (this.running !== null) {
+      this.dirty = true;
+      return;
+    }
+    this.running = this.loop().finally(() => {
+      this.running = null;
+    });
+  }
+
+  private async loop(): Promise<void> {
+    do {
+      this.dirty = false;
+      try {
+        const wrote = await this.pass();
+        // Read what was written (the watch would too, later) and look again.
+        if (wrote) {
+          await this.metadata.refresh();
+          this.dirty = true;
+        }
+      } catch (error) {
+        this.log('warn', `controller: ${(error as Error).message}; retrying in ${retryMs} ms`, {});
+        if (this.retryTimer === null && !this.closed) {
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = null;
+            this.schedule();
+          }, retryMs);
+        }
+        return;
+      }
+    } while (this.dirty && !this.closed && this.membership.isController);
+  }
+
+  /** One look at the cluster; returns whether it wrote anything (or tried to). */
+  private async pass(): Promise<boolean> {
+    const controller = this.membership.controller();
+    if (!this.membership.isController || controller === null || !this.metadata.loaded) return false;
+    const guard: EtcdCompare = { key: this.keys.controller, target: 'create', revision: controller.epoch };
+    const view = this.metadata.view;
+    const live = this.membership.brokers();
+    let wrote = false;
+
+    for (const topic of view.topics.values()) {
+      const states: (PartitionState | undefined)[] = Array.from({ length: topic.partitions }, (_, i) => view.partitions.get(`${topic.name}\u0000${i}`));
+      const missing = states.flatMap((state, index) => (state === undefined ? [index] : []));
+      if (missing.length === 0) continue;
+      if (live.length < topic.replicationFactor) {
+        if (!this.unplaceable.has(topic.name)) this.log('warn', `controller: topic ${topic.name} needs ${topic.replicationFactor} live brokers for its replicas, ${live.length} are alive; placing it when enough are`, { topic: topic.name });
+        this.unplaceable.add(topic.name);
+        continue;
+      }
+      this.unplaceable.delete(topic.name);
+      const firstMissing = missing[0]!;
+      const current = states.slice(0, firstMissing).map((state) => state!.replicas);
+      const lists = placeReplicas({
+        brokers: live.map((b) => (b.rack === null ? { nodeId: b.nodeId } : { nodeId: b.nodeId, rack: b.rack })),
+        topic: topic.name,
+        partitions: topic.partitions,
+        replicationFactor: topic.replicationFactor,
+        current,
+      });
+      const created = createPartitionStates(topic.name, lists);
+      const compares: EtcdCompare[] = [guard];
+      const writes: EtcdWrite[] = [];
+      for (const index of missing) {
+        const key = this.keys.partition(topic.name, index);
+        compares.push({ key, target: 'create', revision: 0 });
+        writes.push({ key, value: encodeRecord(partitionStateRecord(created.get(`${topic.name}\u0000${index}`)!)) });
+      }
+      const { succeeded } = await this.port.txn(compares, writes);
+      wrote = true;
+      if (succeeded) this.log('info', `controller: placed ${missing.length} partitions of ${topic.name}: ${missing.map((i) => `${i}->[${lists[i]!.join(',')}]`).join(' ')}`, { topic: topic.name });
+    }
+
+    const orphans: PartitionKey[] = [...view.partitions.keys()].filter((key) => {
+      const { topic, partition } = parsePartitionKey(key);
+      const record = view.topics.get(topic);
+      return record === undefined || partition >= record.partitions;
+    });
+    if (orphans.length > 0) {
+      const writes = orphans.map((key) => {
+        const { topic, partition } = parsePartitionKey(key);
+        return { key: this.keys.partition(topic, partition), value: null };
+      });
+      await this.port.txn([guard], writes);
+      wrote = true;
+    }
+
+    const liveIds = new Set(live.map((b) => b.nodeId));
+    const policy: ElectionPolicy = { uncleanLeaderElection: (topic) => view.topics.get(topic)?.config.uncleanLeaderElection === 1 };
+    const tracked = new Map([...view.partitions].filter(([key]) => !orphans.includes(key)));
+    for (const change of reconcile({ liveBrokers: liveIds, partitions: tracked }, policy)) {
+      const key = this.keys.partition(change.topic, change.partition);
+      const { succeeded } = await this.port.txn([guard, { key, target: 'mod', revision: change.before.version }], [{ key, value: encodeRecord(partitionStateRecord(change.after)) }]);
+      wrote = true;
+      if (!succeeded) continue;
+      const { before, after } = change;
+      const what = `${change.topic}/${change.partition}: ${change.reason}: leader ${before.leader} -> ${after.leader} (epoch ${after.leaderEpoch}), ISR [${before.isr.join(', ')}] -> [${after.isr.join(', ')}]`;
+      if (change.mayLoseData) this.log('error', `controller: ${what}; unclean election: batches acknowledged by the old ISR may be missing`, { topic: change.topic, partition: change.partition, condition: 'unclean_election' });
+      else this.log(after.leader === -1 ? 'error' : 'info', `controller: ${what}${after.leader === -1 ? '; offline until an ISR member comes back' : ''}`, { topic: change.topic, partition: change.partition });
+    }
+    return wrote;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+  }
+}
