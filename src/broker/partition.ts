@@ -28,6 +28,12 @@
  * While offline (the reopen itself failed, e.g. the disk is gone) `log` throws STORAGE_ERROR,
  * so every request touching the partition gets that retriable error, and each use at most every
  * reopenRetryMs tries the reopen again.
+ *
+ * Replication cuts the log back (truncateTo) or starts it over (resetTo). The visible end follows
+ * the log end down, and nothing past the cut stays pending. A storage failure during either
+ * fails the log exactly as a failed fsync does, so it takes the same path: the reopen above, then
+ * STORAGE_ERROR to the caller. The reopened log is a prefix of the one before the call and may
+ * still reach past the requested end: the caller (the replica fetcher) truncates again.
  */
 import type { Log } from '../lib/log.js';
 import { RillError } from '../lib/errors.js';
@@ -131,6 +137,10 @@ export class Partition {
     if (this.offline !== null) return;
     let end = this.pendingHead < this.pendingDurable.length ? this.pendingDurable[this.pendingHead]!.baseOffset : this.current.nextOffset;
     if (this.replication !== null) end = Math.min(end, this.replication.highWatermark);
+    this.setVisibleEnd(end);
+  }
+
+  private setVisibleEnd(end: number): void {
     if (end === this.visibleEnd) return;
     this.visibleEnd = end;
     for (const listener of this.listeners) listener();
@@ -175,17 +185,72 @@ export class Partition {
     return this.pendingHead < this.pendingDurable.length;
   }
 
+  /**
+   * Replication: cuts the log back to end at `offset` (floored to the start of the batch holding
+   * it; see PartitionLog.truncateTo) and returns the new end. The visible end drops to it if it
+   * was above; acks=all batches still pending below it are durable now (the cut fsyncs) and become
+   * visible; those past it are gone. OFFSET_OUT_OF_RANGE below the log start (use resetTo). A
+   * storage failure takes the reopen path (see the top of this file) and throws STORAGE_ERROR.
+   */
+  async truncateTo(offset: number): Promise<number> {
+    const log = this.log;
+    const newEnd = await this.changeLog(log, 'truncating the log', () => log.truncateTo(offset));
+    this.afterCut(newEnd, Math.min(this.visibleEnd, newEnd));
+    return newEnd;
+  }
+
+  /**
+   * Replication: deletes the whole log and starts it again, empty, at `startOffset` (see
+   * PartitionLog.resetTo); the visible end becomes startOffset. Failures as in truncateTo.
+   */
+  async resetTo(startOffset: number): Promise<void> {
+    const log = this.log;
+    await this.changeLog(log, 'resetting the log', () => log.resetTo(startOffset));
+    this.afterCut(startOffset, startOffset);
+  }
+
+  /**
+   * Runs a truncation on `log`. If it failed the log, reopens it as after a failed fsync and
+   * throws STORAGE_ERROR; other errors (OFFSET_OUT_OF_RANGE) pass through. Also STORAGE_ERROR if
+   * the log was replaced meanwhile (the change may or may not be in the reopened log).
+   */
+  private async changeLog<T>(log: PartitionLog, what: string, change: () => Promise<T>): Promise<T> {
+    let result: T;
+    try {
+      result = await change();
+    } catch (error) {
+      if (!log.failed) throw error;
+      this.reopenAfterFailure(log, error, what);
+      throw error instanceof RillError ? error : new RillError('STORAGE_ERROR', (error as Error).message);
+    }
+    if (log !== this.current || this.offline !== null) {
+      throw new RillError('STORAGE_ERROR', `${this.topic}/${this.index}: the log was reopened after a storage failure while ${what}; retry on the reopened log`);
+    }
+    return result;
+  }
+
+  /** After the log was cut at (or restarted from) `newEnd`: nothing past it is pending or visible. */
+  private afterCut(newEnd: number, visibleEnd: number): void {
+    this.pendingDurable = this.pendingDurable
+      .slice(this.pendingHead)
+      .filter((entry) => entry.baseOffset < newEnd)
+      .map((entry) => ({ baseOffset: entry.baseOffset, endOffset: Math.min(entry.endOffset, newEnd) }));
+    this.pendingHead = 0;
+    this.setVisibleEnd(visibleEnd);
+    this.releaseDurable(this.current.flushedOffset);
+  }
+
   /** Called by every waiter of a failed flush; only the first one (on the failed log) reopens. */
-  private reopenAfterFailure(failed: PartitionLog, error: unknown): void {
+  private reopenAfterFailure(failed: PartitionLog, error: unknown, what = 'fsync'): void {
     if (failed !== this.current || this.offline !== null || this.reopenLog === null) return;
     const lostEnd = failed.nextOffset;
-    this.report('error', `${this.topic}/${this.index}: fsync failed (${(error as Error).message}); reopening the log with recovery (log end was ${lostEnd}, last durable offset ${failed.flushedOffset})`, { ...this.fields, condition: 'fsync_failed' });
+    this.report('error', `${this.topic}/${this.index}: ${what} failed (${(error as Error).message}); reopening the log with recovery (log end was ${lostEnd}, last durable offset ${failed.flushedOffset})`, { ...this.fields, condition: 'fsync_failed' });
     try {
       failed.close();
     } catch {
       // Expected: close() rethrows the fsync failure. The reopen below recovers from the files.
     }
-    this.offline = new RillError('STORAGE_ERROR', `${this.topic}/${this.index} is offline after an fsync failure: ${(error as Error).message}`);
+    this.offline = new RillError('STORAGE_ERROR', `${this.topic}/${this.index} is offline after ${what} failed: ${(error as Error).message}`);
     this.reopen();
   }
 

@@ -715,7 +715,7 @@ export class ReplicaManager {
       await slot.partition.flush();
       if (slot.role !== role || target >= log.nextOffset) return;
       const before = log.nextOffset;
-      const end = await (slot.partition as unknown as { truncateTo(o: number): Promise<number> }).truncateTo(Math.max(target, log.logStartOffset));
+      const end = await slot.partition.truncateTo(Math.max(target, log.logStartOffset));
       this.options.producers.forget(slot.partition);
       role.highWatermark = Math.min(role.highWatermark, end);
       this.log('info', `${slot.topic}/${slot.index}: truncated from ${before} to ${end}: those offsets diverged from the leader's log (epoch ${diverging.epoch} ends at ${diverging.endOffset} there)`, { topic: slot.topic, partition: slot.index });
@@ -726,7 +726,7 @@ export class ReplicaManager {
   resetTo(slot: Slot, role: FollowerRole, startOffset: number): Promise<void> {
     return slot.enqueue(async () => {
       if (slot.role !== role) return;
-      await (slot.partition as unknown as { resetTo(o: number): Promise<void> }).resetTo(startOffset);
+      await slot.partition.resetTo(startOffset);
       this.options.producers.forget(slot.partition);
       role.highWatermark = startOffset;
       this.log('info', `${slot.topic}/${slot.index}: log reset to start at ${startOffset}, the leader's log start`, { topic: slot.topic, partition: slot.index });

@@ -5,6 +5,11 @@
  * fsynced itself: a stale checkpoint only makes recovery scan more; a torn or garbled one fails
  * its CRC and is read as 0 (scan everything).
  *
+ * The exception is lowering it: a stale checkpoint above data that has since been cut and
+ * rewritten (PartitionLog.truncateTo / resetTo) would make recovery trust unsynced data, so a
+ * truncation writes it durably (temp file fdatasynced, rename, directory fsynced) before it
+ * changes any segment.
+ *
  * Format, 20 bytes, big-endian:
  *   0  u32 magic 0x52494c52 ("RILR")
  *   4  u16 version = 1
@@ -55,8 +60,9 @@ export function decodeCheckpoint(bytes: Buffer): number | string {
   return decodeOffsetFile(checkpointMagic, bytes);
 }
 
-export function writeCheckpoint(fileOps: FileOps, dir: string, recoveryPointOffset: number): void {
-  replaceFile(fileOps, path.join(dir, checkpointFileName), encodeCheckpoint(recoveryPointOffset), { durable: false });
+/** `durable`: only for lowering it (see the file comment); throws the file layer's error. */
+export function writeCheckpoint(fileOps: FileOps, dir: string, recoveryPointOffset: number, options = { durable: false }): void {
+  replaceFile(fileOps, path.join(dir, checkpointFileName), encodeCheckpoint(recoveryPointOffset), options);
 }
 
 /** Reads the checkpoint; a missing file gives 0, a bad one gives 0 and a reason. */

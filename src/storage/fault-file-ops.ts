@@ -11,6 +11,8 @@ export type FaultOp = 'writev' | 'fdatasync' | 'fsyncDir' | 'read' | 'open' | 'f
 interface FaultRule {
   op: FaultOp;
   errno: string;
+  /** Matching calls to let through before the first failure. */
+  skipLeft: number;
   /** Calls left to fail; Infinity until cleared. */
   timesLeft: number;
   /** For writev: bytes actually written before the error (a torn write). */
@@ -29,9 +31,17 @@ export class FaultInjectingFileOps implements FileOps {
 
   constructor(private readonly inner: FileOps = nodeFileOps) {}
 
-  /** Makes the next `times` calls of `op` fail with `errno` (Infinity: until clearFaults()). */
-  inject(op: FaultOp, errno: string, options: { times?: number; partialBytes?: number } = {}): void {
-    this.rules.push({ op, errno, timesLeft: options.times ?? 1, partialBytes: options.partialBytes ?? 0 });
+  /**
+   * Makes `times` calls of `op` fail with `errno` (Infinity: until clearFaults()), after letting
+   * the next `skip` calls of it through (default 0: the very next call fails).
+   */
+  inject(op: FaultOp, errno: string, options: { times?: number; partialBytes?: number; skip?: number } = {}): void {
+    this.rules.push({ op, errno, skipLeft: options.skip ?? 0, timesLeft: options.times ?? 1, partialBytes: options.partialBytes ?? 0 });
+  }
+
+  /** Whether an injected fault has not fired yet (e.g. the code under test never reached it). */
+  get hasPendingFaults(): boolean {
+    return this.rules.some((rule) => rule.timesLeft > 0 && rule.timesLeft !== Number.POSITIVE_INFINITY);
   }
 
   /** Every write fails with ENOSPC after writing `partialBytes`, until clearFaults(). */
@@ -56,7 +66,12 @@ export class FaultInjectingFileOps implements FileOps {
 
   private takeFault(op: FaultOp): FaultRule | undefined {
     const rule = this.rules.find((candidate) => candidate.op === op && candidate.timesLeft > 0);
-    if (rule !== undefined) rule.timesLeft--;
+    if (rule === undefined) return undefined;
+    if (rule.skipLeft > 0) {
+      rule.skipLeft--;
+      return undefined;
+    }
+    rule.timesLeft--;
     return rule;
   }
 

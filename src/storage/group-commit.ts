@@ -44,6 +44,14 @@ export class GroupCommit {
     return this.running !== null;
   }
 
+  /**
+   * No round runs and none waits. Stronger than !busy: between a round settling and the queued
+   * one starting, `running` is null while `queued` is not.
+   */
+  get idle(): boolean {
+    return this.running === null && this.queued === null;
+  }
+
   /** Resolves once everything below `targetOffset` is covered by a successful round. */
   request(targetOffset: number): Promise<void> {
     const running = this.running;

@@ -5,6 +5,10 @@
  * segment is deleted or any reader is told the new start. A crash leaves the old or the new
  * file whole; the open that follows deletes the segments the new start covers.
  *
+ * The one exception is PartitionLog.resetTo: a replica that throws its whole log away and starts
+ * again where its leader's log starts, which may be below its own old start. It deletes every
+ * segment before writing the new start, so no old record is ever served under the new start.
+ *
  * Format: the 20-byte offset file of checkpoint.ts with magic 0x52494c53 ("RILS").
  */
 import path from 'node:path';

@@ -7,8 +7,20 @@
  * until it is reopened with recovery: after a failed fsync the kernel may have dropped the dirty
  * pages and a later fsync could succeed without the data, so we must not trust it again.
  *
- * Offsets are JS numbers (exact to 2^53). Everything except flush() is synchronous; the log is
- * used from one thread, so no locking.
+ * Offsets are JS numbers (exact to 2^53). Appends and reads are synchronous; flush() and the
+ * operations that must flush first (deleteRecordsBefore, truncateTo, resetTo) are async, and
+ * re-check their arguments after their await. The log is used from one thread, so no locking.
+ *
+ * The log changes at both ends:
+ *
+ *   start  moves up:   applyRetention (whole segments), deleteRecordsBefore (any offset, persisted)
+ *   end    moves up:   append, appendMany
+ *   end    moves down: truncateTo (a replica cutting a divergent tail, at a batch boundary)
+ *   both   reset:      resetTo (a replica starting over at its leader's log start)
+ *
+ * Moving the end down is the one change that can be undone by a crash if done carelessly (a cut
+ * that is not durable brings records back; a recovery point above the cut makes recovery trust
+ * data written after it), so truncateTo and resetTo are durable when they return: see them.
  */
 import path from 'node:path';
 import { RillError } from '../lib/errors.js';
@@ -19,6 +31,7 @@ import type { TopicConfig } from '../wire/control.js';
 import { readBatchSize, readLastOffsetDelta, stampBaseOffset } from '../wire/record-batch.js';
 import { type FileOps, nodeFileOps } from './file-ops.js';
 import { writeCheckpoint } from './checkpoint.js';
+import { walkHeaders } from './batch-walk.js';
 import { readLogStart, writeLogStart } from './log-start.js';
 import { LeaderEpochFile, rebuildLeaderEpochs } from './leader-epoch-file.js';
 import { GroupCommit, type FlushRound, type FlushRoundObserver } from './group-commit.js';
@@ -145,6 +158,11 @@ export class PartitionLog {
   /** Every offset below this is on stable storage. */
   get flushedOffset(): number {
     return this.flushedOffsetValue;
+  }
+
+  /** The log refuses appends and flushes until it is reopened with recovery (an fsync or a truncation failed). */
+  get failed(): boolean {
+    return this.failure !== null;
   }
 
   get sizeBytes(): number {
@@ -328,12 +346,7 @@ export class PartitionLog {
   }
 
   private failFsync(err: unknown): RillError {
-    const failure = storageError(err, `fsync in ${this.dir}`);
-    if (this.failure === null) {
-      this.failure = failure;
-      this.log(`${this.dir}: ${failure.message}; the log refuses appends and flushes until reopened with recovery`);
-    }
-    return failure;
+    return this.failStorage(err, `fsync in ${this.dir}`);
   }
 
   private maybeWriteCheckpoint(): void {
@@ -385,6 +398,10 @@ export class PartitionLog {
 
   /** The segment whose range holds `offset` (logStartOffset <= offset < nextOffset). */
   private segmentHolding(offset: number): Segment {
+    return this.segments[this.segmentIndexHolding(offset)]!;
+  }
+
+  private segmentIndexHolding(offset: number): number {
     let low = 0;
     let high = this.segments.length - 1;
     while (low < high) {
@@ -392,7 +409,7 @@ export class PartitionLog {
       if (this.segments[mid]!.baseOffset <= offset) low = mid;
       else high = mid - 1;
     }
-    return this.segments[low]!;
+    return low;
   }
 
   /**
@@ -481,6 +498,221 @@ export class PartitionLog {
     }
   }
 
+  /**
+   * Cuts the log back so that it ends at `offset`, for a replica whose log diverged from its
+   * leader's (KIP-101/279); returns the new log end. The cut is at a batch boundary: if `offset`
+   * falls inside a batch, the whole batch goes (the end is floored to its base offset, as in
+   * Kafka); if batch headers before `offset` are damaged, the cut is at the last good batch.
+   * The end never goes below the log start: if the batch holding `offset` starts below it (the
+   * start was moved into a batch), the log restarts empty at the start, as resetTo would.
+   *
+   *   offset < logStartOffset .... OFFSET_OUT_OF_RANGE (use resetTo); nothing changes
+   *   offset >= nextOffset ....... nothing changes; returns nextOffset
+   *   otherwise .................. the steps below
+   *
+   * Steps, in this order so that a crash at any point leaves a prefix of the log as it was, and a
+   * crash after the return never brings a cut record back:
+   *   1. flush, then wait until no group-commit round runs or waits (none can then report a
+   *      flushedOffset past the new end, or fsync a descriptor deleted here); the rest is synchronous
+   *   2. lower the recovery point to the new end, durably: a recovering open then CRC-scans the
+   *      segment holding the cut and everything after it, whatever state a crash left them in.
+   *      (Left above the new end, it would make a later recovery trust segments appended after
+   *      the cut as if fsynced, report them flushed, and lose them to a power loss.)
+   *   3. delete the segments starting at or after the new end, newest first (one always stays:
+   *      a cut at the first segment's base empties it)
+   *   4. ftruncate the segment holding the cut; it becomes the active segment (its index file goes)
+   *   5. fdatasync it and any segment still unsynced, fsync the directory
+   *   6. drop the leader epochs starting at or after the new end (a crash before this is repaired
+   *      by the next open, which drops epochs past the log end)
+   * Afterwards flushedOffset == nextOffset == the returned end.
+   *
+   * A failure in steps 2-6 fails the log (STORAGE_ERROR; appends and flushes are refused until it
+   * is reopened with recovery, as after a failed fsync); reads still work. The reopened log is a
+   * prefix (same offsets, same bytes) of the log as it was at step 2: never longer, possibly
+   * longer than the new end (the caller truncates again), and holding at least every record below
+   * min(new end, nextOffset at the call), which step 1 made durable. A failure in step 1 is the
+   * flush's own (the log is failed, nothing was cut).
+   */
+  async truncateTo(offset: number): Promise<number> {
+    assert(!this.closed, 'truncateTo on a closed log');
+    this.checkTruncationTarget(offset);
+    if (offset >= this.nextOffset) return this.nextOffset;
+    await this.flush();
+    await this.waitForNoFlushRound();
+    this.checkTruncationTarget(offset);
+    if (offset >= this.nextOffset) return this.nextOffset;
+    const cut = this.findCut(offset);
+    if (cut.offset < this.logStartOffset) {
+      this.log(`${this.dir}: truncating to ${offset}: the batch holding it starts at ${cut.offset}, below the log start ${this.logStartOffset}; the log restarts empty there`);
+      this.restartDurably(this.logStartOffset);
+      return this.nextOffset;
+    }
+    try {
+      this.cutDurably(cut);
+    } catch (err) {
+      throw this.failStorage(err, `truncating ${this.dir} to ${cut.offset}`);
+    }
+    return this.nextOffset;
+  }
+
+  /**
+   * Deletes the whole log and starts it again, empty, at `startOffset`: for a replica whose fetch
+   * offset is below its leader's log start, or whose whole log diverged. Afterwards logStartOffset
+   * == nextOffset == flushedOffset == startOffset, the leader epochs are empty, appends continue
+   * at startOffset, and a restart keeps all of it (the log start is persisted). startOffset may
+   * be below the current start: the leader's log is the authority, and this is the one operation
+   * that moves the persisted log start back (log-start.ts).
+   *
+   * Steps; a crash between them leaves a prefix of the old log (possibly empty, at the old
+   * persisted start) or the new empty log, never a mix:
+   *   1. wait until no group-commit round runs or waits (nothing is flushed: it is all going)
+   *   2. set the recovery point to 0, durably: a crash midway CRC-scans whatever is left, and no
+   *      old recovery point above startOffset can later make recovery trust unsynced new data
+   *   3. delete every segment file, newest first
+   *   4. write the log start durably (its directory fsync makes the deletions durable too)
+   *   5. create the segment at startOffset, fsync the directory
+   *   6. empty the leader epochs (after a crash before this, the next open trims them to the empty
+   *      log: at most one entry is left, starting at startOffset and owning no offsets)
+   * A failure in steps 2-6 fails the log, as in truncateTo.
+   */
+  async resetTo(startOffset: number): Promise<void> {
+    assert(!this.closed, 'resetTo on a closed log');
+    if (!Number.isSafeInteger(startOffset) || startOffset < 0) throw new RillError('OFFSET_OUT_OF_RANGE', `cannot reset ${this.dir} to ${startOffset}: not an offset`);
+    if (this.failure !== null) throw this.failure;
+    await this.waitForNoFlushRound();
+    this.restartDurably(startOffset);
+  }
+
+  /** OFFSET_OUT_OF_RANGE for a truncation target below the log start (or not an offset). */
+  private checkTruncationTarget(offset: number): void {
+    if (Number.isSafeInteger(offset) && offset >= this.logStartOffset) return;
+    throw new RillError('OFFSET_OUT_OF_RANGE', `cannot truncate ${this.dir} to ${offset}: below the log start ${this.logStartOffset} (reset the log to a start offset instead)`);
+  }
+
+  /**
+   * Resolves once no group-commit round runs or waits; throws if the log failed or was closed
+   * meanwhile. The caller's next steps must be synchronous to keep it so.
+   */
+  private async waitForNoFlushRound(): Promise<void> {
+    while (!this.groupCommit.idle) await this.groupCommit.whenIdle();
+    if (this.failure !== null) throw this.failure;
+    if (this.closed) throw new RillError('STORAGE_ERROR', `log ${this.dir} was closed before its truncation ran; nothing was cut`);
+  }
+
+  /**
+   * Where a truncation to `offset` (logStartOffset <= offset < nextOffset) cuts: the start of the
+   * batch holding it. Walks the headers from the index entry at or below it, or from the segment
+   * start if that walk fails (a stale index); if the headers are damaged before `offset`, the
+   * cut is at the last good batch. Nothing is changed; a read failure is STORAGE_ERROR.
+   */
+  private findCut(offset: number): Cut {
+    const segmentIndex = this.segmentIndexHolding(offset);
+    const segment = this.segments[segmentIndex]!;
+    const walkFrom = (positionBytes: number, baseOffset: number): { cut: Cut | null; problem: string | null; end: Cut } => {
+      let cut: Cut | null = null;
+      const walk = walkHeaders(this.fileOps, segment.fd, positionBytes, segment.sizeBytes, baseOffset, (header) => {
+        if (header.lastOffset < offset) return true;
+        cut = { segmentIndex, positionBytes: header.positionBytes, offset: header.baseOffset };
+        return false;
+      });
+      return { cut, problem: walk.problem, end: { segmentIndex, positionBytes: walk.endPositionBytes, offset: walk.nextOffset } };
+    };
+    try {
+      const start = segment.lookup(offset);
+      let found = walkFrom(start.positionBytes, start.baseOffset);
+      if (found.cut === null && start.positionBytes > 0) found = walkFrom(0, segment.baseOffset);
+      if (found.cut !== null) return found.cut;
+      this.log(`${segment.logPath}: truncating to ${offset}: ${found.problem ?? 'no batch holds it'}; cutting at the last good batch, ${found.end.offset}`);
+      return found.end;
+    } catch (err) {
+      throw storageError(err, `reading ${segment.logPath} to find where to truncate it`);
+    }
+  }
+
+  /** Steps 2-6 of truncateTo; throws the file layer's error (the caller fails the log). */
+  private cutDurably(cut: Cut): void {
+    assert(this.groupCommit.idle, 'truncation while a flush round runs');
+    writeCheckpoint(this.fileOps, this.dir, Math.min(cut.offset, this.flushedOffsetValue), { durable: true });
+    this.lastCheckpointOffset = Math.min(cut.offset, this.flushedOffsetValue);
+    // A cut at a segment's base removes that segment too, unless it is the first.
+    const keepCount = cut.positionBytes === 0 && cut.segmentIndex > 0 ? cut.segmentIndex : cut.segmentIndex + 1;
+    while (this.segments.length > keepCount) this.dropNewestSegment();
+    const active = this.active;
+    const cutsActive = active.nextOffset > cut.offset;
+    if (cutsActive) active.truncateTo(cut.positionBytes, cut.offset);
+    assert(active.nextOffset === cut.offset, 'the cut must end the log');
+    this.deleteIndexFileOf(active);
+    if (cutsActive) this.dirtySegments.add(active);
+    this.syncEverythingSync();
+    this.leaderEpochs.truncateFromEnd(cut.offset);
+  }
+
+  /** resetTo's steps 2-6, and truncateTo's below the log start; fails the log on any error. */
+  private restartDurably(startOffset: number): void {
+    assert(this.groupCommit.idle, 'reset while a flush round runs');
+    try {
+      writeCheckpoint(this.fileOps, this.dir, 0, { durable: true });
+      this.lastCheckpointOffset = 0;
+      for (let i = this.segments.length - 1; i >= 0; i--) this.segments[i]!.deleteFiles();
+      writeLogStart(this.fileOps, this.dir, startOffset);
+      const fresh = Segment.create(this.fileOps, this.dir, startOffset, this.clock.nowMs());
+      for (const segment of this.segments.splice(0, this.segments.length, fresh)) segment.closeFd();
+      this.dirtySegments.clear();
+      this.logStartValue = startOffset;
+      this.syncEverythingSync();
+      this.leaderEpochs.truncateFromEnd(0);
+    } catch (err) {
+      throw this.failStorage(err, `resetting ${this.dir} to start at ${startOffset}`);
+    }
+  }
+
+  /** Deletes the newest segment's files and forgets it (no flush round may be running). */
+  private dropNewestSegment(): void {
+    const newest = this.segments[this.segments.length - 1]!;
+    newest.deleteFiles();
+    this.segments.pop();
+    this.dirtySegments.delete(newest);
+    newest.closeFd();
+  }
+
+  /** A segment about to be appended to again has no index file (segment.ts); the index is a cache, so a failure only logs. */
+  private deleteIndexFileOf(segment: Segment): void {
+    try {
+      segment.deleteIndexFile();
+    } catch (err) {
+      this.log(`${segment.indexPath}: could not delete it (${(err as Error).message}); the next open finds it stale and rebuilds it`);
+    }
+  }
+
+  /**
+   * fdatasyncs every unsynced segment and the directory (its parent too if the partition is new),
+   * synchronously; then everything up to nextOffset is flushed. No round may be running.
+   */
+  private syncEverythingSync(): void {
+    for (const segment of this.dirtySegments) this.fileOps.fdatasyncSync(segment.fd);
+    this.fileOps.fsyncDirSync(this.dir);
+    if (this.parentDirectoryDirty) this.fileOps.fsyncDirSync(path.dirname(this.dir));
+    for (const segment of this.dirtySegments) segment.flushedBytes = segment.sizeBytes;
+    this.dirtySegments.clear();
+    this.directoryDirty = false;
+    this.parentDirectoryDirty = false;
+    this.flushedOffsetValue = this.nextOffset;
+    this.oldestUnflushedAppendMs = Number.NaN;
+  }
+
+  /**
+   * Fails the log (like a failed fsync: refused until reopened with recovery) and returns the
+   * error to throw: always STORAGE_ERROR, even for a full disk, since the log is now failed.
+   */
+  private failStorage(err: unknown, what: string): RillError {
+    const failure = err instanceof RillError && err.code !== 'STORAGE_ERROR' ? new RillError('STORAGE_ERROR', `${what}: ${err.message}`, { cause: err }) : storageError(err, what);
+    if (this.failure === null) {
+      this.failure = failure;
+      this.log(`${this.dir}: ${failure.message}; the log refuses appends and flushes until reopened with recovery`);
+    }
+    return failure;
+  }
+
   private deleteOldestSegment(result: RetentionResult): void {
     const oldest = this.segments[0]!;
     oldest.deleteFiles();
@@ -549,6 +781,13 @@ export class PartitionLog {
     }
     PartitionLog.deleteDir(this.dir, this.fileOps);
   }
+}
+
+/** Where a truncation cuts: segments[segmentIndex] keeps its first positionBytes and ends at offset. */
+interface Cut {
+  segmentIndex: number;
+  positionBytes: number;
+  offset: number;
 }
 
 /** The broker validated the batch; these are programmer-error checks only. */

@@ -4,7 +4,10 @@
  * Life of a segment:
  *
  *   created (roll) --> active --roll--> sealed --retention--> deleted
- *        opened at startup --^               ^-- opened at startup
+ *        opened at startup --^    ^          |  ^-- opened at startup
+ *                                 +----------+
+ *                                  truncation (PartitionLog.truncateTo): the segment holding the
+ *                                  cut becomes active again; every segment after it is deleted
  *
  * Only the active segment is written. Its `.index` file is deleted when it becomes active and
  * written when it is sealed or the log is closed, so an index file on disk always describes a
@@ -256,13 +259,19 @@ export class Segment {
     return found;
   }
 
-  /** Cuts the segment to its first `positionBytes` (a batch boundary) ending at `nextOffset`. */
+  /**
+   * Cuts the segment to its first `positionBytes` (a batch boundary) ending at `nextOffset`.
+   * The cut is not fsynced here (the caller syncs it with whatever else it changes). If booked
+   * batches are cut off, the max timestamp is recomputed lazily (it may have come from them).
+   */
   truncateTo(positionBytes: number, nextOffset: number): void {
+    assert(positionBytes >= 0 && nextOffset >= this.baseOffset && nextOffset <= this.nextOffset, 'truncateTo: cut outside the segment');
     try {
       this.fileOps.ftruncate(this.fd, positionBytes);
     } catch (err) {
       throw storageError(err, `truncating ${this.logPath} to ${positionBytes} bytes`);
     }
+    if (positionBytes < this.sizeBytes) this.maxTimestampMs = positionBytes === 0 ? -1 : Number.NaN;
     this.sizeBytes = positionBytes;
     this.nextOffset = nextOffset;
     this.flushedBytes = Math.min(this.flushedBytes, positionBytes);
