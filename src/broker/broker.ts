@@ -148,6 +148,7 @@ export class Broker {
         return total;
       },
       groups: () => broker.groups?.views() ?? [],
+      replication: () => broker.replication?.replicas.health() ?? null,
       get ready() {
         return broker.ready;
       },
@@ -364,6 +365,7 @@ export class Broker {
     const controller = new Controller(port, membership.keys, membership, metadata, log);
     controller.start();
     const topics = new Topics(port, membership.keys, membership, metadata, this.partitions, log);
+    topics.reserveSpare();
     this.replication = { metadata, replicas, controller, topics, handlers };
   }
 

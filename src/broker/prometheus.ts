@@ -123,6 +123,8 @@ export interface MetricsSource {
   requestsInFlight(): number;
   groups(): readonly GroupView[];
   readonly ready: boolean;
+  /** In a cluster: partitions this broker leads, of those the under-replicated, and offline ones it prefers; null alone. */
+  replication?(): { leaders: number; underReplicated: number; offline: number } | null;
 }
 
 /** Prometheus text exposition format 0.0.4 (what prom-client's Registry produces). */
@@ -194,6 +196,10 @@ export class BrokerRegistry {
     const perOnlinePartition = (read: (p: Partition) => number) => (): Sample[] =>
       this.source.partitions().filter((p) => !p.isOffline).map((p) => sampleOf(p, read(p)));
     const one = (value: () => number): (() => Sample[]) => () => [{ labels: {}, value: value() }];
+    const clusterGauge = (read: (r: { leaders: number; underReplicated: number; offline: number }) => number) => (): Sample[] => {
+      const replication = this.source.replication?.() ?? null;
+      return replication === null ? [] : [{ labels: {}, value: read(replication) }];
+    };
     const groups = (): readonly GroupView[] => {
       if (this.scrapeGroups === null) {
         this.scrapeGroups = this.source.groups();
@@ -229,6 +235,15 @@ export class BrokerRegistry {
       new ScrapedMetric('rill_partition_offline',
         '1 while the partition log could not be reopened after an fsync failure, else 0.',
         'gauge', perPartition((p) => (p.isOffline ? 1 : 0))),
+      new ScrapedMetric('rill_cluster_partitions_led',
+        'In a cluster: partitions this broker leads (absent on a single broker).',
+        'gauge', clusterGauge((r) => r.leaders)),
+      new ScrapedMetric('rill_cluster_partitions_under_replicated',
+        'In a cluster: partitions this broker leads whose in-sync replicas are fewer than their replicas.',
+        'gauge', clusterGauge((r) => r.underReplicated)),
+      new ScrapedMetric('rill_cluster_partitions_offline',
+        'In a cluster: partitions with no leader (no in-sync replica alive) whose preferred replica is this broker; summed over brokers, each offline partition counts once.',
+        'gauge', clusterGauge((r) => r.offline)),
       new ScrapedMetric('rill_requests_total',
         'Requests received, by API.',
         'counter', () => this.requestsByApi()),

@@ -26,6 +26,7 @@ const applyTimeoutMs = 15_000;
 
 export class ClusterTopics {
   private ids = { next: 0, end: 0 };
+  private spare: { next: number; end: number } | null = null;
   private reserving: Promise<void> | null = null;
 
   constructor(
@@ -130,18 +131,44 @@ export class ClusterTopics {
     });
   }
 
-  /** A producer id unique in the cluster: from a block reserved in etcd. */
+  /**
+   * A producer id unique in the cluster, from a block reserved in etcd. A spare block is reserved
+   * ahead (at start, and whenever the spare is taken), so producers keep getting ids while etcd is
+   * briefly away; with no block left, COORDINATOR_NOT_AVAILABLE (retriable).
+   */
   async allocateProducerId(): Promise<number> {
-    while (this.ids.next >= this.ids.end) {
-      this.reserving ??= this.reserveBlock().finally(() => {
-        this.reserving = null;
-      });
-      await this.reserving;
+    if (this.ids.next >= this.ids.end) {
+      if (this.spare !== null) {
+        this.ids = this.spare;
+        this.spare = null;
+      } else {
+        try {
+          this.ids = await this.reserveOnce();
+        } catch (error) {
+          throw new RillError('COORDINATOR_NOT_AVAILABLE', `no producer ids left here and none could be reserved in etcd (${(error as Error).message}); retry`);
+        }
+      }
+      this.reserveSpare();
     }
     return this.ids.next++;
   }
 
-  private async reserveBlock(): Promise<void> {
+  /** Reserves a spare block in the background (at start, and after the spare was used). */
+  reserveSpare(): void {
+    if (this.spare !== null || this.reserving !== null) return;
+    this.reserving = this.reserveOnce()
+      .then((block) => {
+        if (this.ids.next >= this.ids.end) this.ids = block;
+        else this.spare = block;
+      })
+      .catch((error: unknown) => this.log('warn', `could not reserve producer ids in etcd ahead of need (${(error as Error).message}); retried when ids are needed`, {}))
+      .finally(() => {
+        this.reserving = null;
+      });
+  }
+
+  /** One block of ids, by compare-and-swap on the cluster's counter. Rejects when etcd does. */
+  private async reserveOnce(): Promise<{ next: number; end: number }> {
     const key = this.keys.producerIds;
     for (let attempt = 0; attempt < 10; attempt++) {
       const { kvs } = await this.port.list([key]);
@@ -150,11 +177,8 @@ export class ClusterTopics {
       const end = next + producerIdBlockSize;
       const compare = current === undefined ? { key, target: 'create' as const, revision: 0 } : { key, target: 'mod' as const, revision: current.modRevision };
       const { succeeded } = await this.port.txn([compare], [{ key, value: encodeRecord({ next: end }) }]);
-      if (succeeded) {
-        this.ids = { next, end };
-        return;
-      }
+      if (succeeded) return { next, end };
     }
-    throw new RillError('COORDINATOR_NOT_AVAILABLE', 'could not reserve producer ids in etcd (too much contention); try again');
+    throw new Error('the producer-id counter kept changing (10 attempts)');
   }
 }

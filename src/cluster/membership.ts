@@ -27,7 +27,7 @@
  * are read, so a broker paused by SIGSTOP or cut off from etcd stops claiming either the moment
  * its lease may have ended, before any timer runs, and well before another broker can have taken
  * the controller key (etcd expires the lease only after that same deadline). Meanwhile the
- * broker keeps serving clients as a single node, and keeps trying etcd: if the lease is still
+ * broker keeps serving what it leads (docs/replication.md says why that is safe), and keeps trying etcd: if the lease is still
  * there it carries on, else it registers again under a new lease.
  *
  * While not registered, the broker vouches for nothing about the cluster: brokers() is empty and
@@ -426,7 +426,7 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
     if (this.failure === null) {
       this.failure = { message, sinceMs: this.clock.nowMs() };
       const level = error instanceof NodeIdTakenError ? 'error' : 'warn';
-      const serving = this.started ? '; still serving clients as a single broker, retrying' : ', retrying';
+      const serving = this.started ? '; still serving the partitions it leads, retrying' : ', retrying';
       this.log(level, `cluster ${this.options.cluster}: ${message}${serving}`, { nodeId: this.nodeId });
     } else if (this.failure.message !== message) {
       this.failure.message = message;
@@ -457,7 +457,7 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
     if (registered !== this.published.registered) {
       this.published.registered = registered;
       if (!registered && !this.closed && this.started) {
-        this.log('warn', `broker ${this.nodeId} is fenced: its etcd lease was not renewed in time (etcd unreachable, or this process was paused), so it is no longer registered nor controller; still serving clients as a single broker, and registering again when etcd answers`, { nodeId: this.nodeId });
+        this.log('warn', `broker ${this.nodeId} is fenced: its etcd lease was not renewed in time (etcd unreachable, or this process was paused), so it is no longer registered nor controller; still serving the partitions it leads, and registering again when etcd answers`, { nodeId: this.nodeId });
       }
       if (registered && this.started && !this.announced) this.log('info', `broker ${this.nodeId} is registered again: etcd renewed its lease ${this.leaseId}`, { nodeId: this.nodeId });
       this.announced = false;

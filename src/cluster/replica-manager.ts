@@ -152,12 +152,14 @@ export class LeaderRole implements PartitionReplication {
   private readonly watchers = new Set<() => void>();
   private flushScheduled = false;
   private fsyncedOffset: number;
+  private logEndOffset: number;
   /** No ISR write before this (monotonic ms): the last one failed. */
   isrRetryAtMs = 0;
 
   constructor(private readonly manager: ReplicaManager, readonly slot: Slot, state: PartitionState, highWatermark: number, minInSyncReplicas: number) {
     const log = slot.partition.log;
     this.fsyncedOffset = log.flushedOffset;
+    this.logEndOffset = log.nextOffset;
     this.tracker = new ReplicaTracker({
       clock: monotonicClock,
       leaderId: manager.nodeId,
@@ -195,6 +197,16 @@ export class LeaderRole implements PartitionReplication {
   }
 
   appended(logEndOffset: number): void {
+    if (this.tracker.fenced !== undefined) return;
+    if (logEndOffset < this.logEndOffset) {
+      // The log was reopened after a storage failure and lost its unflushed tail: what this
+      // leadership promised about those offsets no longer holds. Stop leading; the partition
+      // answers NOT_LEADER until etcd names a leader again.
+      this.manager.log('error', `${this.slot.topic}/${this.slot.index}: the log end went back from ${this.logEndOffset} to ${logEndOffset} (storage failure): no longer acting as leader`, { topic: this.slot.topic, partition: this.slot.index, condition: 'storage_error' });
+      this.fence(new RillError('NOT_LEADER', 'the leader lost part of its log to a storage failure'));
+      return;
+    }
+    this.logEndOffset = logEndOffset;
     this.tracker.leaderAppended(BigInt(logEndOffset));
     // Every append is fsynced soon (group commit): the high watermark counts fsynced offsets.
     if (!this.flushScheduled) {
@@ -208,7 +220,7 @@ export class LeaderRole implements PartitionReplication {
   }
 
   fsynced(flushedOffset: number): void {
-    if (flushedOffset <= this.fsyncedOffset || this.tracker.fenced !== undefined) return;
+    if (flushedOffset <= this.fsyncedOffset || flushedOffset > this.logEndOffset || this.tracker.fenced !== undefined) return;
     this.fsyncedOffset = flushedOffset;
     this.tracker.leaderFsynced(BigInt(flushedOffset));
     this.advance();

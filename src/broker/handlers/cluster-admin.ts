@@ -13,13 +13,19 @@ import { body, requireCluster, requireTopic } from './admin.js';
 
 type Result = { name: string; errorCode: number; errorMessage: string };
 
+/** etcd failing (unreachable, a deadline passed) is a retriable error for the client, not an internal one. */
+function asRillError(error: unknown): RillError {
+  if (error instanceof RillError) return error;
+  return new RillError('REQUEST_TIMED_OUT', `etcd did not take the change (${(error as Error).message}); nothing was changed unless a retry finds it done`);
+}
+
 async function topicResult(name: string, action: () => Promise<void>): Promise<Result> {
   try {
     await action();
     return { name, errorCode: 0, errorMessage: '' };
   } catch (error) {
-    if (!(error instanceof RillError)) throw error;
-    return { name, errorCode: error.errorCode, errorMessage: error.message };
+    const rill = asRillError(error);
+    return { name, errorCode: rill.errorCode, errorMessage: rill.message };
   }
 }
 
@@ -63,8 +69,8 @@ export async function handleClusterAlterConfigs(context: RequestContext, topics:
       const config = await topics.alterConfig(name, set, reset);
       return { type, name, errorCode: 0, errorMessage: '', config };
     } catch (error) {
-      if (!(error instanceof RillError)) throw error;
-      return { type, name, errorCode: error.errorCode, errorMessage: error.message, config: null };
+      const rill = asRillError(error);
+      return { type, name, errorCode: rill.errorCode, errorMessage: rill.message, config: null };
     }
   }));
   return msgpackReply({ resources });
