@@ -1,6 +1,6 @@
 /**
  * The direction of imports (DESIGN.md): lib <- wire <- {storage, coordinator, security, client};
- * storage <- security; {lib, wire, storage} <- cluster; {storage, coordinator, security, cluster} <- broker; {broker, client} <- cli. Nothing imports cli; the client
+ * storage <- security; {lib, wire, storage} <- cluster; {storage, coordinator, security, cluster, client} <- broker; {broker, client} <- cli. Nothing imports cli; the client
  * ships alone, so it never reaches into storage, coordinator or broker.
  */
 import fs from 'node:fs';
@@ -16,7 +16,8 @@ const allowed: Record<string, string[]> = {
   client: ['lib', 'wire', 'client'],
   security: ['lib', 'wire', 'storage', 'security'],
   cluster: ['lib', 'wire', 'storage', 'cluster'],
-  broker: ['lib', 'wire', 'storage', 'coordinator', 'security', 'cluster', 'broker'],
+  // A broker is also a client of the other brokers (replication fetches over Rill's protocol).
+  broker: ['lib', 'wire', 'storage', 'coordinator', 'security', 'cluster', 'client', 'broker'],
   cli: ['lib', 'wire', 'broker', 'client', 'cli'],
 };
 

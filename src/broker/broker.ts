@@ -38,9 +38,9 @@ import { handleApiVersions, handleCreateTopics, handleDeleteTopics, handleListOf
 import type { ClusterMembership, LiveBroker } from '../cluster/membership.js';
 import type { EtcdPort } from '../cluster/etcd-port.js';
 import type { ClusterMetadata } from '../cluster/cluster-metadata.js';
-import type { ReplicaManager } from '../cluster/replica-manager.js';
+import type { ReplicaManager } from './replica-manager.js';
 import type { ClusterController } from '../cluster/controller.js';
-import type { ClusterTopics } from '../cluster/cluster-topics.js';
+import type { ClusterTopics } from './cluster-topics.js';
 import type { BrokerRegistration } from '../cluster/records.js';
 import { handleAlterConfigs, handleCreatePartitions, handleDeleteRecords, handleDescribeConfigs, type BrokerConfigEntry } from './handlers/admin-ops.js';
 
@@ -344,7 +344,7 @@ export class Broker {
     const port = this.etcdPort;
     if (cluster === null || cluster === undefined || membership === null || port === null) return;
     const [{ ClusterMetadata: Metadata }, { ReplicaManager: Replicas }, { ClusterController: Controller }, { ClusterTopics: Topics }, handlers] = await Promise.all([
-      import('../cluster/cluster-metadata.js'), import('../cluster/replica-manager.js'), import('../cluster/controller.js'), import('../cluster/cluster-topics.js'), import('./handlers/cluster-admin.js'),
+      import('../cluster/cluster-metadata.js'), import('./replica-manager.js'), import('../cluster/controller.js'), import('./cluster-topics.js'), import('./handlers/cluster-admin.js'),
     ]);
     const log = this.metrics.alerts.log;
     const metadata = new Metadata(port, membership.keys, log);

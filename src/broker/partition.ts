@@ -40,7 +40,7 @@ import { RillError } from '../lib/errors.js';
 import type { AppendBatch, PartitionLog } from '../storage/partition-log.js';
 
 /**
- * What replication adds to a partition in a cluster (cluster/replica-manager.ts sets it; null on
+ * What replication adds to a partition in a cluster (broker/replica-manager.ts sets it; null on
  * a single broker): consumers see only below the high watermark, clients of a replica that does
  * not lead get its error, and the replica hears of every append and fsync.
  */

@@ -138,11 +138,11 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'quotas.users.NAME.connections', kind: 'int', default: '', min: 0, max: connectionsMax, env: null, flag: null, description: 'Config file only: the user `NAME` (principal `User:NAME`, a SASL user or a certificate subject) gets this connection limit instead of `quotas.connectionsPerPrincipal`; 0: unlimited.' },
   { key: 'quotas.users.NAME.produceBytesPerSecond', kind: 'int', default: '', min: 0, max: quotaBytesPerSecondMax, env: null, flag: null, description: 'Config file only: this user\'s produce rate instead of `quotas.produceBytesPerSecond`; 0: unlimited.' },
   { key: 'quotas.users.NAME.fetchBytesPerSecond', kind: 'int', default: '', min: 0, max: quotaBytesPerSecondMax, env: null, flag: null, description: 'Config file only: this user\'s fetch rate instead of `quotas.fetchBytesPerSecond`; 0: unlimited.' },
-  { key: 'cluster.etcd', kind: 'urls', default: '', env: 'RILL_ETCD', flag: '--etcd', description: 'etcd client URLs (`http://HOST:PORT`, comma-separated). Set: the broker joins the cluster `cluster.name`, registering itself under an etcd lease it keeps alive, and takes part in the controller election; a second live broker with the same `nodeId` refuses to start. Empty: a single broker, no etcd. Partition replication is not built yet.' },
+  { key: 'cluster.etcd', kind: 'urls', default: '', env: 'RILL_ETCD', flag: '--etcd', description: 'etcd client URLs (`http://HOST:PORT`, comma-separated). Set: the broker joins the cluster `cluster.name`, registering itself under an etcd lease it keeps alive, and takes part in the controller election; a second live broker with the same `nodeId` refuses to start. Empty: a single broker, no etcd.' },
   { key: 'cluster.name', kind: 'name', default: 'rill', env: 'RILL_CLUSTER', flag: '--cluster', description: 'Brokers with the same etcd and cluster name form one cluster (its keys live under `/rill/<name>/` in etcd). Letters, digits, `.`, `_`, `-`.' },
   { key: 'cluster.rack', kind: 'name', default: '', env: 'RILL_RACK', flag: '--rack', description: 'The rack (or zone) of this broker, shown in Metadata and `rill cluster describe`.' },
-  { key: 'cluster.replicaLagMaxMs', kind: 'int', default: 10_000, min: 500, max: 600_000, env: 'RILL_REPLICA_LAG_MAX_MS', flag: null, description: 'A follower that has not caught up with its leader (log end and fsync) for this long leaves the in-sync replicas, so acks \'all\' stops waiting for it; it rejoins once it has caught up.' },
   { key: 'cluster.leaseTtlMs', kind: 'int', default: 6000, min: 2000, max: 300_000, env: 'RILL_LEASE_TTL_MS', flag: null, description: 'TTL of the etcd lease that is the broker\'s heartbeat (whole seconds in etcd: rounded up). A broker whose lease was not renewed for this long is dead to the cluster, and a dead controller is replaced after about this long.' },
+  { key: 'cluster.replicaLagMaxMs', kind: 'int', default: 10_000, min: 500, max: 600_000, env: 'RILL_REPLICA_LAG_MAX_MS', flag: null, description: 'A follower that has not caught up with its leader (log end and fsync) for this long leaves the in-sync replicas, so acks \'all\' stops waiting for it; it rejoins once it has caught up.' },
   { key: 'shutdownGraceMs', kind: 'int', default: 5000, min: 0, max: 600_000, env: 'RILL_SHUTDOWN_GRACE_MS', flag: null, description: 'Longest a graceful stop waits for in-flight requests.' },
   { key: 'housekeepingIntervalMs', kind: 'int', default: 1000, min: 10, max: 3_600_000, env: 'RILL_HOUSEKEEPING_INTERVAL_MS', flag: null, description: 'How often retention and time-based flushes run.' },
 ];
@@ -413,8 +413,8 @@ function resolveCluster(parse: Parse, record: (key: string, source: SettingSourc
   const lag = parse('cluster.replicaLagMaxMs', asInt);
   record('cluster.replicaLagMaxMs', lag.source, lag.parsed);
   if (etcd.parsed.length === 0) {
-    const stray = [name, rack, ttl].some((s) => s.source !== 'default');
-    if (stray) warnings.push('cluster.name, cluster.rack and cluster.leaseTtlMs do nothing without cluster.etcd (--etcd URL): this broker runs alone');
+    const stray = [name, rack, ttl, lag].some((s) => s.source !== 'default');
+    if (stray) warnings.push('cluster.name, cluster.rack, cluster.leaseTtlMs and cluster.replicaLagMaxMs do nothing without cluster.etcd (--etcd URL): this broker runs alone');
     return null;
   }
   return { etcdEndpoints: etcd.parsed, name: name.parsed, rack: rack.parsed, leaseTtlMs: ttl.parsed, replicaLagMaxMs: lag.parsed };

@@ -204,7 +204,9 @@ describe.sequential('the failover harness', () => {
     for (const id of [1, 2, 3]) {
       await until(`broker ${id} fenced while etcd is down`, async () => {
         const d = await c.describeCluster(id);
-        return d.brokers.length === 1 && d.brokers[0]!.alive === false ? d : undefined;
+        // Not alive itself and no controller; the others still listed as last known.
+        const self = d.brokers.find((b) => b.nodeId === id);
+        return self !== undefined && !self.alive && d.controller === null ? d : undefined;
       }, c.leaseTtlMs * 5 + 10_000);
     }
     await c.restartEtcd();

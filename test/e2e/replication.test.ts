@@ -19,21 +19,14 @@
  * same offset; and, the brokers stopped, every replica holds the same batches, byte for byte, up
  * to the high watermark (read with the storage code from each data directory).
  *
- * Written ahead of the replication wiring and of the metadata branch (replicationFactor in
- * createTopics; leaderEpoch, replicas and isr in describeTopic): until both are in, every test
- * fails at topic creation or at the first view of the topic, with a message that says so.
  * Every wait is for a condition with a generous deadline; one cluster (and one etcd) per test,
- * everything killed in afterEach whatever happened.
- *
- * Assumed of the code to come: ListOffsets 'latest' answers the high watermark (as Kafka's does
- * for consumers); a follower's copy lives where a single broker's does (partitionDir). Test d
- * asks that a leader keep acknowledging while etcd is down past a lease; docs/replication.md
- * (wiring, 3. Fencing) has a leader fence itself as soon as its lease is in doubt, which would
- * stop those acks: whichever is meant, the other must change. While etcd is down, Metadata must
- * still name the other brokers, or clients cannot reach the leaders of the other partitions.
+ * everything killed in afterEach whatever happened. ListOffsets 'latest' answers the high
+ * watermark; a follower's copy lives where a single broker's does (partitionDir). While etcd is
+ * down, leaders keep acknowledging (docs/replication.md, "Why a zombie leader cannot
+ * acknowledge") and Metadata still names the other brokers as last known.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { PartitionReader, type NewTopic } from '../../src/client/index.js';
+import { PartitionReader } from '../../src/client/index.js';
 import { runCli } from '../helpers/broker-process.js';
 import { ClusterProcesses, bigintJson, sameSet, type ReplicatedTopic } from '../helpers/cluster-processes.js';
 import { NumberedWorkload, clientTimeouts, type AckedRecord } from '../helpers/numbered-workload.js';
@@ -62,8 +55,7 @@ class Scenario {
     const c = (cluster = await ClusterProcesses.start({ name, leaseTtlMs, proxies: options.proxies ?? false }));
     const topic = `${name}-orders`;
     await c.admin(c.bootstrap, (admin) =>
-      // replicationFactor lands with the metadata branch: then drop the cast.
-      admin.createTopics([{ topic, partitions: partitionCount, replicationFactor: 3, config: { minInSyncReplicas: 2 } } as NewTopic]));
+      admin.createTopics([{ topic, partitions: partitionCount, replicationFactor: 3, config: { minInSyncReplicas: 2 } }]));
     const view = await c.waitForFullIsr(topic);
     for (const p of view.partitions) expect(sameSet(p.replicas, [1, 2, 3]), `partition ${p.partition} replicas ${p.replicas}`).toBe(true);
     const w = (workload = new NumberedWorkload({ bootstrap: c.bootstrap, topic, partitions: partitionCount }));

@@ -77,14 +77,14 @@ process.once('exit', () => {
 });
 
 /**
- * Checks that a description carries the fields replication adds; throws ContractMissing if not.
- * The Admin's type gains them with the metadata branch; until then they are read through a cast.
+ * Checks that a description carries the fields replication adds (a broker too old to give them
+ * fails the wait at once); throws ContractMissing if not.
  */
 export function replicatedTopic(description: TopicDescription): ReplicatedTopic {
   const partitions = description.partitions as (TopicDescription['partitions'][number] & Partial<ReplicatedPartition>)[];
   for (const p of partitions) {
     if (!Array.isArray(p.replicas) || !Array.isArray(p.isr) || typeof p.leaderEpoch !== 'number') {
-      throw new ContractMissing(`Admin.describeTopic("${description.name}") partition ${p.partition} has no replicas/isr/leaderEpoch (got ${JSON.stringify(p, bigintJson)}): they land with the metadata branch`);
+      throw new ContractMissing(`Admin.describeTopic("${description.name}") partition ${p.partition} has no replicas/isr/leaderEpoch (got ${JSON.stringify(p, bigintJson)}): the broker does not report replication`);
     }
   }
   return { name: description.name, partitions: partitions as ReplicatedPartition[] };

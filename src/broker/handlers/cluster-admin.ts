@@ -1,12 +1,12 @@
 /**
  * The topic-changing requests on a broker in a cluster: the same requests and answers as on a
- * single broker (admin.ts, admin-ops.ts), with the change made in etcd (cluster/cluster-topics.ts)
+ * single broker (admin.ts, admin-ops.ts), with the change made in etcd (broker/cluster-topics.ts)
  * and answered once this broker has applied it. Authorization is the single broker's.
  */
 import { RillError } from '../../lib/errors.js';
 import { decodeCreateTopicsRequest, decodeDeleteTopicsRequest, normalizeTopicConfig, defaultTopicConfig } from '../../wire/control.js';
 import { decodeAlterConfigsRequest, decodeCreatePartitionsRequest } from '../../wire/admin-ops.js';
-import type { ClusterTopics } from '../../cluster/cluster-topics.js';
+import type { ClusterTopics } from '../cluster-topics.js';
 import { msgpackReply, type Reply, type RequestContext } from '../connection.js';
 import { clusterResource, type Access } from '../access.js';
 import { body, requireCluster, requireTopic } from './admin.js';

@@ -86,7 +86,7 @@ export function handleProduce(context: RequestContext, partitions: PartitionMana
       } else {
         result = appendEntry(partition, entry.records, durable, metrics, producers);
         if (partition.replication !== null) {
-          // In a cluster, acks 'all' waits for the in-sync replicas (cluster/replica-manager.ts).
+          // In a cluster, acks 'all' waits for the in-sync replicas (broker/replica-manager.ts).
           if (durable && result.errorCode === 0) flushes.push(awaitReplicated(partition, result, entryEndOffset, request.timeoutMs));
         } else if (durable && result.errorCode === 0) flushes.push(awaitFlush(partition, result));
         else if (result.errorCode === 0) partition.publish();

@@ -33,10 +33,10 @@ import type { Log } from '../lib/log.js';
 import { monotonicClock } from '../lib/clock.js';
 import { partitionKey, type PartitionKey } from '../lib/topic-partition.js';
 import { requestHeaderBytes } from '../lib/limits.js';
-import type { PartitionManager } from '../broker/partition-manager.js';
-import type { Partition, PartitionReplication } from '../broker/partition.js';
-import type { ProducerStates } from '../broker/producer-state.js';
-import { replyOf, type Reply, type RequestContext } from '../broker/connection.js';
+import type { PartitionManager } from './partition-manager.js';
+import type { Partition, PartitionReplication } from './partition.js';
+import type { ProducerStates } from './producer-state.js';
+import { replyOf, type Reply, type RequestContext } from './connection.js';
 import { BrokerConnection, checkReply, type ConnectionOptions } from '../client/connection.js';
 import { ApiKey } from '../wire/apis.js';
 import { minInSyncReplicasFor } from '../wire/topic-config.js';
@@ -46,12 +46,12 @@ import {
   type ReplicaFetchedPartition, type ReplicaFetchPartitionRequest, type ReplicaFetchPartitionResponse,
 } from '../wire/replica-fetch.js';
 import type { AppendBatch } from '../storage/partition-log.js';
-import { changeIsr, noLeader, type PartitionState } from './controller-logic.js';
-import type { ClusterMetadata, MetadataView, TopicView } from './cluster-metadata.js';
-import type { EtcdPort } from './etcd-port.js';
-import type { ClusterMembership, LiveBroker } from './membership.js';
-import { encodeRecord, partitionStateRecord, type ClusterKeys } from './records.js';
-import { ReplicaTracker } from './replica-tracker.js';
+import { changeIsr, noLeader, type PartitionState } from '../cluster/controller-logic.js';
+import type { ClusterMetadata, MetadataView, TopicView } from '../cluster/cluster-metadata.js';
+import type { EtcdPort } from '../cluster/etcd-port.js';
+import type { ClusterMembership, LiveBroker } from '../cluster/membership.js';
+import { encodeRecord, partitionStateRecord, type ClusterKeys } from '../cluster/records.js';
+import { ReplicaTracker } from '../cluster/replica-tracker.js';
 
 export interface ReplicaManagerOptions {
   nodeId: number;
@@ -547,7 +547,7 @@ export class ReplicaManager {
 
   // ---- Leader side of ReplicaFetch ----------------------------------------------------------
 
-  /** ReplicaFetch from a follower (cluster/replica-manager.ts). */
+  /** ReplicaFetch from a follower (broker/replica-manager.ts). */
   handleReplicaFetch(context: RequestContext): Reply | Promise<Reply> {
     const request = decodeReplicaFetchRequest(context.frame, requestHeaderBytes);
     const follower = request.replicaId;

@@ -10,14 +10,14 @@
 import { RillError } from '../lib/errors.js';
 import type { Log } from '../lib/log.js';
 import { producerIdBlockSize } from '../lib/limits.js';
-import type { PartitionManager } from '../broker/partition-manager.js';
-import { partitionCountProblem, topicNameProblem } from '../broker/topic-registry.js';
+import type { PartitionManager } from './partition-manager.js';
+import { partitionCountProblem, topicNameProblem } from './topic-registry.js';
 import type { TopicConfig } from '../wire/control.js';
 import { alterTopicConfig, type ConfigEntries } from '../wire/topic-config.js';
-import type { ClusterMetadata, MetadataView } from './cluster-metadata.js';
-import type { EtcdPort } from './etcd-port.js';
-import type { ClusterMembership } from './membership.js';
-import { decodeProducerIds, encodeRecord, type ClusterKeys, type TopicRecord } from './records.js';
+import type { ClusterMetadata, MetadataView } from '../cluster/cluster-metadata.js';
+import type { EtcdPort } from '../cluster/etcd-port.js';
+import type { ClusterMembership } from '../cluster/membership.js';
+import { decodeProducerIds, encodeRecord, type ClusterKeys, type TopicRecord } from '../cluster/records.js';
 import { effectiveReplicationFactor, replicationFactorProblem } from '../wire/control.js';
 import { partitionKey } from '../lib/topic-partition.js';
 
