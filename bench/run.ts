@@ -16,6 +16,8 @@ import { loadWorkloads, type Workload } from './lib/workload.js';
 import { reachablePeers, runPeers } from './peers/run-peers.js';
 import type { Peer } from './peers/peer.js';
 import { hotSpots } from './profile-summary.js';
+import { runClusterProduce } from './rill/cluster.js';
+import { runClusterFailover } from './rill/cluster-failover.js';
 import { runConsume } from './rill/consume.js';
 import { GroupSkipped, runGroup } from './rill/group.js';
 import { runEndToEnd, runSendLatency } from './rill/latency.js';
@@ -34,7 +36,7 @@ interface Options {
 
 const usage = `usage: npm run bench -- [--quick] [--workload NAME[,NAME...]] [--peers] [--json PATH] [--profile] [--list]
   --quick      shorter durations and smaller backlogs (under a minute)
-  --workload   run only the named workload(s) (see --list)
+  --workload   run only the named workload(s) (see --list; the file name without .json works too)
   --peers      also run produce, consume and latency against Redis Streams, NATS JetStream and
                RabbitMQ Streams when their servers are reachable (skipped with a line otherwise)
   --json PATH  also write the results JSON to PATH
@@ -71,6 +73,8 @@ const runners: Record<Workload['kind'], (w: Workload, ctx: RunContext) => Promis
   'send-latency': runSendLatency,
   group: runGroup,
   recovery: runRecovery,
+  'cluster-produce': runClusterProduce,
+  'cluster-failover': runClusterFailover,
 };
 
 function checkTargets(workload: Workload, metrics: Outcome['metrics']): TargetCheck[] {
@@ -116,7 +120,7 @@ async function runWorkload(workload: Workload, options: Options, peers: Peer[], 
   const ctx: RunContext = {
     quick: options.quick,
     profiling: profileDir !== null,
-    startBroker: (o = {}) => startBroker({ ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir }), security: o.security, profileDir: profileDir ?? undefined, profileName: `${workload.name}-broker-${o.label ?? ++brokers}` }),
+    startBroker: ({ label, ...o } = {}) => startBroker({ ...o, profileDir: profileDir ?? undefined, profileName: `${workload.name}-broker-${label ?? ++brokers}` }),
     clientProfile: { start: () => profiler.start(), stop: async (label) => void (await profiler.stop(label === undefined ? workload.name : `${workload.name}-${label}`)) },
   };
   const base = { name: workload.name, kind: workload.kind, startedAt, settings: workload, peers: [] as PeerResult[] };
@@ -215,13 +219,15 @@ async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
   let workloads = loadWorkloads(options.quick);
   if (options.list) {
-    for (const w of workloads) process.stdout.write(`${pad(w.name, 28)} ${w.kind.padEnd(13)} ${w.description}\n`);
+    for (const w of workloads) process.stdout.write(`${pad(w.name, 32)} ${w.kind.padEnd(16)} ${w.description}\n`);
     return;
   }
   if (options.workloads.length > 0) {
-    const unknown = options.workloads.filter((name) => !workloads.some((w) => w.name === name));
+    // A workload is named by its name or its file's (`cluster-failover` or `16-cluster-failover`).
+    const named = (w: Workload, name: string): boolean => w.name === name || w.file === name;
+    const unknown = options.workloads.filter((name) => !workloads.some((w) => named(w, name)));
     if (unknown.length > 0) throw new Error(`unknown workload ${unknown.join(', ')}; known: ${workloads.map((w) => w.name).join(', ')}`);
-    workloads = workloads.filter((w) => options.workloads.includes(w.name));
+    workloads = workloads.filter((w) => options.workloads.some((name) => named(w, name)));
   }
   const timestamp = new Date().toISOString().replace(/[:.]/g, '-');
   const resultsDir = path.join(repoRoot, 'bench/results');

@@ -27,6 +27,12 @@ export interface StartBrokerOptions {
   profileName?: string;
   /** TLS and/or SASL (lib/security.ts); default plaintext without authentication. */
   security?: BrokerSecurity | undefined;
+  /** Listener port; default 0 (the broker picks one). A cluster broker keeps its port across restarts. */
+  port?: number;
+  /** More broker flags (a cluster broker's --node-id, --etcd, --cluster, --http off). */
+  args?: string[];
+  /** The broker's environment; default the bench's (a cluster sets RILL_LEASE_TTL_MS). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface BrokerProcess {
@@ -39,8 +45,8 @@ export interface BrokerProcess {
   spawnedAtMs: number;
   readyAtMs: number;
   output(): string;
-  /** SIGTERM, wait for a clean exit (the profile is written then). */
-  stop(): Promise<void>;
+  /** SIGTERM, wait for a clean exit (the profile is written then); SIGKILL after `graceMs` (default 30 s). */
+  stop(graceMs?: number): Promise<void>;
   /** SIGKILL: no clean shutdown, nothing flushed by the broker. */
   kill(): Promise<void>;
   /** Deletes the data directory (after stop or kill). */
@@ -68,7 +74,8 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
   const security = options.security;
   await security?.prepareDataDir(cliPath, dataDir);
   const spawnedAtMs = performance.now();
-  const child = spawn(process.execPath, [...nodeArgs, cliPath, 'broker', '--data-dir', dataDir, '--port', '0', ...(security?.brokerArgs() ?? [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const brokerArgs = ['broker', '--data-dir', dataDir, '--port', String(options.port ?? 0), ...(security?.brokerArgs() ?? []), ...(options.args ?? [])];
+  const child = spawn(process.execPath, [...nodeArgs, cliPath, ...brokerArgs], { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
   let output = '';
   const append = (chunk: Buffer): void => {
     output += chunk.toString();
@@ -116,9 +123,9 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
     spawnedAtMs,
     readyAtMs,
     output: () => output,
-    async stop() {
+    async stop(graceMs = stopTimeoutMs) {
       if (alive()) child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), stopTimeoutMs);
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
       await exited;
       clearTimeout(timer);
     },

@@ -1,5 +1,5 @@
 /** What a workload runner gets from run.ts, and what it hands back. */
-import type { BrokerProcess } from './broker-process.js';
+import type { BrokerProcess, StartBrokerOptions } from './broker-process.js';
 import type { BrokerSecurity } from './security.js';
 import type { Workload } from './workload.js';
 
@@ -7,11 +7,16 @@ export interface RunContext {
   quick: boolean;
   /** --profile: brokers run under --cpu-prof and the bench profiles itself per workload. */
   profiling: boolean;
-  /** Starts a broker for this workload (profiled when --profile is on; TLS/SASL with `security`). */
-  startBroker(options?: { dataDir?: string; label?: string; security?: BrokerSecurity }): Promise<BrokerProcess>;
+  /**
+   * Starts a broker for this workload (profiled when --profile is on; TLS/SASL with `security`;
+   * a cluster broker with `port`, `args` and `env`). `label` names its profile.
+   */
+  startBroker(options?: BrokerStartOptions): Promise<BrokerProcess>;
   /** Brackets the measured phase for the bench process's own CPU profile (no-op without --profile). */
   clientProfile: { start(): Promise<void>; stop(label?: string): Promise<void> };
 }
+
+export type BrokerStartOptions = Pick<StartBrokerOptions, 'dataDir' | 'port' | 'args' | 'env'> & { label?: string; security?: BrokerSecurity };
 
 export type MetricValue = number | string | boolean | null | MetricValue[] | { [key: string]: MetricValue };
 

@@ -93,3 +93,15 @@ export class LatencyHistogram {
     };
   }
 }
+
+/** A summary with its times rounded to the µs, for the results file. */
+export function roundSummary(summary: LatencySummary): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [key, value] of Object.entries(summary)) out[key] = key === 'count' ? value : Math.round(value * 1000) / 1000;
+  return out;
+}
+
+/** p50, p99, p99.9 and max on one line. */
+export function latencyLine(s: LatencySummary): string {
+  return `p50 ${s.p50Ms.toFixed(2)} ms, p99 ${s.p99Ms.toFixed(2)} ms, p99.9 ${s.p999Ms.toFixed(2)} ms, max ${s.maxMs.toFixed(2)} ms`;
+}

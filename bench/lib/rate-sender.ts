@@ -16,8 +16,11 @@ export interface RateSenderFigures {
 /** A sender this far behind its schedule cannot sustain the rate: stop instead of queueing minutes of records. */
 const giveUpLagMs = 3000;
 
-/** `sendOne(stampMs)` sends one record stamped with stampMs. Resolves after durationMs. */
-export function sendAtRate(ratePerSecond: number, durationMs: number, sendOne: (stampMs: number) => void): Promise<RateSenderFigures> {
+/**
+ * `sendOne(stampMs)` sends one record stamped with stampMs. Resolves after durationMs, or at the
+ * first tick at which `shouldStop()` holds (a stream whose length the caller decides).
+ */
+export function sendAtRate(ratePerSecond: number, durationMs: number, sendOne: (stampMs: number) => void, shouldStop: () => boolean = () => false): Promise<RateSenderFigures> {
   return new Promise((resolve) => {
     const startMs = performance.now();
     let sent = 0;
@@ -37,7 +40,7 @@ export function sendAtRate(ratePerSecond: number, durationMs: number, sendOne: (
         sent++;
       }
       const gaveUp = scheduleLagMaxMs > giveUpLagMs;
-      if (nowMs - startMs >= durationMs && sent >= due || gaveUp) {
+      if (nowMs - startMs >= durationMs && sent >= due || gaveUp || shouldStop()) {
         const seconds = (performance.now() - startMs) / 1000;
         resolve({ sent, seconds, achievedRate: sent / seconds, scheduleLagMaxMs, gaveUp });
         return;

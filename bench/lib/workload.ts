@@ -9,7 +9,7 @@ import path from 'node:path';
 import { repoRoot } from './broker-process.js';
 import type { SecuritySetting } from './security.js';
 
-export type WorkloadKind = 'produce' | 'consume' | 'e2e-latency' | 'send-latency' | 'group' | 'recovery';
+export type WorkloadKind = 'produce' | 'consume' | 'e2e-latency' | 'send-latency' | 'group' | 'recovery' | 'cluster-produce' | 'cluster-failover';
 export type Acks = 'all' | 1 | 0;
 
 /** A target from issue 5: `metric` of the result compared with `min` or `max`. */
@@ -23,6 +23,8 @@ export interface Target {
 
 export interface Workload {
   name: string;
+  /** The file's name without `.json` (`03-produce-100b-acksall`); --workload accepts it too. */
+  file: string;
   kind: WorkloadKind;
   description: string;
   topics: number;
@@ -47,6 +49,13 @@ export interface Workload {
   /** Group workload: members and the session timeout they ask for. */
   members: number;
   sessionTimeoutMs: number;
+  /** Cluster workloads: brokers started (with one etcd), the topic's replication and the etcd lease TTL. */
+  brokers: number;
+  replicationFactor: number;
+  minInSyncReplicas: number;
+  leaseTtlMs: number;
+  /** Failover workload: leaders SIGKILLed, one after the other. */
+  failovers: number;
   /** Run the same workload against the peers with --peers. */
   peers: boolean;
   /**
@@ -56,10 +65,10 @@ export interface Workload {
   security: SecuritySetting | null;
   rounds: number;
   targets: Target[];
-  quick?: Partial<Omit<Workload, 'quick' | 'name' | 'kind'>>;
+  quick?: Partial<Omit<Workload, 'quick' | 'name' | 'file' | 'kind'>>;
 }
 
-const defaults: Omit<Workload, 'name' | 'kind' | 'description'> = {
+const defaults: Omit<Workload, 'name' | 'file' | 'kind' | 'description'> = {
   topics: 1,
   partitions: 8,
   messageSize: 100,
@@ -75,6 +84,11 @@ const defaults: Omit<Workload, 'name' | 'kind' | 'description'> = {
   warmupSeconds: 0,
   members: 3,
   sessionTimeoutMs: 10_000,
+  brokers: 1,
+  replicationFactor: 1,
+  minInSyncReplicas: 1,
+  leaseTtlMs: 6000,
+  failovers: 3,
   peers: false,
   security: null,
   rounds: 1,
@@ -83,7 +97,10 @@ const defaults: Omit<Workload, 'name' | 'kind' | 'description'> = {
 
 export const workloadDir = path.join(repoRoot, 'bench/workloads');
 
-const kinds: WorkloadKind[] = ['produce', 'consume', 'e2e-latency', 'send-latency', 'group', 'recovery'];
+const kinds: WorkloadKind[] = ['produce', 'consume', 'e2e-latency', 'send-latency', 'group', 'recovery', 'cluster-produce', 'cluster-failover'];
+
+/** The broker refuses a shorter RILL_LEASE_TTL_MS. */
+const leaseTtlMinMs = 2000;
 
 function validate(file: string, workload: Workload): Workload {
   const fail = (why: string): never => {
@@ -94,6 +111,13 @@ function validate(file: string, workload: Workload): Workload {
   for (const key of ['partitions', 'messageSize', 'producers', 'windowRecords'] as const) {
     if (!Number.isInteger(workload[key]) || workload[key] < 1) fail(`${key} must be an integer >= 1, got ${String(workload[key])}`);
   }
+  for (const key of ['brokers', 'replicationFactor', 'minInSyncReplicas', 'failovers'] as const) {
+    if (!Number.isInteger(workload[key]) || workload[key] < 1) fail(`${key} must be an integer >= 1, got ${String(workload[key])}`);
+  }
+  if (workload.replicationFactor > workload.brokers) fail(`replicationFactor ${workload.replicationFactor} needs at least as many brokers, got ${workload.brokers}`);
+  if (workload.minInSyncReplicas > workload.replicationFactor) fail(`minInSyncReplicas ${workload.minInSyncReplicas} must be <= replicationFactor ${workload.replicationFactor}`);
+  if (!Number.isInteger(workload.leaseTtlMs) || workload.leaseTtlMs < leaseTtlMinMs) fail(`leaseTtlMs must be an integer >= ${leaseTtlMinMs}, got ${String(workload.leaseTtlMs)}`);
+  if (workload.kind === 'cluster-failover' && workload.producerRate <= 0) fail('a cluster-failover workload needs producerRate > 0 (records/s of the steady stream)');
   if (!Number.isInteger(workload.rounds) || workload.rounds < 1) fail(`rounds must be an integer >= 1, got ${String(workload.rounds)}`);
   if (workload.security !== null) {
     const { tls, sasl } = workload.security;
@@ -112,7 +136,7 @@ export function loadWorkloads(quick: boolean): Workload[] {
   const files = fs.readdirSync(workloadDir).filter((f) => f.endsWith('.json')).sort();
   return files.map((file) => {
     const raw = JSON.parse(fs.readFileSync(path.join(workloadDir, file), 'utf8')) as Workload;
-    const merged: Workload = { ...defaults, ...raw, producerOptions: { ...defaults.producerOptions, ...raw.producerOptions } };
+    const merged: Workload = { ...defaults, ...raw, file: file.replace(/\.json$/, ''), producerOptions: { ...defaults.producerOptions, ...raw.producerOptions } };
     if (raw.security != null) merged.security = { tls: raw.security.tls ?? false, sasl: raw.security.sasl ?? null };
     if (quick && raw.quick !== undefined) Object.assign(merged, raw.quick);
     return validate(file, merged);

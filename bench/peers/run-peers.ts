@@ -2,7 +2,7 @@
 import type { PeerResult, MetricValue } from '../lib/context.js';
 import { formatRate, log } from '../lib/progress.js';
 import type { Workload } from '../lib/workload.js';
-import { roundSummary, latencyLine } from '../rill/latency.js';
+import { roundSummary, latencyLine } from '../lib/histogram.js';
 import { natsPeer } from './nats.js';
 import { rabbitmqPeer } from './rabbitmq.js';
 import { reachable, type Peer } from './peer.js';

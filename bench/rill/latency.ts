@@ -8,22 +8,12 @@
  */
 import { PartitionReader, Producer } from '../../src/client/index.js';
 import type { Outcome, RunContext } from '../lib/context.js';
-import { LatencyHistogram, type LatencySummary } from '../lib/histogram.js';
+import { latencyLine, LatencyHistogram, roundSummary } from '../lib/histogram.js';
 import { PayloadPool, stampOf } from '../lib/payload.js';
 import { formatRate, log, sleep } from '../lib/progress.js';
 import { sendAtRate } from '../lib/rate-sender.js';
 import type { Workload } from '../lib/workload.js';
 import { createTopic } from './produce.js';
-
-export function roundSummary(summary: LatencySummary): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [key, value] of Object.entries(summary)) out[key] = key === 'count' ? value : Math.round(value * 1000) / 1000;
-  return out;
-}
-
-export function latencyLine(s: LatencySummary): string {
-  return `p50 ${s.p50Ms.toFixed(2)} ms, p99 ${s.p99Ms.toFixed(2)} ms, p99.9 ${s.p999Ms.toFixed(2)} ms, max ${s.maxMs.toFixed(2)} ms`;
-}
 
 export async function runEndToEnd(workload: Workload, ctx: RunContext): Promise<Outcome> {
   const broker = await ctx.startBroker();

@@ -3,8 +3,17 @@
  * random values of `messageSize` bytes, without keys, to one topic, each with at most
  * `windowRecords` sends outstanding. Throughput counts the records acknowledged after the
  * warm-up until the last acknowledgement.
+ *
+ * Ack latency: every Produce request of the bench's producers after the warm-up, from the moment
+ * it is written to the socket to its reply (the `rill:client:request` events; one request carries
+ * the batches of every partition that broker leads). It is the broker's side of a batch's life
+ * (with acks all: fsync, and in a cluster the followers' fetch and fsync), not the time a record
+ * waits in the producer for its batch to go out.
  */
-import { Admin, Producer } from '../../src/client/index.js';
+import diagnostics from 'node:diagnostics_channel';
+import { Admin, clientChannelNames, Producer, type RequestEvent } from '../../src/client/index.js';
+import { ApiKey } from '../../src/wire/apis.js';
+import { LatencyHistogram, roundSummary, type LatencySummary } from '../lib/histogram.js';
 import type { BrokerProcess } from '../lib/broker-process.js';
 import type { ClientSecurity } from '../lib/security.js';
 import type { Outcome, RunContext } from '../lib/context.js';
@@ -41,8 +50,12 @@ export interface ProduceFigures {
   measuredRecords: number;
   measuredSeconds: number;
   totalSeconds: number;
+  /** Produce requests answered after the warm-up: send to reply. */
+  requestLatency: LatencySummary;
   producers: Producer[];
 }
+
+let loads = 0;
 
 export async function createTopic(bootstrap: string, topic: string, partitions: number, security: ClientSecurity = {}): Promise<void> {
   const admin = new Admin({ bootstrap, ...security });
@@ -56,7 +69,24 @@ export async function createTopic(bootstrap: string, topic: string, partitions: 
 /** Drives the load; leaves the producers open for the caller to close. */
 export async function produceLoad(load: ProduceLoad, warmupMs: number, onWarm?: () => Promise<void>): Promise<ProduceFigures> {
   const payloads = new PayloadPool(load.messageSize);
-  const producers = Array.from({ length: load.producers }, () => new Producer({ bootstrap: load.bootstrap, ...load.security, acks: load.acks, deliveryTimeoutMs: load.abandonAtEnd ? 5000 : 120_000, ...load.producerOptions }));
+  // Request events of this load's producers only (an Admin or another load may publish too).
+  const clientId = `bench-${load.label}-${++loads}`;
+  const producers = Array.from({ length: load.producers }, () => new Producer({ bootstrap: load.bootstrap, ...load.security, clientId, acks: load.acks, deliveryTimeoutMs: load.abandonAtEnd ? 5000 : 120_000, ...load.producerOptions }));
+  const requestLatency = new LatencyHistogram();
+  let warm = warmupMs <= 0;
+  const onRequest = (message: unknown): void => {
+    const event = message as RequestEvent;
+    if (warm && event.clientId === clientId && event.apiKey === ApiKey.Produce && event.error === undefined) requestLatency.recordMs(event.durationMs);
+  };
+  diagnostics.subscribe(clientChannelNames.request, onRequest);
+  try {
+    return await drive(load, warmupMs, payloads, producers, requestLatency, () => (warm = true), onWarm);
+  } finally {
+    diagnostics.unsubscribe(clientChannelNames.request, onRequest);
+  }
+}
+
+async function drive(load: ProduceLoad, warmupMs: number, payloads: PayloadPool, producers: Producer[], requestLatency: LatencyHistogram, markWarm: () => void, onWarm?: () => Promise<void>): Promise<ProduceFigures> {
   // Metadata first, so the timed phase does not include the lookup.
   await Promise.all(producers.map((p) => p.send({ topic: load.topic, value: payloads.take() })));
   const windows = producers.map(() => new SendWindow(load.windowRecords));
@@ -78,6 +108,7 @@ export async function produceLoad(load: ProduceLoad, warmupMs: number, onWarm?: 
   const warmTimer = setTimeout(() => {
     warmAcked = acked();
     warmAtMs = performance.now();
+    markWarm();
     void onWarm?.();
   }, warmupMs);
   const runs = producers.map((producer, i) => {
@@ -95,7 +126,7 @@ export async function produceLoad(load: ProduceLoad, warmupMs: number, onWarm?: 
   if (warmupMs > 0 && warmAtMs === startMs) warmAcked = 0; // ran shorter than the warm-up: count everything
   const failed = windows.reduce((sum, w) => sum + w.failed, 0);
   const firstError = windows.find((w) => w.firstError !== null)?.firstError?.message ?? null;
-  return { acked: acked(), failed, firstError, measuredRecords: acked() - warmAcked, measuredSeconds: (lastAckMs - warmAtMs) / 1000, totalSeconds: (lastAckMs - startMs) / 1000, producers };
+  return { acked: acked(), failed, firstError, measuredRecords: acked() - warmAcked, measuredSeconds: (lastAckMs - warmAtMs) / 1000, totalSeconds: (lastAckMs - startMs) / 1000, requestLatency: requestLatency.summary(), producers };
 }
 
 export async function closeAll(producers: Producer[]): Promise<void> {
@@ -124,25 +155,40 @@ export async function runProduce(workload: Workload, ctx: RunContext): Promise<O
     }, workload.warmupSeconds * 1000, () => ctx.clientProfile.start());
     await ctx.clientProfile.stop();
     await closeAll(figures.producers);
-    if (figures.failed > 0) throw new Error(`${figures.failed} sends failed; first: ${figures.firstError}`);
-    const recordsPerSecond = figures.measuredRecords / figures.measuredSeconds;
-    const bytesPerSecond = recordsPerSecond * workload.messageSize;
-    return {
-      metrics: {
-        recordsPerSecond: Math.round(recordsPerSecond),
-        megabytesPerSecond: Math.round(bytesPerSecond / 1e5) / 10,
-        mebibytesPerSecond: Math.round(bytesPerSecond / 1024 / 1024 * 10) / 10,
-        producers: workload.producers,
-        connections: workload.producers,
-        recordsAcked: figures.acked,
-        measuredRecords: figures.measuredRecords,
-        measuredSeconds: Math.round(figures.measuredSeconds * 1000) / 1000,
-        totalSeconds: Math.round(figures.totalSeconds * 1000) / 1000,
-      },
-      summary: `${formatRate(recordsPerSecond)} records/s, ${(bytesPerSecond / 1e6).toFixed(1)} MB/s (${workload.producers} producer${workload.producers === 1 ? '' : 's'}, acks ${workload.acks})`,
-    };
+    return produceOutcome(workload, figures, `${workload.producers} producer${workload.producers === 1 ? '' : 's'}, acks ${workload.acks}`);
   } finally {
     await broker.stop();
     broker.removeData();
   }
+}
+
+/** Throughput and ack latency of a produce load, as metrics and a summary line; throws if sends failed. */
+export function produceOutcome(workload: Workload, figures: ProduceFigures, setup: string): Outcome {
+  if (figures.failed > 0) throw new Error(`${figures.failed} sends failed; first: ${figures.firstError}`);
+  const recordsPerSecond = figures.measuredRecords / figures.measuredSeconds;
+  const bytesPerSecond = recordsPerSecond * workload.messageSize;
+  const requests = figures.requestLatency;
+  return {
+    metrics: {
+      recordsPerSecond: Math.round(recordsPerSecond),
+      megabytesPerSecond: Math.round(bytesPerSecond / 1e5) / 10,
+      mebibytesPerSecond: Math.round(bytesPerSecond / 1024 / 1024 * 10) / 10,
+      producers: workload.producers,
+      connections: workload.producers,
+      recordsAcked: figures.acked,
+      measuredRecords: figures.measuredRecords,
+      measuredSeconds: Math.round(figures.measuredSeconds * 1000) / 1000,
+      totalSeconds: Math.round(figures.totalSeconds * 1000) / 1000,
+      produceRequests: requests.count,
+      recordsPerRequest: requests.count === 0 ? null : Math.round(figures.measuredRecords / requests.count),
+      requestLatency: roundSummary(requests),
+      requestP50Ms: round3(requests.p50Ms),
+      requestP99Ms: round3(requests.p99Ms),
+    },
+    summary: `${formatRate(recordsPerSecond)} records/s, ${(bytesPerSecond / 1e6).toFixed(1)} MB/s (${setup}); produce request to ack p50 ${requests.p50Ms.toFixed(2)} ms, p99 ${requests.p99Ms.toFixed(2)} ms`,
+  };
+}
+
+function round3(value: number): number | null {
+  return Number.isFinite(value) ? Math.round(value * 1000) / 1000 : null;
 }
