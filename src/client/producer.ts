@@ -105,6 +105,9 @@ export interface RecordMetadata {
   offset: bigint;
 }
 
+/** Longest backoff of a retry after a leader error (the election takes about a lease TTL). */
+const leaderRetryBackoffMaxMs = 250;
+
 interface PendingBatch {
   topic: string;
   partition: number;
@@ -123,6 +126,8 @@ interface PendingBatch {
   createdMs: number;
   attempts: number;
   notBeforeMs: number;
+  /** The broker the last attempt went to (-1: the bootstrap broker). */
+  sentTo: number;
   /**
    * The broker that answered UNKNOWN_TOPIC_OR_PARTITION for this batch, and that error, while the
    * topic's metadata is refreshed: the batch is retried only if fresh metadata names another leader.
@@ -318,7 +323,7 @@ export class Producer {
   private openBatch(queue: PartitionQueue, nowMs: number): PendingBatch {
     const batch: PendingBatch = {
       topic: queue.topic, partition: queue.partition, queue, ordinal: queue.nextOrdinal++, sequence: -1, recordsCount: 0, mayBeStored: false,
-      builder: new BatchBuilder(this.batchBytes), bytes: null, resolves: [], rejects: [], createdMs: nowMs, attempts: 0, notBeforeMs: 0,
+      builder: new BatchBuilder(this.batchBytes), bytes: null, resolves: [], rejects: [], createdMs: nowMs, attempts: 0, notBeforeMs: 0, sentTo: -1,
       unknownAt: null,
     };
     queue.open = batch;
@@ -422,6 +427,7 @@ export class Producer {
     const byTopic = new Map<string, { partition: number; batches: Buffer[] }[]>();
     for (const batch of batches) {
       batch.attempts++;
+      batch.sentTo = leader;
       batch.mayBeStored = true;
       batch.queue.inFlight.push(batch);
       let list = byTopic.get(batch.topic);
@@ -613,7 +619,10 @@ export class Producer {
   private failOrRetry(batch: PendingBatch, error: RillError, retriable = error.retriable): void {
     const elapsedMs = Date.now() - batch.createdMs;
     if (retriable && !this.closed && elapsedMs < this.deliveryTimeoutMs) {
-      batch.notBeforeMs = Date.now() + this.backoffMs(batch.attempts);
+      // A leader gone or moving: retry (and so refresh metadata) often, so a new leader is found
+      // soon after its election; other errors back off further.
+      const backoffMs = isLeaderError(error) ? Math.min(this.backoffMs(batch.attempts), leaderRetryBackoffMaxMs) : this.backoffMs(batch.attempts);
+      batch.notBeforeMs = Date.now() + backoffMs;
       if (isLeaderError(error)) this.refreshLeaders(batch.topic);
       this.cluster.instrumentation.retry('produce', brokerOf(error), batch.attempts, batch.notBeforeMs - Date.now(), error);
       const queue = batch.queue;
@@ -644,6 +653,7 @@ export class Producer {
     this.cluster.topic(topic).then((metadata) => metadata, () => undefined).then((metadata) => {
       this.awaitingMetadata.delete(topic);
       this.settleUnknown(topic, metadata);
+      this.skipBackoffForNewLeaders(topic, metadata);
       this.afterRequest();
     });
   }
@@ -663,6 +673,21 @@ export class Producer {
         queue.ready.splice(queue.ready.indexOf(batch), 1);
         this.failOrRetry(batch, unknownAt.error, false);
       }
+    }
+  }
+
+  /**
+   * A batch that failed on one leader and waits out its backoff goes at once when fresh metadata
+   * names another leader for its partition (as Kafka's KIP-951): after a failover the first retry
+   * reaches the new leader as soon as the client knows it.
+   */
+  private skipBackoffForNewLeaders(topic: string, metadata: TopicMetadata | undefined): void {
+    if (metadata === undefined) return;
+    const nowMs = Date.now();
+    for (const queue of this.queues.get(topic) ?? []) {
+      const leader = metadata.partitions[queue.partition]?.leader ?? -1;
+      if (leader < 0) continue;
+      for (const batch of queue.ready) if (batch.attempts > 0 && batch.sentTo !== leader && batch.notBeforeMs > nowMs) batch.notBeforeMs = nowMs;
     }
   }
 

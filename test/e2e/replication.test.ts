@@ -28,7 +28,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { PartitionReader } from '../../src/client/index.js';
 import { runCli } from '../helpers/broker-process.js';
-import { ClusterProcesses, bigintJson, sameSet, type ReplicatedTopic } from '../helpers/cluster-processes.js';
+import { ClusterProcesses, bigintJson, sameSet, until, type ReplicatedTopic } from '../helpers/cluster-processes.js';
 import { NumberedWorkload, clientTimeouts, type AckedRecord } from '../helpers/numbered-workload.js';
 import { compareReplicas, readReplica } from '../helpers/replica-files.js';
 
@@ -109,6 +109,9 @@ class Scenario {
     expect(w.failures, 'every send was acknowledged (retries within deliveryTimeoutMs)').toEqual([]);
     const view = await c.waitForFullIsr(topic);
     const highWatermarks = await c.admin(c.bootstrap, (admin) => admin.listOffsets(topic, 'latest'));
+    // Readers that waited out a failover catch up: each is given the last record below the high watermark.
+    await until('every reader given the records up to the high watermark', async () => (
+      allPartitions.every((p) => w.seen[p]!.has(highWatermarks[p]! - 1n)) ? true : undefined), failoverLimitMs);
     await w.stopReading();
     expect(w.readerProblems).toEqual([]);
     for (const partition of allPartitions) {
