@@ -358,7 +358,7 @@ export class Broker {
     const replicas = new Replicas({
       nodeId: this.config.nodeId, port, keys: membership.keys, membership, metadata, partitions: this.partitions, producers: this.producers, log,
       replicaLagMaxMs: cluster.replicaLagMaxMs, listenerName: listener.config.name, onTopicsChanged: () => this.onTopicsChanged(),
-      connection: { clientId: `rill-broker-${this.config.nodeId}`, tls },
+      connection: { clientId: `rill-broker-${this.config.nodeId}`, tls, sasl: this.interBrokerSasl(cluster.interBrokerUser ?? null) },
     });
     replicas.start();
     await metadata.start();
@@ -367,6 +367,14 @@ export class Broker {
     const topics = new Topics(port, membership.keys, membership, metadata, this.partitions, log);
     topics.reserveSpare();
     this.replication = { metadata, replicas, controller, topics, handlers };
+  }
+
+  /** SCRAM credentials replication logs in with (cluster.interBrokerUser, RILL_INTER_BROKER_PASSWORD). */
+  private interBrokerSasl(user: string | null): { mechanism: 'scram-sha-512'; username: string; password: string } | undefined {
+    if (user === null) return undefined;
+    const password = process.env.RILL_INTER_BROKER_PASSWORD;
+    if (password === undefined || password === '') throw new SettingsError(`cluster.interBrokerUser is ${user}, but RILL_INTER_BROKER_PASSWORD is not set: replication could not log in`);
+    return { mechanism: 'scram-sha-512', username: user, password };
   }
 
   /** What this broker tells the cluster about itself: each listener's advertised address. */

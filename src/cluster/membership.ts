@@ -52,6 +52,8 @@ export interface ClusterConfig {
   leaseTtlMs: number;
   /** A follower behind its leader this long leaves the ISR. */
   replicaLagMaxMs: number;
+  /** The user replication authenticates as (password: RILL_INTER_BROKER_PASSWORD); null: none. */
+  interBrokerUser?: string | null;
 }
 
 export const leaseTtlSecondsMin = 2;
