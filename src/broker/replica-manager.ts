@@ -380,6 +380,7 @@ export class ReplicaManager {
         const key = partitionKey(topic.name, partition.index);
         let slot = this.slots.get(key);
         if (slot === undefined || slot.partition !== partition) {
+          if (slot !== undefined) this.retire(slot, `${topic.name} was created again`);
           slot = new Slot(key, topic.name, partition.index, partition);
           this.slots.set(key, slot);
           partition.replication = slot.role;
@@ -393,12 +394,19 @@ export class ReplicaManager {
     }
     for (const [key, slot] of this.slots) {
       if (!view.topics.has(slot.topic) || this.options.partitions.get(slot.topic, slot.index) !== slot.partition) {
-        if (slot.role instanceof LeaderRole) slot.role.fence(new RillError('NOT_LEADER', `${slot.topic} was deleted`));
-        slot.partition.replication = new NoRole(new RillError('UNKNOWN_TOPIC_OR_PARTITION', `${slot.topic} is not a topic of the cluster`));
+        this.retire(slot, `${slot.topic} was deleted`);
         this.slots.delete(key);
       }
     }
     this.syncFetchers();
+  }
+
+  /** A slot whose partition is gone or replaced: its leader stops, its fetcher skips it. */
+  private retire(slot: Slot, why: string): void {
+    if (slot.role instanceof LeaderRole) slot.role.fence(new RillError('NOT_LEADER', why));
+    const gone = new NoRole(new RillError('UNKNOWN_TOPIC_OR_PARTITION', `${slot.topic}/${slot.index}: ${why}`));
+    slot.role = gone;
+    slot.partition.replication = gone;
   }
 
   private mirrorTopics(view: MetadataView): void {
