@@ -573,6 +573,7 @@ export class Broker {
       case ApiKey.Produce: return handleProduce(context, this.partitions, this.metrics, this.producers, access);
       case ApiKey.InitProducerId: return this.replication === null ? handleInitProducerId(context, this.producers, access) : handleInitProducerId(context, this.producers, access, () => this.replication!.topics.allocateProducerId());
       case ApiKey.ReplicaFetch: return this.replicaFetch(context, access);
+      case ApiKey.AlterPlacement: return this.alterPlacement(context, access);
       case ApiKey.Fetch: return handleFetch(context, this.partitions, this.metrics, access);
       case ApiKey.ApiVersions: return handleApiVersions();
       case ApiKey.Metadata: return handleMetadata(context, this.partitions, this.metadataBrokers(context), this.config.nodeId, access, this.replication?.replicas ?? null);
@@ -599,6 +600,12 @@ export class Broker {
       default: throw new RillError('UNSUPPORTED_VERSION', `api key ${apiKey} is not supported by this broker`);
     }
   };
+
+  /** AlterPlacement (rebalance, decommission): only in a cluster. */
+  private alterPlacement(context: RequestContext, access: Access): Promise<Reply> {
+    if (this.replication === null) throw new RillError('INVALID_ARGUMENT', 'this broker is not in a cluster: there is no placement to change');
+    return this.replication.handlers.handleAlterPlacement(context, this.replication.topics, access);
+  }
 
   /** ReplicaFetch: only between brokers of a cluster; with ACLs enforced it needs alter on the cluster. */
   private replicaFetch(context: RequestContext, access: Access): Reply | Promise<Reply> {

@@ -19,7 +19,7 @@ import type { EtcdPort } from '../cluster/etcd-port.js';
 import type { ClusterMembership } from '../cluster/membership.js';
 import { decodeProducerIds, encodeRecord, type ClusterKeys, type TopicRecord } from '../cluster/records.js';
 import { effectiveReplicationFactor, replicationFactorProblem } from '../wire/control.js';
-import { partitionKey } from '../lib/topic-partition.js';
+import { parsePartitionKey, partitionKey } from '../lib/topic-partition.js';
 
 /** How long a request waits to see its change applied here before it answers REQUEST_TIMED_OUT. */
 const applyTimeoutMs = 15_000;
@@ -129,6 +129,38 @@ export class ClusterTopics {
       }, applyTimeoutMs);
       this.metadata.on('changed', onChange);
     });
+  }
+
+  /**
+   * Rebalance or decommission (AlterPlacement): written as a request the controller takes up (it
+   * alone changes placement); answered with the moves it started. The moves then run on their own:
+   * new replicas catch up, join the ISR, and the controller switches each partition to its new
+   * replicas (docs/replication.md, "Moving replicas").
+   */
+  async requestPlacement(action: 'rebalance' | 'decommission', brokerId: number): Promise<{ topic: string; partition: number; from: number[]; to: number[] }[]> {
+    const view = this.metadata.view;
+    const live = this.membership.brokers();
+    if (live.length === 0) throw new RillError('LEADER_NOT_AVAILABLE', 'this broker is not registered in its cluster now (etcd unreachable?); try another broker');
+    const excluded = new Set(view.decommissioned.brokers);
+    if (action === 'decommission') {
+      if (!this.membership.knownBrokers().some((b) => b.nodeId === brokerId)) throw new RillError('INVALID_ARGUMENT', `broker ${brokerId} is not a broker of this cluster`);
+      excluded.add(brokerId);
+    }
+    const left = live.filter((b) => !excluded.has(b.nodeId)).length;
+    const needed = Math.max(0, ...[...view.topics.values()].map((t) => t.replicationFactor));
+    if (left < needed) throw new RillError('INVALID_REPLICATION_FACTOR', `${left} live broker(s) would be left for replicas, and a topic has replication factor ${needed}`);
+    const key = this.keys.placementRequest;
+    const { succeeded } = await this.port.txn([{ key, target: 'create', revision: 0 }], [{ key, value: encodeRecord({ action, brokerId, requestedAtMs: Date.now() }) }]);
+    if (!succeeded) throw new RillError('COORDINATOR_NOT_AVAILABLE', 'another rebalance or decommission request is waiting for the controller; try again');
+    await this.awaitView('the controller to take up the request', (v) => v.placementRequest === null);
+    const moves: { topic: string; partition: number; from: number[]; to: number[] }[] = [];
+    for (const [key2, state] of this.metadata.view.partitions) {
+      if (state.targetReplicas === undefined) continue;
+      const { topic, partition } = parsePartitionKey(key2);
+      const factor = this.metadata.view.topics.get(topic)?.replicationFactor ?? state.targetReplicas.length;
+      moves.push({ topic, partition, from: state.replicas.slice(0, factor), to: [...state.targetReplicas] });
+    }
+    return moves;
   }
 
   /**

@@ -11,8 +11,7 @@ import { decodeCreateAclsResponse, decodeDeleteAclsResponse, decodeDescribeAclsR
 
 export type { Acl, AclFilter };
 import {
-  decodeAlterConfigsResponse, decodeDeleteGroupsResponse, decodeDeleteRecordsResponse, decodeDescribeConfigsResponse,
-} from '../wire/admin-ops.js';
+  decodeAlterConfigsResponse, decodeDeleteGroupsResponse, decodeDeleteRecordsResponse, decodeDescribeConfigsResponse, decodeAlterPlacementResponse, type AlterPlacementResponse } from '../wire/admin-ops.js';
 import { decodeAlterUsersResponse, decodeDescribeUsersResponse, type UserMechanism } from '../wire/users.js';
 import { scramCredential, type ScramMechanism } from '../wire/scram.js';
 import {
@@ -297,6 +296,18 @@ export class Admin {
     const [result] = await this.cluster.anyConnection().call(ApiKey.AlterUserScramCredentials, request, decodeAlterUsersResponse);
     if (result === undefined) throw new RillError('MALFORMED_RESPONSE', 'AlterUserScramCredentials answered no user');
     if (result.errorCode !== 0) throw RillError.fromCode(result.errorCode, stripCode(result.errorMessage) || `user "${name}"`);
+  }
+
+  /**
+   * Cluster only: asks the controller to move replicas. 'decommission' moves every replica off
+   * `brokerId` (it gets none from then on); 'rebalance' spreads replicas over the live brokers
+   * (a new broker takes its share). Resolves with the moves started; they finish on their own
+   * (new replicas catch up and join the ISR, then the old ones leave): watch `describeTopic`.
+   */
+  async alterPlacement(action: 'rebalance' | 'decommission', brokerId = -1): Promise<AlterPlacementResponse['moves']> {
+    const response = await this.cluster.anyConnection().call(ApiKey.AlterPlacement, { action, brokerId }, decodeAlterPlacementResponse, { timeoutMs: 30_000 });
+    for (const move of response.moves) this.cluster.forget(move.topic);
+    return response.moves;
   }
 
   /** The brokers of the cluster and its controller, as a broker of the bootstrap list sees them. */

@@ -17,7 +17,9 @@ import type { Log } from '../lib/log.js';
 import { partitionKey, type PartitionKey } from '../lib/topic-partition.js';
 import type { PartitionState } from './controller-logic.js';
 import type { EtcdPort, KeyValue } from './etcd-port.js';
-import { ClusterStateError, decodePartitionState, decodeTopicRecord, partitionOfKey, type ClusterKeys, type TopicRecord } from './records.js';
+import {
+  ClusterStateError, decodeDecommissioned, decodePartitionState, decodePlacementRequest, decodeTopicRecord, partitionOfKey, type ClusterKeys, type PlacementRequest, type TopicRecord,
+} from './records.js';
 
 export interface TopicView extends TopicRecord {
   /** The topic key's mod revision (a change compares it). */
@@ -29,12 +31,16 @@ export interface MetadataView {
   revision: number;
   topics: ReadonlyMap<string, TopicView>;
   partitions: ReadonlyMap<PartitionKey, PartitionState>;
+  /** An operator's rebalance or decommission the controller has not taken up yet (version: its mod revision). */
+  placementRequest: (PlacementRequest & { version: number }) | null;
+  /** Brokers placement leaves out, and the key's version (0: absent). */
+  decommissioned: { brokers: readonly number[]; version: number };
 }
 
 const retryMs = 500;
 
 export class ClusterMetadata extends EventEmitter<{ changed: [MetadataView] }> {
-  private current: MetadataView = { revision: 0, topics: new Map(), partitions: new Map() };
+  private current: MetadataView = { revision: 0, topics: new Map(), partitions: new Map(), placementRequest: null, decommissioned: { brokers: [], version: 0 } };
   private reading: Promise<void> | null = null;
   private dirty = false;
   private closed = false;
@@ -58,7 +64,7 @@ export class ClusterMetadata extends EventEmitter<{ changed: [MetadataView] }> {
 
   /** Watches and reads; resolves after the first read attempt (successful or not). */
   async start(): Promise<void> {
-    for (const prefix of [this.keys.topicsPrefix, this.keys.partitionsPrefix]) {
+    for (const prefix of [this.keys.topicsPrefix, this.keys.partitionsPrefix, this.keys.placementRequest, this.keys.decommissioned]) {
       try {
         this.watches.push(await this.port.watch(prefix, true, () => this.refresh()));
       } catch (error) {
@@ -104,7 +110,7 @@ export class ClusterMetadata extends EventEmitter<{ changed: [MetadataView] }> {
   }
 
   private async read(): Promise<void> {
-    const { revision, kvs } = await this.port.list([this.keys.topicsPrefix, this.keys.partitionsPrefix]);
+    const { revision, kvs } = await this.port.list([this.keys.topicsPrefix, this.keys.partitionsPrefix, this.keys.placementRequest, this.keys.decommissioned]);
     if (revision <= this.current.revision || this.closed) return;
     const topics = new Map<string, TopicView>();
     for (const kv of kvs[0] ?? []) {
@@ -125,7 +131,23 @@ export class ClusterMetadata extends EventEmitter<{ changed: [MetadataView] }> {
         this.onInvalid(kv, error);
       }
     }
-    this.current = { revision, topics, partitions };
+    let placementRequest: MetadataView['placementRequest'] = null;
+    for (const kv of (kvs[2] ?? []).filter((k) => k.key === this.keys.placementRequest)) {
+      try {
+        placementRequest = { ...decodePlacementRequest(kv.key, kv.value), version: kv.modRevision };
+      } catch (error) {
+        this.onInvalid(kv, error);
+      }
+    }
+    let decommissioned: MetadataView['decommissioned'] = { brokers: [], version: 0 };
+    for (const kv of (kvs[3] ?? []).filter((k) => k.key === this.keys.decommissioned)) {
+      try {
+        decommissioned = { brokers: decodeDecommissioned(kv.key, kv.value).brokers, version: kv.modRevision };
+      } catch (error) {
+        this.onInvalid(kv, error);
+      }
+    }
+    this.current = { revision, topics, partitions, placementRequest, decommissioned };
     this.emit('changed', this.current);
   }
 

@@ -54,6 +54,13 @@ export interface PartitionState {
   readonly isr: readonly number[];
   /** etcd mod revision the state was read at (0: not written yet); a write compares it. */
   readonly version: number;
+  /**
+   * While replicas move (reassignment: rebalance, decommission): the replica list the partition
+   * moves to. `replicas` is then the old list plus the new brokers, so the new ones fetch and
+   * join the ISR; once every target is in the ISR the controller makes `replicas` the target
+   * (completeMove). Absent: no move.
+   */
+  readonly targetReplicas?: readonly number[];
 }
 
 export interface ClusterState {
@@ -104,6 +111,11 @@ export function partitionStateProblem(state: PartitionState): string | undefined
   if (new Set(isr).size !== isr.length) return 'ISR members must be distinct';
   if (!isr.every((id) => replicas.includes(id))) return 'the ISR must be a subset of the replicas';
   if (leader !== noLeader && !isr.includes(leader)) return 'the leader must be in the ISR';
+  const target = state.targetReplicas;
+  if (target !== undefined) {
+    if (target.length === 0 || new Set(target).size !== target.length) return 'target replicas must be a non-empty list of distinct broker ids';
+    if (!target.every((id) => replicas.includes(id))) return 'target replicas must be among the replicas while they move';
+  }
   const counters = { leaderEpoch: state.leaderEpoch, partitionEpoch: state.partitionEpoch, version: state.version };
   for (const [name, value] of Object.entries(counters)) {
     if (!Number.isSafeInteger(value) || value < 0) return `${name} must be a non-negative integer`;
@@ -149,7 +161,46 @@ function withChange(state: PartitionState, leader: number, isr: readonly number[
     partitionEpoch: state.partitionEpoch + 1,
     isr,
     version: state.version,
+    ...(state.targetReplicas === undefined ? {} : { targetReplicas: state.targetReplicas }),
   };
+}
+
+/**
+ * Starts moving a partition to `target` replicas (placement.ts decides them): the new brokers
+ * join `replicas` (after the current ones, so elections still prefer the current), nothing else
+ * changes; they fetch, catch up and the leader adds them to the ISR. Undefined when the partition
+ * already has exactly these replicas or a move is under way.
+ */
+export function startMove(state: PartitionState, target: readonly number[]): PartitionState | undefined {
+  assertValid(state);
+  if (state.targetReplicas !== undefined) return undefined;
+  if (target.length === state.replicas.length && target.every((id, i) => state.replicas[i] === id)) return undefined;
+  const after: PartitionState = {
+    ...withChange(state, state.leader, state.isr),
+    replicas: [...state.replicas, ...target.filter((id) => !state.replicas.includes(id))],
+    targetReplicas: [...target],
+  };
+  assertValid(after);
+  return after;
+}
+
+/**
+ * Finishes a move once every target replica is in the ISR: replicas become the target, the ISR
+ * keeps its members that are targets, and a leader that is not a target hands over to the first
+ * target in the ISR that is alive (leaderEpoch + 1). Undefined while a target lags (or, for a
+ * leader change, no target in the ISR is alive).
+ */
+export function completeMove(state: PartitionState, liveBrokers: ReadonlySet<number>): PartitionState | undefined {
+  assertValid(state);
+  const target = state.targetReplicas;
+  if (target === undefined || !target.every((id) => state.isr.includes(id))) return undefined;
+  const isr = target.filter((id) => state.isr.includes(id));
+  const leader = state.leader !== noLeader && target.includes(state.leader) ? state.leader : target.find((id) => isr.includes(id) && liveBrokers.has(id));
+  if (leader === undefined) return undefined;
+  const { targetReplicas: _done, ...rest } = withChange(state, leader, isr);
+  const after: PartitionState = { ...rest, replicas: [...target] };
+  assertValid(after);
+  return after;
 }
 
 function sameMembers(a: readonly number[], b: readonly number[]): boolean {

@@ -15,11 +15,11 @@
  * still absent). A guard that fails means the view is old: read again, decide again.
  */
 import type { Log } from '../lib/log.js';
-import { parsePartitionKey, type PartitionKey } from '../lib/topic-partition.js';
-import { createPartitionStates, reconcile, type ElectionPolicy, type PartitionState } from './controller-logic.js';
-import type { ClusterMetadata } from './cluster-metadata.js';
+import { parsePartitionKey, partitionKey, type PartitionKey } from '../lib/topic-partition.js';
+import { completeMove, createPartitionStates, reconcile, startMove, type ElectionPolicy, type PartitionState } from './controller-logic.js';
+import type { ClusterMetadata, MetadataView } from './cluster-metadata.js';
 import type { EtcdCompare, EtcdPort, EtcdWrite } from './etcd-port.js';
-import type { ClusterMembership } from './membership.js';
+import type { ClusterMembership, LiveBroker } from './membership.js';
 import { placeReplicas } from './placement.js';
 import { encodeRecord, partitionStateRecord, type ClusterKeys } from './records.js';
 
@@ -90,14 +90,17 @@ export class ClusterController {
     const guard: EtcdCompare = { key: this.keys.controller, target: 'create', revision: controller.epoch };
     const view = this.metadata.view;
     const live = this.membership.brokers();
+    const excluded = new Set(view.decommissioned.brokers);
+    // Decommissioned brokers get no new replicas.
+    const placeable = live.filter((b) => !excluded.has(b.nodeId));
     let wrote = false;
 
     for (const topic of view.topics.values()) {
       const states: (PartitionState | undefined)[] = Array.from({ length: topic.partitions }, (_, i) => view.partitions.get(`${topic.name}\u0000${i}`));
       const missing = states.flatMap((state, index) => (state === undefined ? [index] : []));
       if (missing.length === 0) continue;
-      if (live.length < topic.replicationFactor) {
-        if (!this.unplaceable.has(topic.name)) this.log('warn', `controller: topic ${topic.name} needs ${topic.replicationFactor} live brokers for its replicas, ${live.length} are alive; placing it when enough are`, { topic: topic.name });
+      if (placeable.length < topic.replicationFactor) {
+        if (!this.unplaceable.has(topic.name)) this.log('warn', `controller: topic ${topic.name} needs ${topic.replicationFactor} live brokers for its replicas, ${placeable.length} are alive (and not decommissioned); placing it when enough are`, { topic: topic.name });
         this.unplaceable.add(topic.name);
         continue;
       }
@@ -105,7 +108,7 @@ export class ClusterController {
       const firstMissing = missing[0]!;
       const current = states.slice(0, firstMissing).map((state) => state!.replicas);
       const lists = placeReplicas({
-        brokers: live.map((b) => (b.rack === null ? { nodeId: b.nodeId } : { nodeId: b.nodeId, rack: b.rack })),
+        brokers: placeable.map((b) => (b.rack === null ? { nodeId: b.nodeId } : { nodeId: b.nodeId, rack: b.rack })),
         topic: topic.name,
         partitions: topic.partitions,
         replicationFactor: topic.replicationFactor,
@@ -139,6 +142,18 @@ export class ClusterController {
     }
 
     const liveIds = new Set(live.map((b) => b.nodeId));
+    if (view.placementRequest !== null) wrote = (await this.startMoves(view, live, guard)) || wrote;
+    // Moves whose new replicas all joined the ISR: the partition takes its target replicas.
+    for (const [key, state] of view.partitions) {
+      if (state.targetReplicas === undefined) continue;
+      const after = completeMove(state, liveIds);
+      if (after === undefined) continue;
+      const { topic, partition } = parsePartitionKey(key);
+      const etcdKey = this.keys.partition(topic, partition);
+      const { succeeded } = await this.port.txn([guard, { key: etcdKey, target: 'mod', revision: state.version }], [{ key: etcdKey, value: encodeRecord(partitionStateRecord(after)) }]);
+      wrote = true;
+      if (succeeded) this.log('info', `controller: ${topic}/${partition}: moved, replicas [${state.replicas.join(', ')}] -> [${after.replicas.join(', ')}], leader ${after.leader} (epoch ${after.leaderEpoch})`, { topic, partition });
+    }
     const policy: ElectionPolicy = { uncleanLeaderElection: (topic) => view.topics.get(topic)?.config.uncleanLeaderElection === 1 };
     const tracked = new Map([...view.partitions].filter(([key]) => !orphans.includes(key)));
     for (const change of reconcile({ liveBrokers: liveIds, partitions: tracked }, policy)) {
@@ -152,6 +167,44 @@ export class ClusterController {
       else this.log(after.leader === -1 ? 'error' : 'info', `controller: ${what}${after.leader === -1 ? '; offline until an ISR member comes back' : ''}`, { topic: change.topic, partition: change.partition });
     }
     return wrote;
+  }
+
+  /**
+   * Takes up an operator's request: decommission N (N gets no replicas, now or later) or rebalance
+   * (over the live brokers not decommissioned). Placement keeps what it can, so only the share of
+   * the brokers that changed moves; each moving partition starts its move (startMove), and the
+   * request is removed in the same guarded way. A topic with a move under way is left as it is.
+   */
+  private async startMoves(view: MetadataView, live: readonly LiveBroker[], guard: EtcdCompare): Promise<boolean> {
+    const request = view.placementRequest!;
+    const excluded = new Set(view.decommissioned.brokers);
+    if (request.action === 'decommission') excluded.add(request.brokerId);
+    const brokers = live.filter((b) => !excluded.has(b.nodeId)).map((b) => (b.rack === null ? { nodeId: b.nodeId } : { nodeId: b.nodeId, rack: b.rack }));
+    let moves = 0;
+    for (const topic of view.topics.values()) {
+      const states = Array.from({ length: topic.partitions }, (_, i) => view.partitions.get(partitionKey(topic.name, i)));
+      if (states.some((state) => state === undefined || state.targetReplicas !== undefined)) continue;
+      if (brokers.length < topic.replicationFactor) {
+        this.log('warn', `controller: cannot move ${topic.name}: it needs ${topic.replicationFactor} brokers, ${brokers.length} would be left`, { topic: topic.name });
+        continue;
+      }
+      const lists = placeReplicas({ brokers, topic: topic.name, partitions: topic.partitions, replicationFactor: topic.replicationFactor, current: states.map((state) => state!.replicas) });
+      for (const [index, state] of states.entries()) {
+        const after = startMove(state!, lists[index]!);
+        if (after === undefined) continue;
+        const key = this.keys.partition(topic.name, index);
+        const { succeeded } = await this.port.txn([guard, { key, target: 'mod', revision: state!.version }], [{ key, value: encodeRecord(partitionStateRecord(after)) }]);
+        if (succeeded) {
+          moves++;
+          this.log('info', `controller: ${topic.name}/${index}: moving [${state!.replicas.join(', ')}] -> [${lists[index]!.join(', ')}] (${request.action})`, { topic: topic.name, partition: index });
+        }
+      }
+    }
+    const writes: EtcdWrite[] = [{ key: this.keys.placementRequest, value: null }];
+    if (request.action === 'decommission') writes.push({ key: this.keys.decommissioned, value: encodeRecord({ brokers: [...excluded].sort((a, b) => a - b) }) });
+    await this.port.txn([guard, { key: this.keys.placementRequest, target: 'mod', revision: request.version }], writes);
+    this.log('info', `controller: ${request.action}${request.action === 'decommission' ? ` of broker ${request.brokerId}` : ''}: ${moves} partitions moving`, {});
+    return true;
   }
 
   close(): void {

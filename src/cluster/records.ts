@@ -10,6 +10,8 @@
  *   /rill/<cluster>/topics/<name>      TopicRecord                                   none
  *   /rill/<cluster>/partitions/<name>/<index>  PartitionStateRecord (controller-logic.ts) none
  *   /rill/<cluster>/producer-ids       { next }: producer ids below it were handed out none
+ *   /rill/<cluster>/placement-request  PlacementRequest: rebalance or decommission    none
+ *   /rill/<cluster>/decommissioned     { brokers }: left out of placement            none
  *
  * A topic exists when its topic key does; the controller gives each of its partitions a state
  * key (placement, leader, ISR), and deletes the state keys of a topic whose key is gone.
@@ -65,6 +67,8 @@ export interface ClusterKeys {
   partitionsPrefix: string;
   partition(topic: string, index: number): string;
   producerIds: string;
+  placementRequest: string;
+  decommissioned: string;
 }
 
 export function clusterKeys(cluster: string): ClusterKeys {
@@ -78,6 +82,8 @@ export function clusterKeys(cluster: string): ClusterKeys {
     partitionsPrefix: `${root}partitions/`,
     partition: (topic, index) => `${root}partitions/${topic}/${index}`,
     producerIds: `${root}producer-ids`,
+    placementRequest: `${root}placement-request`,
+    decommissioned: `${root}decommissioned`,
   };
 }
 
@@ -128,7 +134,19 @@ export interface ProducerIdsRecord {
   next: number;
 }
 
-export function encodeRecord(record: BrokerRegistration | ControllerRecord | TopicRecord | PartitionStateRecord | ProducerIdsRecord): Buffer {
+/** Brokers decommissioned: placement leaves them out until they are recommissioned. */
+export interface DecommissionedRecord {
+  brokers: number[];
+}
+
+export function decodeDecommissioned(key: string, bytes: Buffer): DecommissionedRecord {
+  const fields = parseJsonObject(key, bytes);
+  const raw = fields.raw('brokers');
+  if (Array.isArray(raw) && raw.length === 0) return { brokers: [] };
+  return { brokers: fields.ints('brokers', 1024, 0, nodeIdMax) };
+}
+
+export function encodeRecord(record: BrokerRegistration | ControllerRecord | TopicRecord | PartitionStateRecord | ProducerIdsRecord | PlacementRequest | DecommissionedRecord): Buffer {
   const bytes = Buffer.from(JSON.stringify(record));
   if (bytes.length > clusterRecordBytesMax) throw new RillError('INVALID_CONFIG', `a cluster record of ${bytes.length} bytes exceeds ${clusterRecordBytesMax}`);
   return bytes;
@@ -258,12 +276,14 @@ export function partitionOfKey(key: string, keys: ClusterKeys): { topic: string;
 export function decodePartitionState(kv: KeyValue): PartitionState {
   const fields = parseJsonObject(kv.key, kv.value);
   const state: PartitionState = {
-    replicas: fields.ints('replicas', replicationFactorMax, 0, nodeIdMax),
+    // Up to twice the factor while replicas move (old and new together).
+    replicas: fields.ints('replicas', replicationFactorMax * 2, 0, nodeIdMax),
     leader: fields.int('leader', -1, nodeIdMax),
     leaderEpoch: fields.int('leaderEpoch', 0, 0x7fffffff),
     partitionEpoch: fields.int('partitionEpoch', 0, Number.MAX_SAFE_INTEGER),
-    isr: fields.ints('isr', replicationFactorMax, 0, nodeIdMax),
+    isr: fields.ints('isr', replicationFactorMax * 2, 0, nodeIdMax),
     version: kv.modRevision,
+    ...(fields.has('targetReplicas') ? { targetReplicas: fields.ints('targetReplicas', replicationFactorMax, 0, nodeIdMax) } : {}),
   };
   const problem = partitionStateProblem(state);
   if (problem !== undefined) fields.fail(problem);
@@ -271,7 +291,23 @@ export function decodePartitionState(kv: KeyValue): PartitionState {
 }
 
 export function partitionStateRecord(state: PartitionState): PartitionStateRecord {
-  return { replicas: [...state.replicas], leader: state.leader, leaderEpoch: state.leaderEpoch, partitionEpoch: state.partitionEpoch, isr: [...state.isr] };
+  const record: PartitionStateRecord = { replicas: [...state.replicas], leader: state.leader, leaderEpoch: state.leaderEpoch, partitionEpoch: state.partitionEpoch, isr: [...state.isr] };
+  return state.targetReplicas === undefined ? record : { ...record, targetReplicas: [...state.targetReplicas] };
+}
+
+/** What an operator asked the controller to do with placement (one request at a time). */
+export interface PlacementRequest {
+  action: 'rebalance' | 'decommission';
+  /** The broker to empty (decommission); -1 for rebalance. */
+  brokerId: number;
+  requestedAtMs: number;
+}
+
+export function decodePlacementRequest(key: string, bytes: Buffer): PlacementRequest {
+  const fields = parseJsonObject(key, bytes);
+  const action = fields.string('action', 32);
+  if (action !== 'rebalance' && action !== 'decommission') fields.fail(`action must be rebalance or decommission, not ${action}`);
+  return { action: action as PlacementRequest['action'], brokerId: fields.int('brokerId', -1, nodeIdMax), requestedAtMs: fields.int('requestedAtMs', 0, Number.MAX_SAFE_INTEGER) };
 }
 
 export function decodeProducerIds(key: string, bytes: Buffer): ProducerIdsRecord {

@@ -154,6 +154,39 @@ export function decodeCreatePartitionsRequest(value: unknown): { topics: { name:
 
 // The response is the CreateTopics one: decodeTopicResults in control.ts.
 
+// ---- AlterPlacement (Rill's own, key 1002) ------------------------------------------------------
+
+export interface AlterPlacementRequest {
+  action: 'rebalance' | 'decommission';
+  /** The broker to empty (decommission); -1 for rebalance. */
+  brokerId: number;
+}
+
+export function decodeAlterPlacementRequest(value: unknown): AlterPlacementRequest {
+  const obj = rq.object(value, 'body');
+  const action = rq.string(obj.action, 'action', 32);
+  if (action !== 'rebalance' && action !== 'decommission') rq.fail('action', '"rebalance" or "decommission"', action);
+  const brokerId = rq.int(obj.brokerId, 'brokerId', -1, 0x7fffffff);
+  if (action === 'decommission' && brokerId < 0) rq.fail('brokerId', 'the broker to empty (decommission)', brokerId);
+  return { action: action as AlterPlacementRequest['action'], brokerId: action === 'rebalance' ? -1 : brokerId };
+}
+
+/** The moves the controller started: partitions and their replicas before and after. */
+export interface AlterPlacementResponse {
+  moves: { topic: string; partition: number; from: number[]; to: number[] }[];
+}
+
+export function decodeAlterPlacementResponse(value: unknown): AlterPlacementResponse {
+  const obj = rs.object(value, 'body');
+  return {
+    moves: rs.array(obj.moves, 'moves', requestPartitionsMax).map((m, i) => {
+      const e = rs.object(m, `moves[${i}]`);
+      const ids = (v: unknown, path: string): number[] => rs.array(v, path, 32).map((id, k) => rs.int(id, `${path}[${k}]`, 0, 0x7fffffff));
+      return { topic: rs.string(e.topic, `moves[${i}].topic`, topicNameBytesMax), partition: rs.int(e.partition, `moves[${i}].partition`, 0, 0x7fffffff), from: ids(e.from, `moves[${i}].from`), to: ids(e.to, `moves[${i}].to`) };
+    }),
+  };
+}
+
 // ---- DeleteGroups -----------------------------------------------------------------------------
 
 export function decodeDeleteGroupsRequest(value: unknown): { groupIds: string[] } {

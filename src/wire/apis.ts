@@ -32,6 +32,7 @@ export const ApiKey = {
   ConsumerGroupHeartbeat: 68,
   ResetGroupOffsets: 1000,
   ReplicaFetch: 1001,
+  AlterPlacement: 1002,
 } as const;
 
 export type ApiKeyName = keyof typeof ApiKey;
@@ -75,6 +76,7 @@ export const apiVersionRanges: ReadonlyMap<number, readonly [number, number]> = 
   [ApiKey.CreateAcls, [0, 0]],
   [ApiKey.DeleteAcls, [0, 0]],
   [ApiKey.ReplicaFetch, [0, 0]],
+  [ApiKey.AlterPlacement, [0, 0]],
 ]);
 
 /** acks values on the wire. */

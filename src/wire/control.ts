@@ -152,9 +152,9 @@ function decodePartitionMetadata(value: unknown, path: string): PartitionMetadat
   };
 }
 
-/** A replica or ISR list: at most replicationFactorMax node ids. */
+/** A replica or ISR list: at most twice replicationFactorMax node ids (old and new while replicas move). */
 function nodeIds(value: unknown, path: string): number[] {
-  return rs.array(value, path, replicationFactorMax).map((id, k) => rs.int(id, `${path}[${k}]`, 0, 0x7fffffff));
+  return rs.array(value, path, replicationFactorMax * 2).map((id, k) => rs.int(id, `${path}[${k}]`, 0, 0x7fffffff));
 }
 
 /** A whole topic config in a response; a missing key takes its default. */

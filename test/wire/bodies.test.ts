@@ -284,7 +284,7 @@ describe('control bodies', () => {
       brokers: [], controllerId: 1, topics: [{ name: 't', errorCode: 0, replicationFactor: 2, ...topic, partitions: [{ ...partition, ...p }], config: null }],
     });
     expect(decodeMetadataResponse(roundTrip(body({}, {}), 'MALFORMED_RESPONSE')).topics[0]!.partitions[0]).toEqual(partition);
-    const tooMany = Array.from({ length: replicationFactorMax + 1 }, (_, i) => i);
+    const tooMany = Array.from({ length: replicationFactorMax * 2 + 1 }, (_, i) => i);
     for (const [topic, p] of [
       [{}, { replicas: tooMany }], [{}, { isr: tooMany }], [{}, { replicas: [-1] }], [{}, { isr: [1.5] }], [{}, { replicas: 'all' }],
       [{}, { leaderEpoch: -2 }], [{}, { leaderEpoch: 2 ** 31 }], [{ replicationFactor: replicationFactorMax + 1 }, {}], [{ replicationFactor: -1 }, {}],

