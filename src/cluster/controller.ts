@@ -8,6 +8,8 @@
  *                                                respected) and create the states
  *   partition states of a topic that is gone     delete them
  *   the live set changed                         reconcile(): elections, dead brokers out of ISRs
+ *   an operator's placement request              start minimal moves (rebalance, decommission)
+ *   a move whose targets are all in the ISR      finish it: replicas become the target
  *
  * Every write is one etcd transaction guarded twice: the controller key still has the create
  * revision this broker won it at (a deposed controller writes nothing, even if it does not know
