@@ -357,7 +357,7 @@ export class Broker {
     } : undefined;
     const replicas = new Replicas({
       nodeId: this.config.nodeId, port, keys: membership.keys, membership, metadata, partitions: this.partitions, producers: this.producers, log,
-      replicaLagMaxMs: cluster.replicaLagMaxMs, listenerName: listener.config.name, onTopicsChanged: () => this.onTopicsChanged(),
+      replicaLagMaxMs: cluster.replicaLagMaxMs, moveBytesPerSec: cluster.moveBytesPerSec ?? 0, listenerName: listener.config.name, onTopicsChanged: () => this.onTopicsChanged(),
       connection: { clientId: `rill-broker-${this.config.nodeId}`, tls, sasl: this.interBrokerSasl(cluster.interBrokerUser ?? null) },
     });
     replicas.start();

@@ -31,6 +31,7 @@
 import { RillError, errorCodeOf } from '../lib/errors.js';
 import type { Log } from '../lib/log.js';
 import { monotonicClock } from '../lib/clock.js';
+import { ByteRateQuotas, type ByteRate } from '../lib/quota.js';
 import { partitionKey, type PartitionKey } from '../lib/topic-partition.js';
 import { requestHeaderBytes } from '../lib/limits.js';
 import type { PartitionManager } from './partition-manager.js';
@@ -67,6 +68,8 @@ export interface ReplicaManagerOptions {
   connection: ConnectionOptions;
   /** The listener name whose advertised address replication connects to. */
   listenerName: string;
+  /** Bytes/s this leader sends each replica being added by a move; 0: unlimited. */
+  moveBytesPerSec: number;
   /** Topics were created, grown or deleted locally. */
   onTopicsChanged: () => void;
 }
@@ -310,6 +313,8 @@ export class ReplicaManager {
   private knownTopics = new Set<string>();
   private live = new Set<number>();
   private closed = false;
+  /** Per follower: what moves sent it (cluster.moveBytesPerSec). */
+  private readonly moveQuota = new ByteRateQuotas(1000, 1024);
   private isrTimer: NodeJS.Timeout | null = null;
 
   constructor(readonly options: ReplicaManagerOptions) {
@@ -583,10 +588,14 @@ export class ReplicaManager {
           const withOffsets = { ...base, highWatermark: role.highWatermark, logStartOffset: partition.log.logStartOffset };
           if (entry.diverging !== null) return { ...withOffsets, errorCode: 0, divergingEpoch: entry.diverging };
           if (budget <= 0 || p.fetchOffset >= partition.log.nextOffset) return { ...withOffsets, errorCode: 0 };
+          // A replica a move adds catches up at moveBytesPerSec: nothing this round while over it.
+          const moving = this.isMoving(role, follower);
+          if (moving !== null && this.moveQuota.record(String(follower), moving, 0, monotonicClock.nowMs()) > 0) return { ...withOffsets, errorCode: 0 };
           try {
             const { batches } = partition.log.read(p.fetchOffset, Math.min(p.partitionMaxBytes, budget));
             let read = 0;
             for (const batch of batches) read += batch.length;
+            if (moving !== null) this.moveQuota.record(String(follower), moving, read, monotonicClock.nowMs());
             budget -= read;
             bytes += read;
             return { ...withOffsets, errorCode: 0, records: batches };
@@ -616,6 +625,15 @@ export class ReplicaManager {
       // An append (or a fence) on any of them answers at once, with what is there.
       for (const role of watched) unwatch.push(role.watch(() => setImmediate(finish)));
     });
+  }
+
+  /** The rate for `follower` when a move is adding it to this partition (a target not yet in the ISR), else null. */
+  private isMoving(role: LeaderRole, follower: number): ByteRate | null {
+    const rate = this.options.moveBytesPerSec;
+    if (rate <= 0) return null;
+    const target = this.options.metadata.view.partitions.get(role.slot.key)?.targetReplicas;
+    if (target === undefined || !target.includes(follower) || role.tracker.isr.includes(follower)) return null;
+    return { bytesPerSecond: rate, burstBytes: Math.min(rate, fetchPartitionBytesMax) };
   }
 
   /** Fences, checks divergence and records the follower's offsets for one partition. */
