@@ -14,7 +14,7 @@ import type { BrokerAuth } from './auth.js';
 import { clusterResource, openAccess, type Access } from './access.js';
 import type { BrokerAuthorization } from './authorization.js';
 import type { CredentialStore as CredentialStoreType } from '../security/credentials.js';
-import { connectionsMax, partialFramesBytesMax } from '../lib/limits.js';
+import { connectionsMax, partialFramesBytesMax, requestHeaderBytes } from '../lib/limits.js';
 import { ApiKey, apiNameByKey, apiVersionRanges, preAuthenticationApiKeys } from '../wire/apis.js';
 import { crc32cImplementation } from '../wire/crc32c.js';
 import { brokerConfig, quotasConfigured, type BrokerConfig, type ListenerConfig } from './config.js';
@@ -22,7 +22,7 @@ import type { BrokerQuotas } from './quotas.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { isLoopbackHost, SettingsError } from './settings.js';
 import type { TlsMaterial } from './tls.js';
-import { Connection, FrameMemoryBudget, type Dispatch, type ConnectionEvents, type Reply, type RequestContext } from './connection.js';
+import { Connection, FrameMemoryBudget, msgpackReply, type Dispatch, type ConnectionEvents, type Reply, type RequestContext } from './connection.js';
 import { BrokerMetrics } from './metrics.js';
 import { OperatorAlerts } from './operator-alerts.js';
 import { BrokerRegistry } from './prometheus.js';
@@ -30,6 +30,10 @@ import type { HttpListener } from './http/server.js';
 import type { OverviewSource } from './http/overview.js';
 import { brokerVersion } from './version.js';
 import { PartitionManager } from './partition-manager.js';
+import type { Partition } from './partition.js';
+import { decodeFindCoordinatorRequest } from '../wire/groups.js';
+import { decodeMsgpack } from '../wire/msgpack.js';
+import { defaultTopicConfig } from '../wire/control.js';
 import { GroupHost } from './group-host.js';
 import { handleInitProducerId, handleProduce } from './handlers/produce.js';
 import { ProducerStates } from './producer-state.js';
@@ -88,6 +92,10 @@ export class Broker {
   private lock: DataDirLock | null = null;
   private isReady = false;
   private groups: GroupHost | null = null;
+  /** Which takeover of __groups is current (a stale one closes the host it opened). */
+  private groupsToken: symbol | null = null;
+  /** replicated-group-store.ts, loaded with replication (before the replica manager reports leaderships). */
+  private groupStoreModule: typeof import('./replicated-group-store.js') | null = null;
   private auth: BrokerAuth | null = null;
   private authLoading: Promise<BrokerAuth> | null = null;
   /** The ACLs, when authentication is required; otherwise everything is allowed. */
@@ -115,6 +123,7 @@ export class Broker {
     controller: ClusterController;
     topics: ClusterTopics;
     handlers: typeof import('./handlers/cluster-admin.js');
+    groupStore: typeof import('./replicated-group-store.js');
   } | null = null;
 
   constructor(config: Partial<BrokerConfig> = {}) {
@@ -298,8 +307,12 @@ export class Broker {
     log('info', `data directory ${this.config.dataDir}: ${topics} topics, ${recovery} (${Date.now() - startedMs} ms)`, { dataDir: this.config.dataDir, topics, clean, recoveryMs: Date.now() - startedMs });
     log('info', `CRC-32C implementation: ${crc32cImplementation}`, { crc32c: crc32cImplementation });
     await this.startReplication();
-    this.groups = await GroupHost.open(this.config.dataDir, this.partitions, log, { heartbeatIntervalMs: groupHeartbeatIntervalMs }, this.config.fileOps);
-    this.groups.start();
+    // In a cluster the groups live in the replicated __groups partition: its leader coordinates
+    // them (onLeadership). Alone, in the data directory's group store.
+    if (this.replication === null) {
+      this.groups = await GroupHost.open(this.config.dataDir, this.partitions, log, { heartbeatIntervalMs: groupHeartbeatIntervalMs }, this.config.fileOps);
+      this.groups.start();
+    }
     this.housekeeping = setInterval(() => this.runHousekeeping(), this.config.housekeepingIntervalMs);
     this.housekeeping.unref();
     this.isReady = true;
@@ -343,9 +356,11 @@ export class Broker {
     const membership = this.membership;
     const port = this.etcdPort;
     if (cluster === null || cluster === undefined || membership === null || port === null) return;
-    const [{ ClusterMetadata: Metadata }, { ReplicaManager: Replicas }, { ClusterController: Controller }, { ClusterTopics: Topics }, handlers] = await Promise.all([
+    const [{ ClusterMetadata: Metadata }, { ReplicaManager: Replicas }, { ClusterController: Controller }, { ClusterTopics: Topics }, handlers, groupStore] = await Promise.all([
       import('../cluster/cluster-metadata.js'), import('./replica-manager.js'), import('../cluster/controller.js'), import('./cluster-topics.js'), import('./handlers/cluster-admin.js'),
+      import('./replicated-group-store.js'),
     ]);
+    this.groupStoreModule = groupStore;
     const log = this.metrics.alerts.log;
     const metadata = new Metadata(port, membership.keys, log);
     const listener = this.listeners.find((l) => l.config.name === 'rill') ?? this.listeners[0]!;
@@ -358,6 +373,7 @@ export class Broker {
     const replicas = new Replicas({
       nodeId: this.config.nodeId, port, keys: membership.keys, membership, metadata, partitions: this.partitions, producers: this.producers, log,
       replicaLagMaxMs: cluster.replicaLagMaxMs, moveBytesPerSec: cluster.moveBytesPerSec ?? 0, listenerName: listener.config.name, onTopicsChanged: () => this.onTopicsChanged(),
+      onLeadership: (partition, leading) => this.onLeadership(partition, leading),
       connection: { clientId: `rill-broker-${this.config.nodeId}`, tls, sasl: this.interBrokerSasl(cluster.interBrokerUser ?? null) },
     });
     replicas.start();
@@ -366,7 +382,7 @@ export class Broker {
     controller.start();
     const topics = new Topics(port, membership.keys, membership, metadata, this.partitions, log);
     topics.reserveSpare();
-    this.replication = { metadata, replicas, controller, topics, handlers };
+    this.replication = { metadata, replicas, controller, topics, handlers, groupStore };
   }
 
   /** SCRAM credentials replication logs in with (cluster.interBrokerUser, RILL_INTER_BROKER_PASSWORD). */
@@ -580,7 +596,7 @@ export class Broker {
       case ApiKey.CreateTopics: return this.replication === null ? handleCreateTopics(context, this.partitions, () => this.onTopicsChanged(), access) : this.replication.handlers.handleClusterCreateTopics(context, this.replication.topics, access);
       case ApiKey.DeleteTopics: return this.replication === null ? handleDeleteTopics(context, this.partitions, () => this.onTopicsChanged(), access) : this.replication.handlers.handleClusterDeleteTopics(context, this.replication.topics, access);
       case ApiKey.ListOffsets: return handleListOffsets(context, this.partitions, access);
-      case ApiKey.FindCoordinator: return this.groupHost().handleFindCoordinator(context, this.coordinator(context), access);
+      case ApiKey.FindCoordinator: return this.replication === null ? this.groupHost().handleFindCoordinator(context, this.self(context), access) : this.findCoordinator(context, access);
       case ApiKey.ConsumerGroupHeartbeat: return this.groupHost().handleHeartbeat(context, access);
       case ApiKey.OffsetCommit: return this.groupHost().handleOffsetCommit(context, access);
       case ApiKey.OffsetFetch: return this.groupHost().handleOffsetFetch(context, access);
@@ -637,15 +653,54 @@ export class Broker {
   }
 
   /**
-   * Where groups are coordinated. A single broker: itself. In a cluster, until group state is
-   * replicated (it lives on the coordinator's disk), every broker names the same one, the live
-   * broker with the lowest node id, so the members of a group meet on one coordinator.
+   * In a cluster every group is coordinated by the leader of __groups/0 (its records replicate
+   * with the partition): FindCoordinator names it, creating the internal topic on first use (as
+   * Kafka creates __consumer_offsets), with retention off and the default replication factor.
    */
-  private coordinator(context: RequestContext): { nodeId: number; host: string; port: number } {
-    const self = this.self(context);
-    const lowest = this.membership?.brokers()[0];
-    if (lowest === undefined || lowest.nodeId === self.nodeId) return self;
-    return addressOn(lowest, context.connection.listenerName);
+  private async findCoordinator(context: RequestContext, access: Access): Promise<Reply> {
+    const { key } = decodeFindCoordinatorRequest(decodeMsgpack(context.frame.subarray(requestHeaderBytes)));
+    if (access.enforced && !access.allows(context.connection, 'group', key, 'describe')) {
+      throw new RillError('GROUP_AUTHORIZATION_FAILED', `${context.connection.principal ?? 'this connection'} may not describe group "${key}"`);
+    }
+    const replication = this.replication!;
+    const { groupsTopic } = replication.groupStore;
+    let state = replication.replicas.assignment(groupsTopic, 0);
+    if (state === undefined && replication.metadata.view.topics.get(groupsTopic) === undefined) {
+      await replication.topics.create(groupsTopic, 1, -1, { ...defaultTopicConfig, retentionMs: -1, retentionBytes: -1 }).catch((error: unknown) => {
+        if (!(error instanceof RillError) || error.code !== 'TOPIC_ALREADY_EXISTS') throw error;
+      });
+      state = replication.replicas.assignment(groupsTopic, 0);
+    }
+    if (state === undefined || state.leader < 0) throw new RillError('COORDINATOR_NOT_AVAILABLE', `${groupsTopic} has no leader now; retry shortly`);
+    if (state.leader === this.config.nodeId) return msgpackReply(this.self(context));
+    const leader = this.membership?.knownBrokers().find((b) => b.nodeId === state!.leader);
+    if (leader === undefined) throw new RillError('COORDINATOR_NOT_AVAILABLE', `broker ${state.leader} leads ${groupsTopic} but its address is not known here; retry shortly`);
+    return msgpackReply(addressOn(leader, context.connection.listenerName));
+  }
+
+  /** This broker started or stopped leading a partition: for __groups/0, it starts or stops coordinating groups. */
+  private onLeadership(partition: Partition, leading: boolean): void {
+    const groupStore = this.groupStoreModule;
+    if (groupStore === null || partition.topic !== groupStore.groupsTopic || partition.index !== 0) return;
+    const previous = this.groups;
+    this.groups = null;
+    const token = Symbol('coordinating');
+    this.groupsToken = token;
+    if (previous !== null) {
+      this.config.log('info', 'no longer coordinating groups (another broker leads __groups now)', {});
+      previous.close().catch(() => undefined);
+    }
+    if (!leading || this.stopping !== null) return;
+    const log = this.config.log;
+    GroupHost.open(this.config.dataDir, this.partitions, log, { heartbeatIntervalMs: groupHeartbeatIntervalMs }, this.config.fileOps, () => groupStore.ReplicatedGroupStore.open(partition, log)).then((host) => {
+      if (this.groupsToken !== token || this.stopping !== null) {
+        host.close().catch(() => undefined);
+        return;
+      }
+      this.groups = host;
+      host.start();
+      log('info', 'coordinating the groups of the cluster (leader of __groups)', {});
+    }, (error: unknown) => log('warn', `could not take over the groups of the cluster: ${(error as Error).message}; clients retry`, {}));
   }
 
   /**

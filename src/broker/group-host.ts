@@ -19,7 +19,19 @@ import {
 } from '../wire/groups.js';
 import { msgpackReply, type Reply, type RequestContext } from './connection.js';
 import type { FileOps } from '../storage/file-ops.js';
-import { GroupStore } from './group-store.js';
+import { GroupStore, type DroppedTail } from './group-store.js';
+
+/** Where the coordinator's records live: the group store file, or (in a cluster) a replicated partition. */
+export interface GroupRecordStore {
+  /** Resolves once the records are durable (fsynced; in a cluster, on every in-sync replica). */
+  append(records: readonly GroupRecord[]): Promise<void>;
+  shouldCompact(): boolean;
+  compact(snapshot: readonly GroupRecord[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Opens a store and returns what it holds, to replay. */
+export type GroupStoreOpener = () => Promise<{ store: GroupRecordStore; records: GroupRecord[]; dropped: DroppedTail | null }>;
 import type { PartitionManager } from './partition-manager.js';
 
 /** How often silent members are looked for. Removal is this punctual. */
@@ -54,12 +66,11 @@ export class GroupHost {
   private reloading: Promise<void> | null = null;
 
   private constructor(
-    private store: GroupStore,
+    private store: GroupRecordStore,
     private readonly partitions: PartitionManager,
     private readonly options: Omit<CoordinatorOptions, 'topics'>,
-    private readonly dataDir: string,
+    private readonly openStore: GroupStoreOpener,
     private readonly log: Log,
-    private readonly fileOps: FileOps | undefined,
   ) {
     this.coordinator = this.newCoordinator();
   }
@@ -68,10 +79,14 @@ export class GroupHost {
     return new Coordinator({ ...this.options, topics: { partitionCount: (topic) => this.partitions.registry.get(topic)?.partitions } });
   }
 
-  /** Opens the store and replays it; topics must already be loaded (offsets of unknown topics are dropped). */
-  static async open(dataDir: string, partitions: PartitionManager, log: Log, options: Omit<CoordinatorOptions, 'topics'> = {}, fileOps?: FileOps): Promise<GroupHost> {
-    const { store, records, dropped } = await GroupStore.open(dataDir, fileOps);
-    const host = new GroupHost(store, partitions, options, dataDir, log, fileOps);
+  /**
+   * Opens the store and replays it; topics must already be loaded (offsets of unknown topics are
+   * dropped). `openStore`: where the records live; default the data directory's group store.
+   */
+  static async open(dataDir: string, partitions: PartitionManager, log: Log, options: Omit<CoordinatorOptions, 'topics'> = {}, fileOps?: FileOps, openStore?: GroupStoreOpener): Promise<GroupHost> {
+    const opener: GroupStoreOpener = openStore ?? (() => GroupStore.open(dataDir, fileOps));
+    const { store, records, dropped } = await opener();
+    const host = new GroupHost(store, partitions, options, opener, log);
     host.replay(records, dropped);
     await host.persist(host.coordinator.onTopicsChanged(Date.now()));
     return host;
@@ -111,7 +126,7 @@ export class GroupHost {
 
   private async reload(): Promise<void> {
     await this.store.close().catch(() => undefined);
-    const { store, records, dropped } = await GroupStore.open(this.dataDir, this.fileOps);
+    const { store, records, dropped } = await this.openStore();
     this.store = store;
     this.coordinator = this.newCoordinator();
     this.replay(records, dropped);

@@ -72,6 +72,8 @@ export interface ReplicaManagerOptions {
   moveBytesPerSec: number;
   /** Topics were created, grown or deleted locally. */
   onTopicsChanged: () => void;
+  /** This broker started (true) or stopped (false) leading a partition. */
+  onLeadership?: (partition: Partition, leading: boolean) => void;
 }
 
 /** Bytes a follower asks for per partition and per fetch. */
@@ -408,7 +410,10 @@ export class ReplicaManager {
 
   /** A slot whose partition is gone or replaced: its leader stops, its fetcher skips it. */
   private retire(slot: Slot, why: string): void {
-    if (slot.role instanceof LeaderRole) slot.role.fence(new RillError('NOT_LEADER', why));
+    if (slot.role instanceof LeaderRole) {
+      slot.role.fence(new RillError('NOT_LEADER', why));
+      this.options.onLeadership?.(slot.partition, false);
+    }
     const gone = new NoRole(new RillError('UNKNOWN_TOPIC_OR_PARTITION', `${slot.topic}/${slot.index}: ${why}`));
     slot.role = gone;
     slot.partition.replication = gone;
@@ -504,9 +509,12 @@ export class ReplicaManager {
   }
 
   private setRole(slot: Slot, role: Role): void {
+    const wasLeader = slot.role instanceof LeaderRole;
     slot.role = role;
     slot.partition.replication = role;
     slot.partition.publish();
+    const isLeader = role instanceof LeaderRole;
+    if (wasLeader || isLeader) this.options.onLeadership?.(slot.partition, isLeader);
   }
 
   /** The leader role of a partition, for the ReplicaFetch handler. */
@@ -891,7 +899,11 @@ class ReplicaFetcher {
         this.manager.log('warn', `${slot.topic}/${slot.index}: follower fsync failed: ${(error as Error).message}`, { topic: slot.topic, partition: slot.index, condition: 'storage_error' });
       }));
     }
-    if (slot.role === role) role.highWatermark = Math.max(role.highWatermark, Math.min(fetched.highWatermark, slot.partition.log.nextOffset));
+    if (slot.role === role) {
+      role.highWatermark = Math.max(role.highWatermark, Math.min(fetched.highWatermark, slot.partition.log.nextOffset));
+      // The follower's view of the high watermark (lag figures, and where it starts if elected).
+      slot.partition.publish();
+    }
   }
 
   private sleep(ms: number): Promise<void> {

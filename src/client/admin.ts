@@ -7,6 +7,7 @@ import { RillError } from '../lib/errors.js';
 import { ApiKey, OffsetSpec } from '../wire/apis.js';
 import { decodeListOffsetsResponse, decodeTopicResults, type TopicConfig } from '../wire/control.js';
 import { Cluster, type ClientOptions } from './cluster.js';
+import type { BrokerConnection } from './connection.js';
 import { decodeCreateAclsResponse, decodeDeleteAclsResponse, decodeDescribeAclsResponse, type Acl, type AclFilter } from '../wire/acls.js';
 
 export type { Acl, AclFilter };
@@ -16,7 +17,7 @@ import { decodeAlterUsersResponse, decodeDescribeUsersResponse, type UserMechani
 import { scramCredential, type ScramMechanism } from '../wire/scram.js';
 import {
   decodeDescribeGroupsResponse, decodeListGroupsResponse, decodeOffsetFetchResponse, decodeResetOffsetsResponse,
-  type FetchedOffsetBody, type GroupDescriptionBody, type GroupListingBody,
+  type FetchedOffsetBody, type GroupDescriptionBody, type GroupListingBody, decodeFindCoordinatorResponse,
 } from '../wire/groups.js';
 
 export interface NewTopic {
@@ -93,6 +94,9 @@ export interface ClusterDescription {
   /** Live brokers by node id; alive is false only for the answering broker while it is not registered. */
   brokers: { nodeId: number; host: string; port: number; rack: string | null; alive: boolean }[];
 }
+
+/** The internal topic whose leader coordinates a cluster's groups (broker/replicated-group-store.ts). */
+const groupsTopicName = '__groups';
 
 export class Admin {
   private readonly cluster: Cluster;
@@ -180,12 +184,39 @@ export class Admin {
   }
 
   async listGroups(): Promise<GroupListingBody[]> {
-    return this.cluster.anyConnection().call(ApiKey.ListGroups, {}, decodeListGroupsResponse);
+    return this.groupCall(null, ApiKey.ListGroups, {}, decodeListGroupsResponse);
+  }
+
+  /**
+   * A group request sent to the group's coordinator: the broker itself alone; in a cluster the
+   * leader of `__groups`, found with FindCoordinator (or, to list groups, from Metadata). Retried
+   * while the coordinator moves (COORDINATOR_NOT_AVAILABLE), for about 10 s.
+   */
+  private async groupCall<T>(groupId: string | null, apiKey: number, request: unknown, decode: (value: unknown) => T): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const first = this.cluster.anyConnection();
+        let connection: Pick<BrokerConnection, 'call'> = first;
+        if (groupId !== null) {
+          const found = await first.call(ApiKey.FindCoordinator, { key: groupId }, decodeFindCoordinatorResponse);
+          const unroutable = found.host === '' || found.host === '0.0.0.0' || found.host === '::';
+          connection = this.cluster.connectionTo({ host: unroutable ? first.address.host : found.host, port: found.port });
+        } else {
+          const leader = (await this.cluster.topic(groupsTopicName).catch(() => null))?.partitions[0]?.leader ?? -1;
+          if (leader >= 0) connection = this.cluster.connectionForNode(leader);
+        }
+        return await connection.call(apiKey, request, decode);
+      } catch (error) {
+        if (!(error instanceof RillError) || error.code !== 'COORDINATOR_NOT_AVAILABLE' || attempt >= 20) throw error;
+        if (groupId === null) this.cluster.forget(groupsTopicName);
+        await new Promise((resolve) => setTimeout(resolve, Math.min(500, 100 * attempt)));
+      }
+    }
   }
 
   /** Members, assignment, committed offsets, end offsets and lag, and recent rebalances. */
   async describeGroup(groupId: string): Promise<GroupDescriptionBody> {
-    const [group] = await this.cluster.anyConnection().call(ApiKey.DescribeGroups, { groupIds: [groupId] }, decodeDescribeGroupsResponse);
+    const [group] = await this.groupCall(groupId, ApiKey.DescribeGroups, { groupIds: [groupId] }, decodeDescribeGroupsResponse);
     if (group === undefined) throw new RillError('MALFORMED_RESPONSE', 'DescribeGroups answered no group');
     if (group.errorCode !== 0) throw RillError.fromCode(group.errorCode, `group "${groupId}"`);
     return group;
@@ -198,13 +229,13 @@ export class Admin {
       const metadata = await this.cluster.topic(topic);
       topics = [{ topic, partitions: metadata.partitions.map((p) => p.partition) }];
     }
-    return this.cluster.anyConnection().call(ApiKey.OffsetFetch, { groupId, topics }, decodeOffsetFetchResponse);
+    return this.groupCall(groupId, ApiKey.OffsetFetch, { groupId, topics }, decodeOffsetFetchResponse);
   }
 
   /** Moves a group's committed offsets for a topic; refused (NON_EMPTY_GROUP) while it has live members. */
   async resetGroupOffsets(groupId: string, topic: string, to: 'earliest' | 'latest' | bigint): Promise<{ partition: number; offset: bigint }[]> {
     const request = typeof to === 'bigint' ? { groupId, topic, to: 'offset', offset: to } : { groupId, topic, to };
-    return this.cluster.anyConnection().call(ApiKey.ResetGroupOffsets, request, decodeResetOffsetsResponse);
+    return this.groupCall(groupId, ApiKey.ResetGroupOffsets, request, decodeResetOffsetsResponse);
   }
 
   /**
@@ -234,7 +265,7 @@ export class Admin {
 
   /** Deletes a group with its committed offsets; NON_EMPTY_GROUP while it has live members, GROUP_ID_NOT_FOUND if unknown. */
   async deleteGroup(groupId: string): Promise<void> {
-    const [result] = await this.cluster.anyConnection().call(ApiKey.DeleteGroups, { groupIds: [groupId] }, decodeDeleteGroupsResponse);
+    const [result] = await this.groupCall(groupId, ApiKey.DeleteGroups, { groupIds: [groupId] }, decodeDeleteGroupsResponse);
     if (result === undefined) throw new RillError('MALFORMED_RESPONSE', 'DeleteGroups answered no group');
     if (result.errorCode !== 0) throw RillError.fromCode(result.errorCode, stripCode(result.errorMessage) || `group "${groupId}"`);
   }
