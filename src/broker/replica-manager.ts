@@ -662,6 +662,8 @@ export class ReplicaManager {
       if (end.epoch < 0) return { role, error: new RillError('UNKNOWN_LEADER_EPOCH', `the leader has no epoch at or below ${p.lastFetchedEpoch}`), diverging: null };
       if (end.epoch !== p.lastFetchedEpoch || end.endOffset < p.fetchOffset) return { role, error: null, diverging: { epoch: end.epoch, endOffset: end.endOffset } };
     }
+    // A replica a move just added, before this leader applied the state naming it: retry shortly.
+    if (!role.tracker.followerViews().some((f) => f.brokerId === follower)) return { role, error: new RillError('UNKNOWN_LEADER_EPOCH', `broker ${follower} is not a replica of ${topic}/${p.partition} in the leader's view yet`), diverging: null };
     if (p.fetchOffset < log.logStartOffset) return { role, error: new RillError('OFFSET_OUT_OF_RANGE', `offset ${p.fetchOffset} is below the log start ${log.logStartOffset}`), diverging: null };
     try {
       role.followerFetched(follower, p.fetchOffset, p.fsyncedOffset);
