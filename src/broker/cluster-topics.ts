@@ -143,7 +143,9 @@ export class ClusterTopics {
     if (live.length === 0) throw new RillError('LEADER_NOT_AVAILABLE', 'this broker is not registered in its cluster now (etcd unreachable?); try another broker');
     const excluded = new Set(view.decommissioned.brokers);
     if (action === 'decommission') {
-      if (!this.membership.knownBrokers().some((b) => b.nodeId === brokerId)) throw new RillError('INVALID_ARGUMENT', `broker ${brokerId} is not a broker of this cluster`);
+      // A live broker, or a dead one that still holds replicas (decommissioning it re-creates them).
+      const holdsReplicas = [...view.partitions.values()].some((state) => state.replicas.includes(brokerId));
+      if (!holdsReplicas && !this.membership.knownBrokers().some((b) => b.nodeId === brokerId)) throw new RillError('INVALID_ARGUMENT', `broker ${brokerId} is not a broker of this cluster`);
       excluded.add(brokerId);
     }
     const left = live.filter((b) => !excluded.has(b.nodeId)).length;
