@@ -378,7 +378,7 @@ export class Broker {
     });
     replicas.start();
     await metadata.start();
-    const controller = new Controller(port, membership.keys, membership, metadata, log);
+    const controller = new Controller(port, membership.keys, membership, metadata, log, cluster.autoReplaceDeadBrokersMs ?? 0);
     controller.start();
     const topics = new Topics(port, membership.keys, membership, metadata, this.partitions, log);
     topics.reserveSpare();

@@ -140,6 +140,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'quotas.users.NAME.fetchBytesPerSecond', kind: 'int', default: '', min: 0, max: quotaBytesPerSecondMax, env: null, flag: null, description: 'Config file only: this user\'s fetch rate instead of `quotas.fetchBytesPerSecond`; 0: unlimited.' },
   { key: 'cluster.etcd', kind: 'urls', default: '', env: 'RILL_ETCD', flag: '--etcd', description: 'etcd client URLs (`http://HOST:PORT`, comma-separated). Set: the broker joins the cluster `cluster.name`, registering itself under an etcd lease it keeps alive, and takes part in the controller election; a second live broker with the same `nodeId` refuses to start. Empty: a single broker, no etcd.' },
   { key: 'cluster.name', kind: 'name', default: 'rill', env: 'RILL_CLUSTER', flag: '--cluster', description: 'Brokers with the same etcd and cluster name form one cluster (its keys live under `/rill/<name>/` in etcd). Letters, digits, `.`, `_`, `-`.' },
+  { key: 'cluster.autoReplaceDeadBrokersMs', kind: 'int', default: 0, min: 0, max: 604_800_000, env: 'RILL_AUTO_REPLACE_DEAD_BROKERS_MS', flag: null, description: 'When a broker holding replicas has been dead (no lease) this long, the controller re-creates its replicas on live brokers (a rebalance), so the replication factor heals by itself. 0 (default, as in Kafka): never; its partitions stay under-replicated until it returns or `rill cluster decommission` moves them.' },
   { key: 'cluster.moveBytesPerSec', kind: 'int', default: 52_428_800, min: 0, max: 10_737_418_240, env: 'RILL_MOVE_BYTES_PER_SEC', flag: null, description: 'How fast a leader sends a partition to a replica that is being added by a move (rebalance, decommission), per follower, in bytes/s, so moves do not starve producers and consumers. 0: unlimited. Followers already in the ISR, and replicas catching up after a restart, are never throttled.' },
   { key: 'cluster.interBrokerUser', kind: 'name', default: '', env: 'RILL_INTER_BROKER_USER', flag: null, description: 'With `auth.mode` required: the user this broker authenticates as (SCRAM-SHA-512) when it replicates from the others; its password comes from `RILL_INTER_BROKER_PASSWORD` only. Make it a super user (or give it alter on the cluster). Not needed when the listeners use mTLS: a broker then presents its own certificate.' },
   { key: 'cluster.rack', kind: 'name', default: '', env: 'RILL_RACK', flag: '--rack', description: 'The rack (or zone) of this broker, shown in Metadata and `rill cluster describe`.' },
@@ -414,6 +415,8 @@ function resolveCluster(parse: Parse, record: (key: string, source: SettingSourc
   record('cluster.leaseTtlMs', ttl.source, ttl.parsed);
   const lag = parse('cluster.replicaLagMaxMs', asInt);
   record('cluster.replicaLagMaxMs', lag.source, lag.parsed);
+  const autoReplace = parse('cluster.autoReplaceDeadBrokersMs', asInt);
+  record('cluster.autoReplaceDeadBrokersMs', autoReplace.source, autoReplace.parsed);
   const moveRate = parse('cluster.moveBytesPerSec', asInt);
   record('cluster.moveBytesPerSec', moveRate.source, moveRate.parsed);
   const interBrokerUser = parse('cluster.interBrokerUser', (v) => (v === '' || v === null ? null : String(v)));
@@ -423,7 +426,7 @@ function resolveCluster(parse: Parse, record: (key: string, source: SettingSourc
     if (stray) warnings.push('cluster.name, cluster.rack, cluster.leaseTtlMs and cluster.replicaLagMaxMs do nothing without cluster.etcd (--etcd URL): this broker runs alone');
     return null;
   }
-  return { etcdEndpoints: etcd.parsed, name: name.parsed, rack: rack.parsed, leaseTtlMs: ttl.parsed, replicaLagMaxMs: lag.parsed, moveBytesPerSec: moveRate.parsed, interBrokerUser: interBrokerUser.parsed };
+  return { etcdEndpoints: etcd.parsed, name: name.parsed, rack: rack.parsed, leaseTtlMs: ttl.parsed, replicaLagMaxMs: lag.parsed, autoReplaceDeadBrokersMs: autoReplace.parsed, moveBytesPerSec: moveRate.parsed, interBrokerUser: interBrokerUser.parsed };
 }
 
 const etcdEndpointsMax = 16;

@@ -35,12 +35,23 @@ export class ClusterController {
   /** Topics that could not be placed (too few live brokers), logged once each until placed. */
   private readonly unplaceable = new Set<string>();
 
+  /** Since when (ms) each broker that holds replicas has been dead, for autoReplaceDeadBrokersMs. */
+  private readonly deadSince = new Map<number, number>();
+  private autoReplaceTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * `autoReplaceDeadBrokersMs` > 0: replicas of a broker dead that long are re-created on live
+   * brokers (the controller asks itself for a rebalance, which places them over the live ones);
+   * 0: never (a dead broker's partitions stay under-replicated until it returns or an operator
+   * moves them).
+   */
   constructor(
     private readonly port: EtcdPort,
     private readonly keys: ClusterKeys,
     private readonly membership: ClusterMembership,
     private readonly metadata: ClusterMetadata,
     private readonly log: Log,
+    private readonly autoReplaceDeadBrokersMs = 0,
   ) {}
 
   start(): void {
@@ -145,6 +156,7 @@ export class ClusterController {
 
     const liveIds = new Set(live.map((b) => b.nodeId));
     if (view.placementRequest !== null) wrote = (await this.startMoves(view, live, guard)) || wrote;
+    else if (this.autoReplaceDeadBrokersMs > 0) wrote = (await this.replaceDeadBrokers(view, liveIds, guard)) || wrote;
     // Moves whose new replicas all joined the ISR: the partition takes its target replicas.
     for (const [key, state] of view.partitions) {
       if (state.targetReplicas === undefined) continue;
@@ -209,8 +221,35 @@ export class ClusterController {
     return true;
   }
 
+  /** Asks for a rebalance once a broker holding replicas has been dead for autoReplaceDeadBrokersMs. */
+  private async replaceDeadBrokers(view: MetadataView, liveIds: ReadonlySet<number>, guard: EtcdCompare): Promise<boolean> {
+    const nowMs = Date.now();
+    const holders = new Set<number>();
+    for (const state of view.partitions.values()) for (const id of state.replicas) holders.add(id);
+    for (const id of [...this.deadSince.keys()]) if (liveIds.has(id) || !holders.has(id)) this.deadSince.delete(id);
+    for (const id of holders) if (!liveIds.has(id) && !this.deadSince.has(id)) this.deadSince.set(id, nowMs);
+    if (this.deadSince.size === 0) return false;
+    const due = [...this.deadSince].filter(([, sinceMs]) => nowMs - sinceMs >= this.autoReplaceDeadBrokersMs).map(([id]) => id);
+    if (due.length === 0) {
+      // Look again when the first one is due (nothing else may change meanwhile).
+      const nextMs = Math.min(...this.deadSince.values()) + this.autoReplaceDeadBrokersMs - nowMs;
+      if (this.autoReplaceTimer !== null) clearTimeout(this.autoReplaceTimer);
+      this.autoReplaceTimer = setTimeout(() => this.schedule(), Math.max(10, nextMs));
+      this.autoReplaceTimer.unref?.();
+      return false;
+    }
+    const key = this.keys.placementRequest;
+    const { succeeded } = await this.port.txn([guard, { key, target: 'create', revision: 0 }], [{ key, value: encodeRecord({ action: 'rebalance', brokerId: -1, requestedAtMs: nowMs }) }]);
+    if (succeeded) {
+      this.log('warn', `controller: broker(s) ${due.join(', ')} dead for over ${this.autoReplaceDeadBrokersMs} ms (autoReplaceDeadBrokersMs): re-creating their replicas on live brokers`, { brokers: due });
+      for (const id of due) this.deadSince.delete(id);
+    }
+    return true;
+  }
+
   close(): void {
     this.closed = true;
+    if (this.autoReplaceTimer !== null) clearTimeout(this.autoReplaceTimer);
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
   }
 }

@@ -52,6 +52,8 @@ export interface ClusterConfig {
   leaseTtlMs: number;
   /** A follower behind its leader this long leaves the ISR. */
   replicaLagMaxMs: number;
+  /** Re-create the replicas of a broker dead this long (0: never). */
+  autoReplaceDeadBrokersMs?: number;
   /** Bytes/s a leader sends a replica being added by a move (0: unlimited). */
   moveBytesPerSec?: number;
   /** The user replication authenticates as (password: RILL_INTER_BROKER_PASSWORD); null: none. */

@@ -135,11 +135,11 @@ describe('broker settings', () => {
   it('joins a cluster only with etcd URLs: --etcd, RILL_ETCD or cluster.etcd, with name, rack and lease TTL', () => {
     expect(resolveSettings({}, {}).settings.cluster).toBeNull();
     const { settings, effective } = resolveSettings({ etcd: 'http://10.0.0.1:2379, 10.0.0.2:2379', cluster: 'prod', rack: 'eu-west-1a' }, { RILL_LEASE_TTL_MS: '4500', RILL_REPLICA_LAG_MAX_MS: '2500' });
-    expect(settings.cluster).toEqual({ etcdEndpoints: ['http://10.0.0.1:2379', 'http://10.0.0.2:2379'], name: 'prod', rack: 'eu-west-1a', leaseTtlMs: 4500, replicaLagMaxMs: 2500, moveBytesPerSec: 52_428_800, interBrokerUser: null });
+    expect(settings.cluster).toEqual({ etcdEndpoints: ['http://10.0.0.1:2379', 'http://10.0.0.2:2379'], name: 'prod', rack: 'eu-west-1a', leaseTtlMs: 4500, replicaLagMaxMs: 2500, autoReplaceDeadBrokersMs: 0, moveBytesPerSec: 52_428_800, interBrokerUser: null });
     expect(Object.fromEntries(effective.filter((e) => e.name.startsWith('cluster.')).map((e) => [e.name, [e.value, e.source]]))).toEqual({
-      'cluster.etcd': ['http://10.0.0.1:2379,http://10.0.0.2:2379', 'flag'], 'cluster.name': ['prod', 'flag'], 'cluster.rack': ['eu-west-1a', 'flag'], 'cluster.leaseTtlMs': [4500, 'env'], 'cluster.replicaLagMaxMs': [2500, 'env'], 'cluster.moveBytesPerSec': [52_428_800, 'default'], 'cluster.interBrokerUser': [null, 'default'],
+      'cluster.etcd': ['http://10.0.0.1:2379,http://10.0.0.2:2379', 'flag'], 'cluster.name': ['prod', 'flag'], 'cluster.rack': ['eu-west-1a', 'flag'], 'cluster.leaseTtlMs': [4500, 'env'], 'cluster.replicaLagMaxMs': [2500, 'env'], 'cluster.autoReplaceDeadBrokersMs': [0, 'default'], 'cluster.moveBytesPerSec': [52_428_800, 'default'], 'cluster.interBrokerUser': [null, 'default'],
     });
-    expect(resolveSettings({}, { RILL_ETCD: 'http://127.0.0.1:2379' }).settings.cluster).toEqual({ etcdEndpoints: ['http://127.0.0.1:2379'], name: 'rill', rack: null, leaseTtlMs: 6000, replicaLagMaxMs: 10_000, moveBytesPerSec: 52_428_800, interBrokerUser: null });
+    expect(resolveSettings({}, { RILL_ETCD: 'http://127.0.0.1:2379' }).settings.cluster).toEqual({ etcdEndpoints: ['http://127.0.0.1:2379'], name: 'rill', rack: null, leaseTtlMs: 6000, replicaLagMaxMs: 10_000, autoReplaceDeadBrokersMs: 0, moveBytesPerSec: 52_428_800, interBrokerUser: null });
     const file = configFile('cluster:\n  etcd: http://etcd-1:2379,http://etcd-2:2379\n  name: staging\n  leaseTtlMs: 10000\n');
     expect(resolveSettings({ config: file }, {}).settings.cluster).toMatchObject({ etcdEndpoints: ['http://etcd-1:2379', 'http://etcd-2:2379'], name: 'staging', leaseTtlMs: 10000 });
     expect(resolveSettings({ cluster: 'prod' }, {}).warnings).toEqual([expect.stringMatching(/do nothing without cluster\.etcd/)]);

@@ -57,7 +57,7 @@ async function until<T>(probe: () => T | undefined, what: string): Promise<T> {
   }
 }
 
-async function setup(): Promise<{ etcd: FakeEtcd; membership: FakeMembership; metadata: ClusterMetadata; controller: ClusterController }> {
+async function setup(autoReplaceDeadBrokersMs = 0): Promise<{ etcd: FakeEtcd; membership: FakeMembership; metadata: ClusterMetadata; controller: ClusterController }> {
   etcd = new FakeEtcd(1);
   const port = etcd.client();
   // The controller key, as membership.ts creates it; its create revision is the epoch.
@@ -67,7 +67,7 @@ async function setup(): Promise<{ etcd: FakeEtcd; membership: FakeMembership; me
   membership.epoch = etcd.get(keys.controller)!.createRevision;
   const metadata = new ClusterMetadata(port, keys, quiet);
   await metadata.start();
-  const controller = new ClusterController(port, keys, membership as unknown as ClusterMembership, metadata, quiet);
+  const controller = new ClusterController(port, keys, membership as unknown as ClusterMembership, metadata, quiet, autoReplaceDeadBrokersMs);
   controller.start();
   closers.push(() => controller.close(), () => metadata.close());
   return { etcd, membership, metadata, controller };
@@ -121,6 +121,34 @@ describe('ClusterController over etcd', () => {
     store.txn([], [{ key: keys.topic('orders'), value: null }]);
     await metadata.refresh();
     await until(() => (metadata.view.partitions.size === 0 ? true : undefined), 'states of the deleted topic removed');
+  });
+
+  it('autoReplaceDeadBrokersMs: a broker dead that long has its replicas moved to live brokers (a rebalance); a broker back in time keeps them', async () => {
+    const { etcd: store, membership, metadata } = await setup(300);
+    membership.live = [1, 2, 3, 4];
+    createTopic(store, 'orders', 4, 2);
+    await metadata.refresh();
+    const placed = await until(() => statesOf(metadata, 'orders', 4), 'orders placed');
+    const victim = placed[0]!.replicas[0]!;
+    const held = placed.filter((s) => s.replicas.includes(victim)).length;
+    // Dead briefly, back before the delay: nothing moves.
+    membership.setLive([1, 2, 3, 4].filter((id) => id !== victim));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    membership.setLive([1, 2, 3, 4]);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await metadata.refresh();
+    expect(statesOf(metadata, 'orders', 4)!.every((s) => s.targetReplicas === undefined)).toBe(true);
+    // Dead for good: after the delay every partition it held moves to live brokers only.
+    membership.setLive([1, 2, 3, 4].filter((id) => id !== victim));
+    const moving = await until(() => {
+      const states = statesOf(metadata, 'orders', 4);
+      const targets = states?.filter((s) => s.targetReplicas !== undefined) ?? [];
+      return targets.length === held ? targets : undefined;
+    }, 'moves off the dead broker');
+    for (const state of moving) {
+      expect(state.targetReplicas).not.toContain(victim);
+      expect(state.targetReplicas).toHaveLength(2);
+    }
   });
 
   it('a deposed controller writes nothing: its guard on the controller key fails', async () => {
