@@ -3,8 +3,10 @@
  *   node dist/bench/group-member.js BOOTSTRAP TOPIC GROUP MEMBER_NAME SESSION_TIMEOUT_MS
  * It prints JSON lines on stdout: {"type":"ready"} once subscribed, then
  * {"type":"consumed","partition":P,"atMs":EPOCH_MS} the first time it sees a partition and again
- * whenever it sees it after 200 ms without (cheap enough at the workload's low rate), and
- * {"type":"missing"} (exit 3) if the client has no Consumer yet. SIGTERM closes it gracefully.
+ * whenever it sees it after 200 ms without (cheap enough at the workload's low rate),
+ * {"type":"revoked"|"lost","partitions":[P...],"atMs":EPOCH_MS} when the consumer emits those
+ * events (a client without `on` emits none), and {"type":"missing"} (exit 3) if the client has no
+ * Consumer yet. SIGTERM closes it gracefully.
  *
  * The Consumer API is written against issue 3 (subscribe, async iterator or run({eachMessage}),
  * close); the shapes tried below cover the reasonable spellings of it.
@@ -13,6 +15,7 @@ type AnyConsumer = {
   subscribe?: (arg: unknown) => unknown;
   run?: (arg: unknown) => unknown;
   close?: () => Promise<void>;
+  on?: (event: 'revoked' | 'lost', listener: (partitions: { partition: number }[]) => void) => unknown;
   [Symbol.asyncIterator]?: () => AsyncIterator<{ partition: number }>;
 };
 
@@ -50,6 +53,9 @@ async function main(): Promise<void> {
     emit({ type: 'closing', atMs: Date.now() });
     void (consumer.close?.() ?? Promise.resolve()).then(() => process.exit(0), () => process.exit(1));
   });
+  for (const type of ['revoked', 'lost'] as const) {
+    consumer.on?.(type, (partitions) => emit({ type, partitions: partitions.map((p) => p.partition), atMs: Date.now() }));
+  }
   await subscribe(consumer);
   emit({ type: 'ready', atMs: Date.now() });
   const lastSeenMs = new Map<number, number>();

@@ -49,7 +49,10 @@ export interface Workload {
   /** Group workload: members and the session timeout they ask for. */
   members: number;
   sessionTimeoutMs: number;
-  /** Cluster workloads: brokers started (with one etcd), the topic's replication and the etcd lease TTL. */
+  /**
+   * Cluster workloads, and a group workload with brokers > 1: brokers started (with one etcd), the
+   * topic's replication and the etcd lease TTL.
+   */
   brokers: number;
   replicationFactor: number;
   minInSyncReplicas: number;
