@@ -692,15 +692,23 @@ export class Broker {
     }
     if (!leading || this.stopping !== null) return;
     const log = this.config.log;
-    GroupHost.open(this.config.dataDir, this.partitions, log, { heartbeatIntervalMs: groupHeartbeatIntervalMs }, this.config.fileOps, () => groupStore.ReplicatedGroupStore.open(partition, log)).then((host) => {
-      if (this.groupsToken !== token || this.stopping !== null) {
-        host.close().catch(() => undefined);
-        return;
-      }
-      this.groups = host;
-      host.start();
-      log('info', 'coordinating the groups of the cluster (leader of __groups)', {});
-    }, (error: unknown) => log('warn', `could not take over the groups of the cluster: ${(error as Error).message}; clients retry`, {}));
+    const takeOver = (): void => {
+      GroupHost.open(this.config.dataDir, this.partitions, log, { heartbeatIntervalMs: groupHeartbeatIntervalMs }, this.config.fileOps, () => groupStore.ReplicatedGroupStore.open(partition, log)).then((host) => {
+        if (this.groupsToken !== token || this.stopping !== null) {
+          host.close().catch(() => undefined);
+          return;
+        }
+        this.groups = host;
+        host.start();
+        log('info', 'coordinating the groups of the cluster (leader of __groups)', {});
+      }, (error: unknown) => {
+        // Still the leader (e.g. too few in-sync replicas for acks all yet): try again shortly.
+        if (this.groupsToken !== token || this.stopping !== null) return;
+        log('warn', `could not take over the groups of the cluster yet: ${(error as Error).message}; retrying in 1 s (clients get COORDINATOR_NOT_AVAILABLE and retry)`, {});
+        setTimeout(takeOver, 1000).unref();
+      });
+    };
+    takeOver();
   }
 
   /**
