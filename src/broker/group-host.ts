@@ -115,7 +115,9 @@ export class GroupHost {
       await this.store.append(records);
     } catch (error) {
       this.log('error', `group store write failed: ${(error as Error).message}; reloading groups from disk`);
-      this.reloading ??= this.reload().finally(() => (this.reloading = null));
+      this.reloading ??= this.reload()
+        .catch((reloadError: unknown) => this.log('error', `group store could not be reloaded: ${(reloadError as Error).message}; the next write failure tries again`))
+        .finally(() => (this.reloading = null));
       throw new RillError('COORDINATOR_NOT_AVAILABLE', 'group state could not be persisted; retry shortly');
     }
     if (this.store.shouldCompact()) {
