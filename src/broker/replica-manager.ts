@@ -663,7 +663,7 @@ export class ReplicaManager {
       if (end.epoch !== p.lastFetchedEpoch || end.endOffset < p.fetchOffset) return { role, error: null, diverging: { epoch: end.epoch, endOffset: end.endOffset } };
     }
     // A replica a move just added, before this leader applied the state naming it: retry shortly.
-    if (!role.tracker.followerViews().some((f) => f.brokerId === follower)) return { role, error: new RillError('UNKNOWN_LEADER_EPOCH', `broker ${follower} is not a replica of ${topic}/${p.partition} in the leader's view yet`), diverging: null };
+    if (!role.tracker.hasFollower(follower)) return { role, error: new RillError('UNKNOWN_LEADER_EPOCH', `broker ${follower} is not a replica of ${topic}/${p.partition} in the leader's view yet`), diverging: null };
     if (p.fetchOffset < log.logStartOffset) return { role, error: new RillError('OFFSET_OUT_OF_RANGE', `offset ${p.fetchOffset} is below the log start ${log.logStartOffset}`), diverging: null };
     try {
       role.followerFetched(follower, p.fetchOffset, p.fsyncedOffset);
@@ -850,7 +850,13 @@ class ReplicaFetcher {
       return;
     }
     const byTopic = new Map<string, ReplicaFetchPartitionRequest[]>();
-    for (const { slot, request } of asked) byTopic.set(slot.topic, [...(byTopic.get(slot.topic) ?? []), request]);
+    const askedByKey = new Map<PartitionKey, (typeof asked)[number]>();
+    for (const entry of asked) {
+      let list = byTopic.get(entry.slot.topic);
+      if (list === undefined) byTopic.set(entry.slot.topic, (list = []));
+      list.push(entry.request);
+      askedByKey.set(entry.slot.key, entry);
+    }
     const request = encodeReplicaFetchRequest({
       replicaId: this.manager.nodeId, maxWaitMs: fetchWaitMs, minBytes: 1, maxBytes: fetchBytesMax,
       topics: [...byTopic].map(([topicName, partitions]) => ({ name: topicName, partitions })),
@@ -860,7 +866,7 @@ class ReplicaFetcher {
     const flushes: Promise<unknown>[] = [];
     for (const topic of response.topics) {
       for (const fetched of topic.partitions) {
-        const entry = asked.find((a) => a.slot.topic === topic.name && a.slot.index === fetched.partition);
+        const entry = askedByKey.get(partitionKey(topic.name, fetched.partition));
         if (entry === undefined) continue;
         const { slot, role } = entry;
         if (slot.role !== role) continue;

@@ -16,9 +16,9 @@ import { EventEmitter } from 'node:events';
 import type { Log } from '../lib/log.js';
 import { partitionKey, type PartitionKey } from '../lib/topic-partition.js';
 import type { PartitionState } from './controller-logic.js';
-import type { EtcdPort, KeyValue } from './etcd-port.js';
+import type { EtcdPort } from './etcd-port.js';
 import {
-  ClusterStateError, decodeDecommissioned, decodePartitionState, decodePlacementRequest, decodeTopicRecord, partitionOfKey, type ClusterKeys, type PlacementRequest, type TopicRecord,
+  ClusterStateError, InvalidRecordLog, decodeDecommissioned, decodePartitionState, decodePlacementRequest, decodeTopicRecord, partitionOfKey, type ClusterKeys, type PlacementRequest, type TopicRecord,
 } from './records.js';
 
 export interface TopicView extends TopicRecord {
@@ -46,11 +46,12 @@ export class ClusterMetadata extends EventEmitter<{ changed: [MetadataView] }> {
   private closed = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly watches: { close(): Promise<void> }[] = [];
-  private readonly invalidSeen = new Set<string>();
+  private readonly invalid: InvalidRecordLog;
   private failing = false;
 
   constructor(private readonly port: EtcdPort, private readonly keys: ClusterKeys, private readonly log: Log) {
     super();
+    this.invalid = new InvalidRecordLog(log);
   }
 
   get view(): MetadataView {
@@ -118,7 +119,7 @@ export class ClusterMetadata extends EventEmitter<{ changed: [MetadataView] }> {
         const record = decodeTopicRecord(kv.key, kv.value, this.keys);
         topics.set(record.name, { ...record, version: kv.modRevision });
       } catch (error) {
-        this.onInvalid(kv, error);
+        this.invalid.report(kv, error);
       }
     }
     const partitions = new Map<PartitionKey, PartitionState>();
@@ -128,7 +129,7 @@ export class ClusterMetadata extends EventEmitter<{ changed: [MetadataView] }> {
         if (where === null) throw new ClusterStateError(kv.key, 'is not a partition key (/partitions/<topic>/<index>)');
         partitions.set(partitionKey(where.topic, where.partition), decodePartitionState(kv));
       } catch (error) {
-        this.onInvalid(kv, error);
+        this.invalid.report(kv, error);
       }
     }
     let placementRequest: MetadataView['placementRequest'] = null;
@@ -136,7 +137,7 @@ export class ClusterMetadata extends EventEmitter<{ changed: [MetadataView] }> {
       try {
         placementRequest = { ...decodePlacementRequest(kv.key, kv.value), version: kv.modRevision };
       } catch (error) {
-        this.onInvalid(kv, error);
+        this.invalid.report(kv, error);
       }
     }
     let decommissioned: MetadataView['decommissioned'] = { brokers: [], version: 0 };
@@ -144,20 +145,11 @@ export class ClusterMetadata extends EventEmitter<{ changed: [MetadataView] }> {
       try {
         decommissioned = { brokers: decodeDecommissioned(kv.key, kv.value).brokers, version: kv.modRevision };
       } catch (error) {
-        this.onInvalid(kv, error);
+        this.invalid.report(kv, error);
       }
     }
     this.current = { revision, topics, partitions, placementRequest, decommissioned };
     this.emit('changed', this.current);
-  }
-
-  private onInvalid(kv: KeyValue, error: unknown): void {
-    if (!(error instanceof ClusterStateError)) throw error;
-    const seen = `${kv.key}@${kv.modRevision}`;
-    if (this.invalidSeen.has(seen)) return;
-    if (this.invalidSeen.size > 1000) this.invalidSeen.clear();
-    this.invalidSeen.add(seen);
-    this.log('warn', `ignoring ${error.message} (${error.code}); if nothing should be there: etcdctl del ${kv.key}`, { key: kv.key, code: error.code });
   }
 
   async close(): Promise<void> {

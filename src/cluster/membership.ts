@@ -38,7 +38,7 @@ import type { Clock } from '../lib/clock.js';
 import type { Log } from '../lib/log.js';
 import type { EtcdPort, KeyValue } from './etcd-port.js';
 import {
-  ClusterStateError, clusterKeys, decodeControllerRecord, decodeRegistration, encodeRecord,
+  ClusterStateError, InvalidRecordLog, clusterKeys, decodeControllerRecord, decodeRegistration, encodeRecord,
   type BrokerRegistration, type ClusterKeys,
 } from './records.js';
 
@@ -145,12 +145,13 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
   private lastBrokers = new Map<number, LiveBroker>();
   /** Repeated failures are logged once per kind until something succeeds. */
   private failure: { message: string; sinceMs: number } | null = null;
-  private readonly invalidSeen = new Set<string>();
+  private readonly invalid: InvalidRecordLog;
   /** register() logged this registration already (publish need not). */
   private announced = false;
 
   constructor(private readonly options: MembershipOptions) {
     super();
+    this.invalid = new InvalidRecordLog(options.log);
     this.port = options.port;
     this.log = options.log;
     this.clock = options.clock;
@@ -387,7 +388,7 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
         const registration = decodeRegistration(kv.key, kv.value, this.keys);
         brokers.set(registration.nodeId, { ...registration, leaseId: kv.leaseId });
       } catch (error) {
-        this.onInvalid(kv, error);
+        this.invalid.report(kv, error);
       }
     }
     let controller: View['controller'] = null;
@@ -396,19 +397,10 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
         const record = decodeControllerRecord(snapshot.single.key, snapshot.single.value);
         controller = { nodeId: record.nodeId, epoch: snapshot.single.createRevision, leaseId: snapshot.single.leaseId };
       } catch (error) {
-        this.onInvalid(snapshot.single, error);
+        this.invalid.report(snapshot.single, error);
       }
     }
     this.view = { brokers, controller };
-  }
-
-  private onInvalid(kv: KeyValue, error: unknown): void {
-    if (!(error instanceof ClusterStateError)) throw error;
-    const seen = `${kv.key}@${kv.modRevision}`;
-    if (this.invalidSeen.has(seen)) return;
-    if (this.invalidSeen.size > 1000) this.invalidSeen.clear();
-    this.invalidSeen.add(seen);
-    this.log('warn', `ignoring ${error.message} (${error.code}); if nothing should be there: etcdctl del ${kv.key}`, { key: kv.key, code: error.code });
   }
 
   private async campaign(): Promise<void> {

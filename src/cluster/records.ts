@@ -25,6 +25,7 @@ import { brokerListenersMax, clusterNameBytesMax, clusterRecordBytesMax, rackByt
 import { decodeFullConfig, defaultTopicConfig, type TopicConfig } from '../wire/control.js';
 import { partitionStateProblem, type PartitionState } from './controller-logic.js';
 import type { KeyValue } from './etcd-port.js';
+import type { Log } from '../lib/log.js';
 
 
 const hostBytesMax = 255;
@@ -40,6 +41,25 @@ export class ClusterStateError extends RillError {
   override name = 'ClusterStateError';
   constructor(readonly key: string, reason: string) {
     super('INVALID_CLUSTER_STATE', `${key}: ${reason}`);
+  }
+}
+
+/**
+ * Logs a value read from etcd that is not what Rill writes there (ClusterStateError), once per
+ * key and revision (the reader re-reads often; bounded memory); anything else is rethrown.
+ */
+export class InvalidRecordLog {
+  private readonly seen = new Set<string>();
+
+  constructor(private readonly log: Log) {}
+
+  report(kv: KeyValue, error: unknown): void {
+    if (!(error instanceof ClusterStateError)) throw error;
+    const seen = `${kv.key}@${kv.modRevision}`;
+    if (this.seen.has(seen)) return;
+    if (this.seen.size > 1000) this.seen.clear();
+    this.seen.add(seen);
+    this.log('warn', `ignoring ${error.message} (${error.code}); if nothing should be there: etcdctl del ${kv.key}`, { key: kv.key, code: error.code });
   }
 }
 

@@ -229,6 +229,11 @@ export class ReplicaTracker {
     }));
   }
 
+  /** Whether `brokerId` is a follower in this tracker's view of the replicas. */
+  hasFollower(brokerId: number): boolean {
+    return this.followers.has(brokerId);
+  }
+
   /** The leader appended: its log end offset is now `logEndOffset`. */
   leaderAppended(logEndOffset: bigint): void {
     assert(logEndOffset >= this.leaderLogEndOffset, 'tracker: the leader log end went back');

@@ -23,7 +23,7 @@
  * Every child this module starts is SIGKILLed when the test process exits, whatever happens.
  */
 import fs from 'node:fs';
-import { Admin, type ClusterDescription, type TopicDescription } from '../../src/client/index.js';
+import { Admin, type ClusterDescription, type PartitionDescription, type TopicDescription } from '../../src/client/index.js';
 import { startBroker, tempDir, type BrokerProcess } from './broker-process.js';
 import { startEtcd, type EtcdProcess } from './etcd-process.js';
 import { TcpProxy, type CutMode } from './tcp-proxy.js';
@@ -43,16 +43,8 @@ export interface ClusterOptions {
   startTimeoutMs?: number;
 }
 
-/** A partition as Admin.describeTopic gives it once replication is in. */
-export interface ReplicatedPartition {
-  partition: number;
-  leader: number;
-  leaderEpoch: number;
-  replicas: number[];
-  isr: number[];
-  earliestOffset: bigint;
-  latestOffset: bigint;
-}
+/** A partition as Admin.describeTopic gives it. */
+export type ReplicatedPartition = PartitionDescription;
 
 export interface ReplicatedTopic {
   name: string;

@@ -87,8 +87,8 @@ export function handleProduce(context: RequestContext, partitions: PartitionMana
         result = appendEntry(partition, entry.records, durable, metrics, producers);
         if (partition.replication !== null) {
           // In a cluster, acks 'all' waits for the in-sync replicas (broker/replica-manager.ts).
-          if (durable && result.errorCode === 0) flushes.push(awaitReplicated(partition, result, entryEndOffset, request.timeoutMs));
-        } else if (durable && result.errorCode === 0) flushes.push(awaitFlush(partition, result));
+          if (durable && result.errorCode === 0) flushes.push(awaitDurable(result, partition.replication.awaitAcks(entryEndOffset, request.timeoutMs > 0 ? request.timeoutMs : 30_000)));
+        } else if (durable && result.errorCode === 0) flushes.push(awaitDurable(result, partition.flush()));
         else if (result.errorCode === 0) partition.publish();
       }
       if (result.errorCode !== 0) countFailure(metrics, context, topic.name, result);
@@ -178,22 +178,13 @@ export function handleInitProducerId(context: RequestContext, producers: Produce
   return msgpackReply({ producerId, producerEpoch: 0 });
 }
 
-/** acks 'all' in a cluster: answered once every in-sync replica has the batch fsynced. */
-async function awaitReplicated(partition: Partition, result: ProducePartitionResponse, endOffset: number, timeoutMs: number): Promise<void> {
+/**
+ * acks 'all': the reply waits for `durable` — the partition's fsync, or in a cluster every in-sync
+ * replica's (replica-manager.ts). A failure turns the partition's result into that error.
+ */
+async function awaitDurable(result: ProducePartitionResponse, durable: Promise<unknown>): Promise<void> {
   try {
-    await partition.replication!.awaitAcks(endOffset, timeoutMs > 0 ? timeoutMs : 30_000);
-    result.durability = Durability.fsynced;
-  } catch (error) {
-    const rill = error instanceof RillError ? error : new RillError('STORAGE_ERROR', (error as Error).message);
-    result.errorCode = errorCodeOf(rill.code);
-    result.errorMessage = rill.message;
-    result.baseOffset = -1;
-  }
-}
-
-async function awaitFlush(partition: Partition, result: ProducePartitionResponse): Promise<void> {
-  try {
-    await partition.flush();
+    await durable;
     result.durability = Durability.fsynced;
   } catch (error) {
     const rill = error instanceof RillError ? error : new RillError('STORAGE_ERROR', (error as Error).message);
